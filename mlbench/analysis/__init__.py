@@ -1,0 +1,1 @@
+"""Analysis: paired statistics, reports."""

@@ -1,0 +1,179 @@
+"""Paired statistics: a vectorized paired percentile bootstrap and the exact McNemar test.
+
+Why written here: scipy's ``bootstrap`` resamples one statistic at a time in
+Python-sized batches; comparing many metrics of two models on 10^4 items with
+10^4 resamples needs one pass. Every metric we bootstrap is a function of
+*sums over items* (accuracy, NLL, Brier, binned ECE/MCE, per-class TP/FP/FN,
+per-group counts), so a resample is a vector of multinomial counts ``w`` and
+all sums for all resamples are one matrix product ``W @ columns``. That runs
+on the GPU when there is one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from scipy.stats import binom
+
+from mlbench.evaluate.metrics import N_BINS, PROB_FLOOR, confidence_bins
+
+
+@dataclass
+class Interval:
+    value: float
+    ci_low: float
+    ci_high: float
+
+
+def resample_weights(n: int, b: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """``b`` bootstrap resamples of ``n`` items as a (b, n) float32 matrix of counts
+    (each row sums to ``n``): the same as drawing ``n`` indices with replacement."""
+    idx = torch.randint(0, n, (b, n), generator=generator, device=device)
+    w = torch.zeros(b, n, device=device, dtype=torch.float32)
+    return w.scatter_add_(1, idx, torch.ones(1, device=device).expand(b, n))
+
+
+def paired_bootstrap(columns: torch.Tensor, statistic: Callable[[torch.Tensor, float], torch.Tensor],
+                     n_resamples: int = 2000, seed: int = 0, level: float = 0.95,
+                     device: torch.device | None = None, chunk: int = 1000,
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Percentile bootstrap over items.
+
+    ``columns`` is (n_items, k): per-item quantities whose *sums* determine the
+    statistics. ``statistic(sums, n)`` maps (r, k) sums to (r, m) statistics.
+    Returns (point estimates (m,), lower bounds (m,), upper bounds (m,)) at ``level``.
+    Deterministic for a given ``seed`` and device.
+    """
+    device = device or columns.device
+    cols = columns.to(device, torch.float32)
+    n = cols.shape[0]
+    point = statistic(cols.double().sum(0, keepdim=True), n)[0]
+    gen = torch.Generator(device=device).manual_seed(seed)
+    stats = []
+    for start in range(0, n_resamples, chunk):
+        w = resample_weights(n, min(chunk, n_resamples - start), gen, device)
+        stats.append(statistic((w @ cols).double(), n))
+    s = torch.cat(stats)
+    alpha = (1 - level) / 2
+    q = torch.quantile(s.float(), torch.tensor([alpha, 1 - alpha], device=device), dim=0)
+    return point.cpu(), q[0].cpu().double(), q[1].cpu().double()
+
+
+def mcnemar_exact(correct_a: torch.Tensor, correct_b: torch.Tensor) -> dict[str, float]:
+    """Exact (binomial) McNemar test on the discordant pairs: b = A right & B wrong,
+    c = A wrong & B right; two-sided p = min(1, 2 * P[Binom(b + c, 1/2) <= min(b, c)])."""
+    a, bb = correct_a.bool(), correct_b.bool()
+    b = int((a & ~bb).sum())
+    c = int((~a & bb).sum())
+    p = 1.0 if b + c == 0 else min(1.0, 2 * float(binom.cdf(min(b, c), b + c, 0.5)))
+    return {"b": b, "c": c, "p_value": p}
+
+
+# --- the metrics of a pair of models as sums of per-item columns ------------------------
+
+def _model_columns(probs: torch.Tensor, labels: torch.Tensor, n_bins: int) -> torch.Tensor:
+    c = probs.shape[1]
+    probs = probs.double()
+    conf, pred = probs.max(1)
+    correct = (pred == labels).double()
+    p_true = probs.gather(1, labels[:, None]).squeeze(1).clamp_min(PROB_FLOOR)
+    onehot_y = torch.nn.functional.one_hot(labels, c).double()
+    onehot_p = torch.nn.functional.one_hot(pred, c).double()
+    bins = confidence_bins(conf, n_bins)
+    onehot_bin = torch.nn.functional.one_hot(bins, n_bins).double()
+    return torch.cat([
+        correct[:, None],                              # 0: correct
+        -p_true.log()[:, None],                        # 1: nll
+        ((probs - onehot_y) ** 2).sum(1)[:, None],     # 2: brier
+        onehot_bin * (conf - correct)[:, None],        # 3 .. 3+B: signed gap per bin
+        onehot_bin,                                    # bin counts
+        onehot_y * onehot_p,                           # TP per class
+        onehot_p * (1 - onehot_y),                     # FP per class
+        onehot_y * (1 - onehot_p),                     # FN per class
+    ], dim=1)
+
+
+def pair_columns(probs_base: torch.Tensor, probs_var: torch.Tensor, labels: torch.Tensor,
+                 group: torch.Tensor | None = None, n_bins: int = N_BINS) -> tuple[torch.Tensor, dict]:
+    """Columns for :func:`pair_statistic` and the layout it needs."""
+    labels = labels.long()
+    cb = _model_columns(probs_base, labels, n_bins)
+    cv = _model_columns(probs_var, labels, n_bins)
+    disagree = (probs_base.argmax(1) != probs_var.argmax(1)).double()[:, None]
+    support = torch.nn.functional.one_hot(labels, probs_base.shape[1]).double()
+    parts = [cb, cv, disagree, support]
+    groups = 0
+    if group is not None:
+        g = torch.unique(group)
+        groups = len(g)
+        gmask = (group[:, None] == g[None, :]).double()
+        parts += [gmask, gmask * cb[:, :1], gmask * cv[:, :1]]
+    layout = {"classes": probs_base.shape[1], "bins": n_bins, "groups": groups,
+              "width": cb.shape[1]}
+    return torch.cat(parts, dim=1).float(), layout
+
+
+DELTA_METRICS = ("accuracy", "f1_macro", "nll", "brier", "ece", "mce", "worst_class_recall")
+
+
+def _metrics_from_sums(s: torch.Tensor, n: int, classes: int, bins: int, support: torch.Tensor):
+    acc = s[:, 0] / n
+    nll = s[:, 1] / n
+    brier = s[:, 2] / n
+    gap = s[:, 3:3 + bins]
+    counts = s[:, 3 + bins:3 + 2 * bins]
+    ece = gap.abs().sum(1) / n
+    mce = torch.where(counts > 0, gap.abs() / counts.clamp_min(1), torch.zeros_like(gap)).amax(1)
+    o = 3 + 2 * bins
+    tp, fp, fn = s[:, o:o + classes], s[:, o + classes:o + 2 * classes], s[:, o + 2 * classes:o + 3 * classes]
+    denom = 2 * tp + fp + fn
+    f1 = torch.where(denom > 0, 2 * tp / denom.clamp_min(1e-12), torch.zeros_like(tp))
+    valid = (denom > 0).double()
+    f1_macro = (f1 * valid).sum(1) / valid.sum(1).clamp_min(1)
+    recall = torch.where(support > 0, tp / support.clamp_min(1e-12), torch.full_like(tp, float("inf")))
+    worst = recall.amin(1)
+    return torch.stack([acc, f1_macro, nll, brier, ece, mce, worst], dim=1)
+
+
+def pair_statistic(layout: dict) -> tuple[Callable[[torch.Tensor, float], torch.Tensor], list[str]]:
+    """The statistic for :func:`paired_bootstrap`: variant minus baseline for each of
+    ``DELTA_METRICS``, then ``disagreement``, then (with groups) the variant-minus-baseline
+    change in worst-group accuracy."""
+    c, bins, w, groups = layout["classes"], layout["bins"], layout["width"], layout["groups"]
+    names = [*DELTA_METRICS, "disagreement"] + (["worst_group_accuracy"] if groups else [])
+
+    def statistic(s: torch.Tensor, n: float) -> torch.Tensor:
+        support = s[:, 2 * w + 1:2 * w + 1 + c]
+        mb = _metrics_from_sums(s[:, :w], n, c, bins, support)
+        mv = _metrics_from_sums(s[:, w:2 * w], n, c, bins, support)
+        out = [mv - mb, (s[:, 2 * w:2 * w + 1] / n)]
+        if groups:
+            o = 2 * w + 1 + c
+            gn = s[:, o:o + groups].clamp_min(1e-12)
+            gb = (s[:, o + groups:o + 2 * groups] / gn).amin(1)
+            gv = (s[:, o + 2 * groups:o + 3 * groups] / gn).amin(1)
+            out.append((gv - gb)[:, None])
+        return torch.cat(out, dim=1)
+
+    return statistic, names
+
+
+def paired_deltas(probs_base: torch.Tensor, probs_var: torch.Tensor, labels: torch.Tensor,
+                  group: torch.Tensor | None = None, n_resamples: int = 2000, seed: int = 0,
+                  level: float = 0.95, device: torch.device | None = None) -> dict[str, dict]:
+    """Variant minus baseline for the core metrics on the same items, each with a paired
+    percentile bootstrap interval; accuracy also gets the exact McNemar p-value."""
+    cols, layout = pair_columns(probs_base, probs_var, labels, group)
+    stat, names = pair_statistic(layout)
+    point, lo, hi = paired_bootstrap(cols, stat, n_resamples, seed, level, device)
+    out = {name: {"value": float(point[i]), "ci_low": float(lo[i]), "ci_high": float(hi[i])}
+           for i, name in enumerate(names)}
+    labels = labels.long()
+    mc = mcnemar_exact(probs_base.argmax(1) == labels, probs_var.argmax(1) == labels)
+    out["accuracy"]["p_value"] = mc["p_value"]
+    out["accuracy"]["mcnemar_b"], out["accuracy"]["mcnemar_c"] = mc["b"], mc["c"]
+    for v in out.values():
+        v["significant"] = not (v["ci_low"] <= 0.0 <= v["ci_high"])
+    return out

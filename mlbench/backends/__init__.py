@@ -1,0 +1,157 @@
+"""Runners: the only thing evaluation, stress and timing code ever sees.
+
+A runner has ``predict(x) -> logits`` (a float32 tensor, on ``output_device``)
+and ``describe()`` (provider, threads, precision). Inputs may live anywhere;
+the runner moves them where it computes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from mlbench.errors import MlbenchError
+
+log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    input_device: torch.device  # where inputs are best staged before predict()
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def synchronize(self) -> None: ...
+
+
+class TorchRunner:
+    """Eager PyTorch on CPU or CUDA, optionally compiled, optionally replaying a
+    CUDA graph for batch-1 calls. ``dtype`` is the precision inputs are cast to
+    (the model must already be in it); outputs come back as float32."""
+
+    def __init__(self, model: nn.Module, device: torch.device, dtype: torch.dtype = torch.float32,
+                 compile: bool = False, cuda_graphs: bool = False, channels_last: bool = False):
+        self.device = self.input_device = device
+        self.dtype = dtype
+        self.channels_last = channels_last and device.type == "cuda"
+        self.model = model.to(device).eval()
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.compiled = compile
+        self.fn = torch.compile(self.model) if compile else self.model
+        self.cuda_graphs = cuda_graphs and device.type == "cuda"
+        self._graph: tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor] | None = None
+
+    def _prep(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, self.dtype, non_blocking=True)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _graph_call(self, x: torch.Tensor) -> torch.Tensor:
+        if self._graph is None or self._graph[1].shape != x.shape:
+            static_in = x.clone()
+            stream = torch.cuda.Stream(self.device)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream), torch.inference_mode():
+                for _ in range(3):
+                    self.fn(static_in)
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph), torch.inference_mode():
+                static_out = self.fn(static_in)
+            self._graph = (graph, static_in, static_out)
+        graph, static_in, static_out = self._graph
+        static_in.copy_(x)
+        graph.replay()
+        return static_out.clone()
+
+    @torch.inference_mode()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._prep(x)
+        if self.cuda_graphs and x.shape[0] == 1:
+            return self._graph_call(x).float()
+        return self.fn(x).float()
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "torch", "provider": self.device.type,
+                "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+                "precision": str(self.dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
+                "compile": self.compiled, "cuda_graphs": self.cuda_graphs}
+
+
+def _ort():
+    import onnxruntime as ort
+    return ort
+
+
+class OrtRunner:
+    """onnxruntime InferenceSession. Providers are tried in order; a missing one
+    is a recorded warning, or an error when ``strict``."""
+
+    input_device = torch.device("cpu")
+
+    def __init__(self, path: str | Path, providers: list[str] | tuple[str, ...] = ("CPUExecutionProvider",),
+                 threads: int = 0, strict: bool = False, graph_optimization: str = "all"):
+        ort = _ort()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise MlbenchError(f"ONNX model not found: {self.path}")
+        available = ort.get_available_providers()
+        self.requested = list(providers)
+        missing = [p for p in self.requested if p not in available]
+        self.warnings: list[str] = []
+        if missing:
+            msg = f"execution provider(s) {missing} not available (have {available})"
+            if strict:
+                raise MlbenchError(msg + "; backend.strict=true forbids a fallback")
+            self.warnings.append(msg + "; falling back")
+            log.warning(msg + "; falling back")
+        use = [p for p in self.requested if p in available] or ["CPUExecutionProvider"]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads if threads > 0 else torch.get_num_threads()
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        if graph_optimization not in levels:
+            raise MlbenchError(f"graph_optimization must be one of {sorted(levels)}")
+        opts.graph_optimization_level = levels[graph_optimization]
+        self.threads, self.graph_optimization = opts.intra_op_num_threads, graph_optimization
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=use)
+        except Exception as e:  # onnxruntime raises its own exception types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise MlbenchError(f"cannot load ONNX model {self.path}: {first}") from None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_dtype = np.float16 if "float16" in inp.type else np.float32
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        arr = x.detach().cpu().numpy().astype(self.input_dtype, copy=False)
+        out = self.session.run(None, {self.input_name: arr})[0]
+        return torch.from_numpy(np.asarray(out, dtype=np.float32))
+
+    def synchronize(self) -> None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "onnxruntime", "provider": self.session.get_providers()[0],
+                "providers": self.session.get_providers(), "requested": self.requested,
+                "threads": self.threads, "graph_optimization": self.graph_optimization,
+                "warnings": self.warnings}
+
+
+__all__ = ["Runner", "TorchRunner", "OrtRunner"]

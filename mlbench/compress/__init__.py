@@ -1,0 +1,24 @@
+"""Compression and export passes; recipes of them are the deployment variants."""
+
+from mlbench.compress.base import Artifact, Pass, PassContext, lineage_id
+from mlbench.compress.onnx_passes import (
+    OnnxExport,
+    OrtOptimize,
+    OrtQuantizeDynamic,
+    OrtQuantizeStatic,
+    check_onnx,
+    onnx_files,
+)
+from mlbench.compress.torch_passes import (
+    Finetune,
+    Half,
+    PruneStructured,
+    PruneUnstructured,
+    TorchQuantizeDynamic,
+    TorchQuantizeStatic,
+)
+
+__all__ = ["Artifact", "Pass", "PassContext", "lineage_id", "OnnxExport", "OrtOptimize",
+           "OrtQuantizeDynamic", "OrtQuantizeStatic", "check_onnx", "onnx_files", "Half",
+           "TorchQuantizeDynamic", "TorchQuantizeStatic", "PruneUnstructured", "PruneStructured",
+           "Finetune"]

@@ -1,0 +1,100 @@
+"""Artifacts and passes.
+
+A pass turns one artifact into a new one and never changes its input. The new
+artifact's id is ``hash(parent id, pass name, pass parameters)``: the same
+recipe on the same baseline always gives the same id (lineage), and the
+``records`` list says what every pass did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from mlbench.data import DataBundle
+from mlbench.errors import VariantFailed
+from mlbench.train.cache import content_hash
+
+
+@dataclass
+class Artifact:
+    """A deployable model: an in-memory torch module or an ONNX file (with its external data)."""
+
+    id: str
+    format: str  # "torch" or "onnx"
+    model: nn.Module | None = None
+    path: Path | None = None
+    files: list[Path] = field(default_factory=list)  # everything needed to load it
+    parent: str | None = None
+    recipe: list[str] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    dtype: torch.dtype = torch.float32
+    cpu_only: bool = False  # e.g. torch int8 kernels exist only on the CPU
+    runner: dict[str, Any] = field(default_factory=dict)  # runner options the pass asks for
+
+
+@dataclass
+class PassContext:
+    """What passes may use: the data (calib split for calibration, test split for parity),
+    the device, a folder for files, and the training settings for fine-tuning."""
+
+    data: DataBundle
+    device: torch.device
+    workdir: Path
+    seed: int = 0
+    fit_kwargs: dict[str, Any] = field(default_factory=dict)
+    step: int = 0
+
+
+def lineage_id(parent: str, name: str, params: dict[str, Any]) -> str:
+    return content_hash({"parent": parent, "pass": name, "params": params}, length=12)
+
+
+class Pass:
+    """Base of every pass. Subclasses are dataclasses whose fields are the pass's
+    typed, documented parameters, and implement :meth:`apply`."""
+
+    name: ClassVar[str] = "pass"
+    accepts: ClassVar[tuple[str, ...]] = ("torch",)
+
+    def params(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))  # type: ignore[arg-type]
+
+    def apply(self, art: Artifact, ctx: PassContext) -> tuple[Artifact, dict[str, Any]]:
+        """Return the new artifact (id filled in by ``__call__``) and facts to record."""
+        raise NotImplementedError
+
+    def __call__(self, art: Artifact, ctx: PassContext) -> Artifact:
+        if art.format not in self.accepts:
+            raise VariantFailed(f"pass {self.name} needs a {' or '.join(self.accepts)} artifact, "
+                                f"got {art.format} (reorder the recipe)")
+        new, info = self.apply(art, ctx)
+        params = self.params()
+        new.id = lineage_id(art.id, self.name, params)
+        new.parent = art.id
+        new.recipe = [*art.recipe, self.name]
+        new.records = [*art.records, {"pass": self.name, "id": new.id, "parent": art.id,
+                                      "params": params, "info": info}]
+        return new
+
+
+def copy_torch(art: Artifact, device: torch.device | str = "cpu") -> nn.Module:
+    """A deep copy of a torch artifact's model, so a pass never mutates its input."""
+    import copy
+    return copy.deepcopy(art.model).to(device).eval()
+
+
+def modules_of(model: nn.Module, kinds: list[str]) -> list[tuple[str, nn.Module]]:
+    names = set(kinds)
+    return [(n, m) for n, m in model.named_modules() if type(m).__name__ in names]
+
+
+def batches(x: torch.Tensor, size: int) -> Callable[[], Any]:
+    return lambda: (x[i:i + size] for i in range(0, len(x), size))

@@ -1,0 +1,294 @@
+"""ONNX export and onnxruntime's graph optimization and quantization, as passes."""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from mlbench.backends import OrtRunner
+from mlbench.compress.base import Artifact, Pass, PassContext, copy_torch
+from mlbench.errors import MlbenchError, VariantFailed
+
+log = logging.getLogger(__name__)
+
+
+def onnx_files(path: Path) -> list[Path]:
+    """The ONNX file plus every external-data file its initializers point to."""
+    model = onnx.load(str(path), load_external_data=False)
+    extra: set[str] = set()
+    for init in model.graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            for entry in init.external_data:
+                if entry.key == "location":
+                    extra.add(entry.value)
+    return [path, *[path.parent / e for e in sorted(extra)]]
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    ops = sorted(set(re.findall(r"(aten::[\w.]+|torch\.ops\.[\w.]+)", text)))
+    if ops:
+        return "unsupported operator(s) " + ", ".join(ops[:5])
+    for line in text.splitlines():
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line).strip()
+        if line:
+            return line[:300]
+    return type(e).__name__
+
+
+def parity(reference: torch.nn.Module | OrtRunner, candidate: OrtRunner, x: torch.Tensor,
+           dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """Max |logit difference| and top-1 agreement between a reference and an ONNX model."""
+    if isinstance(reference, torch.nn.Module):
+        with torch.inference_mode():
+            ref = reference(x.to(dtype)).float()
+    else:
+        ref = reference.predict(x)
+    out = candidate.predict(x)
+    return {"parity_max_abs_diff": float((ref - out).abs().max()),
+            "parity_top1_agreement": float((ref.argmax(1) == out.argmax(1)).float().mean()),
+            "parity_samples": int(len(x))}
+
+
+def check_onnx(path: Path) -> None:
+    """onnx.checker's full check (shape inference included); one clear line on failure."""
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as e:  # onnx raises several exception types, some from C++
+        raise MlbenchError(f"ONNX model {path} fails onnx.checker: {_first_line(e)}") from None
+
+
+@dataclass
+class OnnxExport(Pass):
+    """torch -> ONNX with a dynamic batch axis, checked by ``onnx.checker`` (full check) and
+    by a parity check against the torch model on real test inputs.
+
+    - ``opset``: ONNX opset version.
+    - ``dynamo``: use the ``torch.export``-based exporter (else the TorchScript one).
+    - ``external_data``: store weights in a ``.data`` file beside the model.
+    - ``parity_atol``: largest allowed |logit difference|; above it the variant fails.
+    - ``parity_min_agreement``: smallest allowed top-1 agreement with torch.
+    - ``parity_samples``: how many test examples the parity check uses.
+    """
+
+    name = "onnx_export"
+    opset: int = 18
+    dynamo: bool = True
+    external_data: bool = True
+    parity_atol: float = 1e-4
+    parity_min_agreement: float = 0.999
+    parity_samples: int = 512
+
+    def apply(self, art: Artifact, ctx: PassContext):
+        if art.dtype != torch.float32:
+            raise VariantFailed("onnx_export expects a float32 torch model (export before `half`)")
+        model = copy_torch(art)
+        out = ctx.workdir / f"{ctx.step:02d}_{self.name}.onnx"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        example = ctx.data.x["test"][:2].float()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if self.dynamo:
+                    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+                    torch.onnx.export(
+                        model, (example,), str(out), dynamo=True, opset_version=self.opset,
+                        input_names=["input"], output_names=["logits"],
+                        dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1 << 16)},),
+                        external_data=self.external_data, verbose=False)
+                else:
+                    torch.onnx.export(
+                        model, (example,), str(out), dynamo=False, opset_version=self.opset,
+                        input_names=["input"], output_names=["logits"],
+                        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        except Exception as e:  # the exporters raise many types
+            raise VariantFailed(f"ONNX export of {type(model).__name__} failed: {_first_line(e)}") from None
+        check_onnx(out)
+        runner = OrtRunner(out, threads=1)
+        par = parity(model, runner, ctx.data.x["test"][: self.parity_samples].float())
+        if par["parity_max_abs_diff"] > self.parity_atol or par["parity_top1_agreement"] < self.parity_min_agreement:
+            raise VariantFailed(
+                f"ONNX parity check failed: max |diff| {par['parity_max_abs_diff']:.3g} "
+                f"(tolerance {self.parity_atol}), top-1 agreement {par['parity_top1_agreement']:.4f} "
+                f"(minimum {self.parity_min_agreement})")
+        new = Artifact(id="", format="onnx", path=out, files=onnx_files(out))
+        return new, {**par, "opset": self.opset, "exporter": "dynamo" if self.dynamo else "torchscript"}
+
+
+_LEVELS = ("basic", "extended", "all")
+
+
+@dataclass
+class OrtOptimize(Pass):
+    """onnxruntime graph optimization (``basic`` / ``extended`` / ``all``), saved as a model.
+    ``all`` includes layout transforms specific to the machine that ran it."""
+
+    name = "ort_optimize"
+    accepts = ("onnx",)
+    level: str = "extended"
+
+    def __post_init__(self):
+        if self.level not in _LEVELS:
+            raise MlbenchError(f"ort_optimize.level must be one of {_LEVELS}, got {self.level!r}")
+
+    def apply(self, art: Artifact, ctx: PassContext):
+        import onnxruntime as ort
+        out = ctx.workdir / f"{ctx.step:02d}_{self.name}.onnx"
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = {
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[self.level]
+        opts.optimized_model_filepath = str(out)
+        ort.InferenceSession(str(art.path), opts, providers=["CPUExecutionProvider"])
+        par = parity(OrtRunner(art.path, threads=1), OrtRunner(out, threads=1),
+                     ctx.data.x["test"][:256].float())
+        new = Artifact(id="", format="onnx", path=out, files=onnx_files(out))
+        return new, par
+
+
+def _quant_enums():
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    return CalibrationMethod, QuantFormat, QuantType
+
+
+def _enum(enum_cls, value: str, what: str):
+    try:
+        return getattr(enum_cls, value)
+    except AttributeError:
+        names = [n for n in dir(enum_cls) if not n.startswith("_")]
+        raise MlbenchError(f"{what} must be one of {names}, got {value!r}") from None
+
+
+def _preprocess(src: Path, dst: Path) -> Path:
+    """onnxruntime's recommended pre-processing: symbolic shape inference, ONNX shape
+    inference and graph optimization before quantization."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    try:
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+    except Exception as e:  # symbolic shape inference can fail on some graphs
+        log.warning("quant_pre_process with symbolic shape inference failed (%s); retrying without",
+                    _first_line(e))
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+    return dst
+
+
+@dataclass
+class OrtQuantizeDynamic(Pass):
+    """onnxruntime dynamic quantization: int8 weights, activations quantized on the fly.
+
+    - ``weight_type``: ``QInt8`` or ``QUInt8``.
+    - ``per_channel``: per-output-channel weight scales.
+    - ``reduce_range``: 7-bit weights (for older CPUs without VNNI).
+    - ``preprocess``: run onnxruntime's ``quant_pre_process`` first.
+    """
+
+    name = "ort_quantize_dynamic"
+    accepts = ("onnx",)
+    weight_type: str = "QInt8"
+    per_channel: bool = False
+    reduce_range: bool = False
+    preprocess: bool = True
+
+    def __post_init__(self):
+        _enum(_quant_enums()[2], self.weight_type, "ort_quantize_dynamic.weight_type")
+
+    def apply(self, art: Artifact, ctx: PassContext):
+        from onnxruntime.quantization import quantize_dynamic
+        src = art.path
+        if self.preprocess:
+            src = _preprocess(src, ctx.workdir / f"{ctx.step:02d}_preprocessed.onnx")
+        out = ctx.workdir / f"{ctx.step:02d}_{self.name}.onnx"
+        args = {"weight_type": self.weight_type, "per_channel": self.per_channel,
+                "reduce_range": self.reduce_range}
+        quantize_dynamic(str(src), str(out), per_channel=self.per_channel,
+                         reduce_range=self.reduce_range,
+                         weight_type=_enum(_quant_enums()[2], self.weight_type, "weight_type"))
+        par = parity(OrtRunner(art.path, threads=1), OrtRunner(out, threads=1),
+                     ctx.data.x["test"][:256].float())
+        return Artifact(id="", format="onnx", path=out, files=onnx_files(out)), \
+            {"quantizer": "onnxruntime.quantization.quantize_dynamic", "quantizer_args": args,
+             **{f"vs_parent_{k}": v for k, v in par.items()}}
+
+
+class _CalibReader:
+    """onnxruntime CalibrationDataReader over the calib split, in batches."""
+
+    def __init__(self, input_name: str, x: torch.Tensor, batch: int):
+        self.items = [{input_name: x[i:i + batch].numpy().astype(np.float32)}
+                      for i in range(0, len(x), batch)]
+        self.pos = 0
+
+    def get_next(self) -> dict[str, Any] | None:
+        if self.pos >= len(self.items):
+            return None
+        self.pos += 1
+        return self.items[self.pos - 1]
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+
+@dataclass
+class OrtQuantizeStatic(Pass):
+    """onnxruntime static quantization, calibrated on the calib split only.
+
+    - ``quant_format``: ``QDQ`` (QuantizeLinear/DequantizeLinear pairs) or ``QOperator``.
+    - ``per_channel``: per-output-channel weight scales.
+    - ``calibrate_method``: ``MinMax``, ``Entropy`` or ``Percentile``.
+    - ``num_samples``: calibration examples drawn from the calib split (at most its size).
+    - ``activation_type`` / ``weight_type``: ``QUInt8``, ``QInt8`` (or 16-bit types).
+    - ``reduce_range``: 7-bit weights; ``preprocess``: run ``quant_pre_process`` first.
+    """
+
+    name = "ort_quantize_static"
+    accepts = ("onnx",)
+    quant_format: str = "QDQ"
+    per_channel: bool = True
+    calibrate_method: str = "MinMax"
+    num_samples: int = 256
+    calib_batch: int = 64
+    activation_type: str = "QUInt8"
+    weight_type: str = "QInt8"
+    reduce_range: bool = False
+    preprocess: bool = True
+
+    def __post_init__(self):
+        cm, qf, qt = _quant_enums()
+        _enum(qf, self.quant_format, "ort_quantize_static.quant_format")
+        _enum(cm, self.calibrate_method, "ort_quantize_static.calibrate_method")
+        _enum(qt, self.activation_type, "ort_quantize_static.activation_type")
+        _enum(qt, self.weight_type, "ort_quantize_static.weight_type")
+        if self.num_samples < 1:
+            raise MlbenchError("ort_quantize_static.num_samples must be >= 1")
+
+    def apply(self, art: Artifact, ctx: PassContext):
+        from onnxruntime.quantization import quantize_static
+        cm, qf, qt = _quant_enums()
+        src = art.path
+        if self.preprocess:
+            src = _preprocess(src, ctx.workdir / f"{ctx.step:02d}_preprocessed.onnx")
+        out = ctx.workdir / f"{ctx.step:02d}_{self.name}.onnx"
+        calib = ctx.data.x["calib"][: self.num_samples].float()
+        name = onnx.load(str(src), load_external_data=False).graph.input[0].name
+        quantize_static(
+            str(src), str(out), _CalibReader(name, calib, self.calib_batch),
+            quant_format=getattr(qf, self.quant_format), per_channel=self.per_channel,
+            reduce_range=self.reduce_range, activation_type=getattr(qt, self.activation_type),
+            weight_type=getattr(qt, self.weight_type),
+            calibrate_method=getattr(cm, self.calibrate_method))
+        par = parity(OrtRunner(art.path, threads=1), OrtRunner(out, threads=1),
+                     ctx.data.x["test"][:256].float())
+        return Artifact(id="", format="onnx", path=out, files=onnx_files(out)), \
+            {"quantizer": "onnxruntime.quantization.quantize_static",
+             "quantizer_args": {**self.params(), "calibration_examples": len(calib),
+                                "calibration_split": "calib"},
+             **{f"vs_parent_{k}": v for k, v in par.items()}}

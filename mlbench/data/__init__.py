@@ -1,0 +1,9 @@
+"""Datasets: embedded (scikit-learn), synthetic with planted ground truth, torchvision from disk."""
+
+from mlbench.data.base import SPLITS, DataBundle, DataMeta, Dataset, stratified_splits
+from mlbench.data.embedded import BreastCancer, Digits, NpzDataset, Wine
+from mlbench.data.synthetic import Synthetic
+from mlbench.data.vision import TorchvisionDataset
+
+__all__ = ["SPLITS", "DataBundle", "DataMeta", "Dataset", "stratified_splits", "Digits",
+           "BreastCancer", "Wine", "NpzDataset", "Synthetic", "TorchvisionDataset"]

@@ -1,0 +1,159 @@
+"""Dataset contract: arrays in, stratified seeded splits and metadata out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from mlbench.errors import MlbenchError
+
+SPLITS = ("train", "val", "calib", "test")
+
+
+@dataclass
+class DataMeta:
+    """What a model and an exported artifact need to know about the inputs."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: list[str]
+    modality: str  # "image" or "tabular"
+    input_range: tuple[float, float] | None  # valid range of model inputs, None if unbounded
+    normalization: dict[str, Any] = field(default_factory=dict)
+    group_name: str | None = None
+
+
+@dataclass
+class DataBundle:
+    """Splits as tensors (on CPU) plus metadata.
+
+    ``index[split]`` holds each example's position in the source dataset, so
+    predictions of every variant line up item by item.
+    """
+
+    meta: DataMeta
+    x: dict[str, torch.Tensor]
+    y: dict[str, torch.Tensor]
+    index: dict[str, torch.Tensor]
+    group: dict[str, torch.Tensor] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def sizes(self) -> dict[str, int]:
+        return {s: int(self.y[s].numel()) for s in SPLITS}
+
+
+def _count(size: float, n: int, what: str) -> int:
+    if size <= 0:
+        raise MlbenchError(f"data.{what} must be positive, got {size}")
+    count = int(round(size * n)) if size < 1 else int(size)
+    if count < 1:
+        raise MlbenchError(f"data.{what}={size} leaves no examples out of {n}")
+    return count
+
+
+def stratified_splits(
+    y: np.ndarray, sizes: dict[str, float], seed: int, min_train: int = 1
+) -> dict[str, np.ndarray]:
+    """Split positions ``0..len(y)-1`` into stratified, disjoint, seeded parts.
+
+    ``sizes`` maps a split name to a fraction of all examples (0 < f < 1) or a
+    count (>= 1); whatever is left is ``train``.
+    """
+    n = len(y)
+    counts = {name: _count(size, n, name) for name, size in sizes.items()}
+    if sum(counts.values()) > n - min_train:
+        raise MlbenchError(
+            f"split sizes {counts} leave fewer than {min_train} training examples out of {n}"
+        )
+    rest = np.arange(n)
+    out: dict[str, np.ndarray] = {}
+    for i, (name, count) in enumerate(counts.items()):
+        labels = y[rest]
+        _, class_counts = np.unique(labels, return_counts=True)
+        stratify = labels if class_counts.min() >= 2 and count >= len(class_counts) else None
+        rest, part = train_test_split(
+            rest, test_size=count, random_state=seed + i, stratify=stratify
+        )
+        out[name] = np.sort(part)
+    out["train"] = np.sort(rest)
+    return out
+
+
+def check_arrays(x: np.ndarray, y: np.ndarray, num_classes: int, name: str) -> None:
+    """Reject NaN/inf features and labels outside [0, num_classes)."""
+    if len(x) != len(y):
+        raise MlbenchError(f"data '{name}': {len(x)} feature rows but {len(y)} labels")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad.reshape(len(x), -1))[0])
+        raise MlbenchError(
+            f"data '{name}': {int(bad.sum())} NaN/inf feature values in {len(rows)} rows "
+            f"(first rows: {rows[:5].tolist()})"
+        )
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise MlbenchError(f"data '{name}': labels must be integers")
+    out = (y < 0) | (y >= num_classes)
+    if out.any():
+        raise MlbenchError(
+            f"data '{name}': {int(out.sum())} labels outside [0, {num_classes}) "
+            f"(e.g. {y[out][:3].tolist()})"
+        )
+
+
+class Dataset:
+    """Base of every dataset config target.
+
+    Subclasses implement :meth:`arrays`; this class validates, splits,
+    standardizes tabular features with train statistics only, and returns a
+    :class:`DataBundle`.
+    """
+
+    modality: str = "tabular"
+
+    def __init__(self, val: float = 0.15, calib: float = 0.15, test: float = 0.25, seed: int = 0):
+        self.sizes = {"val": val, "calib": calib, "test": test}
+        self.seed = seed
+
+    # -- to implement -----------------------------------------------------------
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, DataMeta]:
+        """Return features (N, *input_shape), labels (N,), optional group (N,), metadata."""
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------
+    def split_positions(self, y: np.ndarray) -> dict[str, np.ndarray]:
+        return stratified_splits(y, self.sizes, self.seed)
+
+    def load(self) -> DataBundle:
+        x, y, group, meta = self.arrays()
+        check_arrays(x, y, meta.num_classes, meta.name)
+        y = y.astype(np.int64)
+        parts = self.split_positions(y)
+        return self.bundle(x, y, group, meta, parts)
+
+    def bundle(self, x, y, group, meta: DataMeta, parts: dict[str, np.ndarray], extras=None):
+        x = x.astype(np.float32)
+        if self.modality == "tabular":
+            mean = x[parts["train"]].mean(axis=0)
+            std = x[parts["train"]].std(axis=0)
+            std = np.where(std < 1e-8, 1.0, std)
+            x = (x - mean) / std
+            meta.normalization = {
+                "kind": "standardize", "mean": mean.tolist(), "std": std.tolist(),
+                "note": "statistics from the train split only; inputs must be standardized with them",
+            }
+        return DataBundle(
+            meta=meta,
+            x={s: torch.from_numpy(np.ascontiguousarray(x[p])) for s, p in parts.items()},
+            y={s: torch.from_numpy(y[p]) for s, p in parts.items()},
+            index={s: torch.from_numpy(p.astype(np.int64)) for s, p in parts.items()},
+            group=None if group is None else {
+                s: torch.from_numpy(group[p].astype(np.int64)) for s, p in parts.items()
+            },
+            extras=extras or {},
+        )

@@ -1,0 +1,98 @@
+"""Latency, throughput and memory, timed the way measurement.md says.
+
+- Latency: batch 1, host input to host output (``predict(x).cpu()``, which
+  waits for the device), after warm-up; at least ``min_calls`` timed calls and
+  at least ``min_time_s`` seconds. Percentiles are over the timed calls.
+- Throughput: samples per second at a batch size, inputs already on the
+  runner's device (as in ``evaluate``), device synchronized before the clock stops.
+- Peak memory: peak allocated bytes on CUDA; on CPU the peak resident set size
+  of the process sampled during prediction, minus the resident size just before.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import torch
+
+from mlbench.backends import Runner
+
+
+def latency(runner: Runner, example: torch.Tensor, warmup: int = 10, min_calls: int = 200,
+            min_time_s: float = 2.0, max_calls: int = 100_000) -> dict[str, float]:
+    """Batch-1 latency percentiles in milliseconds, with the number of timed calls."""
+    x = example[:1].cpu()
+    for _ in range(warmup):
+        runner.predict(x).cpu()
+    times: list[float] = []
+    start = time.perf_counter()
+    while (len(times) < min_calls or time.perf_counter() - start < min_time_s) and len(times) < max_calls:
+        t0 = time.perf_counter()
+        runner.predict(x).cpu()
+        times.append(time.perf_counter() - t0)
+    ms = np.asarray(times) * 1e3
+    return {"latency_p50_ms": float(np.percentile(ms, 50)), "latency_p90_ms": float(np.percentile(ms, 90)),
+            "latency_p99_ms": float(np.percentile(ms, 99)), "latency_mean_ms": float(ms.mean()),
+            "latency_calls": len(ms)}
+
+
+def throughput(runner: Runner, x: torch.Tensor, batch_size: int, min_time_s: float = 1.0,
+               warmup: int = 3, min_batches: int = 5) -> float:
+    """Samples per second predicting batches of ``batch_size`` (cycled from ``x``)."""
+    x = x.to(runner.input_device)
+    if len(x) < batch_size:  # tile so that a full batch exists
+        x = x.repeat((batch_size + len(x) - 1) // len(x), *([1] * (x.dim() - 1)))
+    starts = list(range(0, len(x) - batch_size + 1, batch_size))
+    for i in range(warmup):
+        runner.predict(x[starts[i % len(starts)]:][:batch_size])
+    runner.synchronize()
+    n, t0 = 0, time.perf_counter()
+    while n < min_batches or time.perf_counter() - t0 < min_time_s:
+        s = starts[n % len(starts)]
+        runner.predict(x[s:s + batch_size])
+        n += 1
+        if n % 8 == 0:
+            runner.synchronize()
+    runner.synchronize()
+    return n * batch_size / (time.perf_counter() - t0)
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def peak_memory(runner: Runner, x: torch.Tensor, batch_size: int) -> dict[str, int]:
+    """Peak memory while predicting one batch of ``batch_size`` (see module docstring)."""
+    xb = x[:batch_size].to(runner.input_device)
+    device = getattr(runner, "device", torch.device("cpu"))
+    if isinstance(device, torch.device) and device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        runner.predict(xb)
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+        return {"peak_mem_bytes": int(peak), "peak_mem_delta_bytes": int(peak - before)}
+    before, peak, stop = _rss_bytes(), [0], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    for _ in range(3):
+        runner.predict(xb)
+    stop.set()
+    thread.join()
+    peak[0] = max(peak[0], _rss_bytes())
+    return {"peak_mem_bytes": int(peak[0]), "peak_mem_delta_bytes": int(max(0, peak[0] - before))}

@@ -1,0 +1,58 @@
+"""The one evaluation loop: every variant, clean or perturbed, goes through here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from mlbench.backends import Runner
+from mlbench.evaluate.metrics import check_probs, classification_metrics
+
+Perturbation = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Calibrator = Callable[[torch.Tensor], torch.Tensor]  # logits -> probabilities
+
+
+@dataclass
+class Evaluation:
+    """Per-example outputs (CPU, float32, in split order) and the metrics computed from them."""
+
+    logits: torch.Tensor
+    probs: torch.Tensor
+    labels: torch.Tensor
+    metrics: dict[str, float]
+    problem: str | None = None  # set when the outputs are not valid probabilities
+
+
+def predict_all(runner: Runner, x: torch.Tensor, batch_size: int,
+                perturbation: Perturbation | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits for every row of ``x``, batched, on the CPU. Inputs are staged once on the
+    runner's device; a perturbation, if any, is applied per batch there."""
+    x = x.to(runner.input_device)
+    if y is not None:
+        y = y.to(runner.input_device)
+    outs = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        if perturbation is not None:
+            xb = perturbation(xb, y[i:i + batch_size])
+        outs.append(runner.predict(xb))
+    return torch.cat(outs).cpu() if outs else torch.empty(0)
+
+
+def evaluate(runner: Runner, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256,
+             perturbation: Perturbation | None = None, calibrator: Calibrator | None = None,
+             ) -> Evaluation:
+    """Run ``runner`` over a split and compute the core metrics.
+
+    ``calibrator`` maps logits to probabilities (softmax when None). Metrics are
+    computed from the float32 probabilities that are saved, so they can be
+    recomputed from ``predictions/*.npz`` exactly.
+    """
+    logits = predict_all(runner, x, batch_size, perturbation, y).float()
+    probs = (calibrator(logits) if calibrator is not None else logits.softmax(1)).float()
+    labels = y.cpu().long()
+    problem = check_probs(probs)
+    metrics = {} if problem else classification_metrics(probs, labels)
+    return Evaluation(logits=logits, probs=probs, labels=labels, metrics=metrics, problem=problem)

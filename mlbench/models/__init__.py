@@ -1,0 +1,118 @@
+"""Plain ``nn.Module`` classifiers sized from the data's input shape.
+
+Each takes ``input_shape`` and ``num_classes`` (filled in at run time; the
+config holds the rest) and returns logits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from mlbench.errors import MlbenchError
+
+
+class MLP(nn.Module):
+    """Flatten, then ``Linear -> ReLU -> Dropout`` per hidden width, then a linear head."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int,
+                 hidden: Sequence[int] = (256, 128), dropout: float = 0.1):
+        super().__init__()
+        width = math.prod(input_shape)
+        layers: list[nn.Module] = [nn.Flatten()]
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class CNN(nn.Module):
+    """A small conv net: per stage ``Conv3x3 -> BN -> ReLU`` (x2), 2x2 max-pool while the
+    feature map is at least 4 pixels wide, then global average pooling and a linear head."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int,
+                 channels: Sequence[int] = (32, 64), hidden: int = 128, dropout: float = 0.1):
+        super().__init__()
+        if len(input_shape) != 3:
+            raise MlbenchError(f"model=cnn needs image inputs (C, H, W), got shape {tuple(input_shape)}")
+        c, h, _ = input_shape
+        blocks: list[nn.Module] = []
+        for out in channels:
+            blocks += [nn.Conv2d(c, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(),
+                       nn.Conv2d(out, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
+            if h >= 4:
+                blocks.append(nn.MaxPool2d(2))
+                h //= 2
+            c = out
+        self.features = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.classifier = nn.Sequential(nn.Linear(c, hidden), nn.ReLU(), nn.Dropout(dropout))
+        self.head = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.classifier(self.features(x)))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                          nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+_LAYOUTS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet: 3x3 stem without max-pool, four stages of basic blocks
+    (``depth`` 10, 18 or 34) with widths ``width * (1, 2, 4, 8)``."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, depth: int = 18,
+                 width: int = 64):
+        super().__init__()
+        if len(input_shape) != 3:
+            raise MlbenchError(f"model=resnet needs image inputs (C, H, W), got {tuple(input_shape)}")
+        if depth not in _LAYOUTS:
+            raise MlbenchError(f"model.depth must be one of {sorted(_LAYOUTS)}, got {depth}")
+        self.stem = nn.Sequential(nn.Conv2d(input_shape[0], width, 3, 1, 1, bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU())
+        stages, cin = [], width
+        for i, n in enumerate(_LAYOUTS[depth]):
+            cout = width * 2**i
+            for j in range(n):
+                stages.append(BasicBlock(cin, cout, 2 if (j == 0 and i > 0) else 1))
+                cin = cout
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.stages(self.stem(x))))
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    """(parameters, parameters that are not exactly zero)."""
+    total = nonzero = 0
+    for p in model.parameters():
+        total += p.numel()
+        nonzero += int(torch.count_nonzero(p.detach()))
+    return total, nonzero
+
+
+__all__ = ["MLP", "CNN", "ResNet", "count_params"]

@@ -1,0 +1,192 @@
+"""Structured-config schemas registered in Hydra's ConfigStore.
+
+Two kinds:
+
+- hand-written dataclasses for the sections mlbench reads itself (train, eval,
+  backend, paths and the root), and
+- schemas *derived from the signature* of every ``_target_`` class named in
+  ``conf/{data,model,calibrate}``: they are stored as ``schema/<group>/<option>``
+  and each option's YAML lists its schema first in its defaults list.
+
+Either way a misspelt key or a wrongly typed value fails when Hydra composes
+the config, with Hydra's own message, before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+from hydra.core.config_store import ConfigStore
+from hydra.utils import get_class
+from omegaconf import MISSING
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+SCHEMA_GROUPS = ("data", "model", "calibrate")
+RUNTIME_ARGS = ("input_shape", "num_classes")  # a model's, filled in at run time from the data
+
+
+@dataclass
+class TrainConf:
+    epochs: int = 30
+    batch_size: int = 128
+    patience: int = 8
+    label_smoothing: float = 0.0
+    amp: str = "bf16"  # bf16 | fp16 | none (CUDA only)
+    channels_last: bool = True  # CUDA only
+    optimizer: Any = MISSING
+    scheduler: Any = None
+
+
+@dataclass
+class LatencyConf:
+    warmup: int = 10
+    min_calls: int = 200
+    min_time_s: float = 2.0
+
+
+@dataclass
+class ThroughputConf:
+    min_time_s: float = 0.5
+    batch_sizes: List[int] = field(default_factory=lambda: [1, 64, 256])
+
+
+@dataclass
+class BootstrapConf:
+    resamples: int = 2000
+    level: float = 0.95
+
+
+@dataclass
+class EvalConf:
+    batch_size: int = 256
+    calibration: str = "uncalibrated"  # which view fills the metrics: uncalibrated | carried | refit
+    latency: LatencyConf = field(default_factory=LatencyConf)
+    throughput: ThroughputConf = field(default_factory=ThroughputConf)
+    memory: bool = True
+    efficiency: bool = True
+    bootstrap: BootstrapConf = field(default_factory=BootstrapConf)
+    accuracy_drop_flag: float = 0.05  # flag a variant that loses more accuracy than this
+
+
+@dataclass
+class TorchBackendConf:
+    compile: bool = False
+    cuda_graphs: bool = False
+    channels_last: bool = True
+
+
+@dataclass
+class OrtBackendConf:
+    providers: List[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+    strict: bool = False
+    graph_optimization: str = "all"
+
+
+@dataclass
+class BackendConf:
+    threads: int = 0  # intra-op threads for torch and onnxruntime; 0 = torch's default
+    torch: TorchBackendConf = field(default_factory=TorchBackendConf)
+    onnxruntime: OrtBackendConf = field(default_factory=OrtBackendConf)
+
+
+@dataclass
+class PathsConf:
+    results_dir: str = "results"
+    cache_dir: str = "results/cache"
+    data_root: str = "data"
+
+
+@dataclass
+class VariantConf:
+    description: str = ""
+    passes: List[Any] = field(default_factory=list)
+    runner: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExportConf:
+    variant: str = "onnx_fp32"  # a variant of conf/variants whose recipe ends in ONNX
+    source: Optional[str] = None  # or an existing .onnx file to check and package
+    output: str = "model.onnx"
+    force: bool = False  # write even when the parity check fails (recorded in the metadata)
+
+
+@dataclass
+class RootConf:
+    seed: int = 0
+    seeds: List[int] = field(default_factory=list)  # extra baseline seeds for the seed-to-seed spread
+    device: str = "auto"
+    progress: bool = True
+    data: Any = MISSING
+    model: Any = MISSING
+    train: TrainConf = field(default_factory=TrainConf)
+    calibrate: Any = None
+    variants: Dict[str, VariantConf] = field(default_factory=dict)
+    backend: BackendConf = field(default_factory=BackendConf)
+    stress: Any = None
+    requirements: Any = None
+    eval: EvalConf = field(default_factory=EvalConf)
+    paths: PathsConf = field(default_factory=PathsConf)
+    export: ExportConf = field(default_factory=ExportConf)
+
+
+# -- schemas derived from target signatures -------------------------------------------
+
+def _field_type(hint: Any) -> Any:
+    """Map a Python type hint onto one OmegaConf can enforce (else ``Any``)."""
+    if hint in (int, float, bool, str):
+        return hint
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and type(None) in args:
+            inner = _field_type(rest[0])
+            return Optional[inner] if inner is not Any else Any
+        return Any
+    if origin in (list, tuple, typing.Sequence) or str(origin) == "<class 'collections.abc.Sequence'>":
+        inner = _field_type(args[0]) if args else Any
+        return List[inner] if inner in (int, float, bool, str) else List[Any]
+    return Any
+
+
+def builds(target: type, exclude: tuple[str, ...] = RUNTIME_ARGS) -> type:
+    """A dataclass with ``_target_`` and one typed field per constructor argument."""
+    hints = typing.get_type_hints(target.__init__)
+    fields: list[tuple[str, Any, Any]] = [
+        ("_target_", str, field(default=f"{target.__module__}.{target.__qualname__}"))]
+    for p in list(inspect.signature(target.__init__).parameters.values())[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in exclude:
+            continue
+        typ = _field_type(hints.get(p.name, Any))
+        if p.default is inspect.Parameter.empty:
+            default = field(default=MISSING)
+        elif isinstance(p.default, (list, tuple)):
+            default = field(default_factory=lambda d=p.default: list(d))
+        else:
+            default = field(default=p.default)
+        fields.append((p.name, typ, default))
+    fields.append(("_partial_", bool, field(default=False)))
+    return dataclasses.make_dataclass(f"{target.__name__}Conf", fields)
+
+
+def _targets(conf_dir: Path):
+    for group in SCHEMA_GROUPS:
+        for path in sorted((conf_dir / group).glob("*.yaml")):
+            node = yaml.safe_load(path.read_text()) or {}
+            if "_target_" in node:
+                yield group, path.stem, node["_target_"]
+
+
+def register(conf_dir: Path = CONF_DIR) -> None:
+    """Store the root schema and one derived schema per targeted option."""
+    cs = ConfigStore.instance()
+    cs.store(name="mlbench_schema", node=RootConf)
+    for group, name, target in _targets(conf_dir):
+        exclude = RUNTIME_ARGS if group == "model" else ()
+        cs.store(group=f"schema/{group}", name=name, node=builds(get_class(target), exclude))

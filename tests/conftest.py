@@ -1,0 +1,57 @@
+"""Shared fixtures: the real config, composed and shrunk for CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from mlbench.schema import CONF_DIR, register
+
+ROOT = Path(__file__).resolve().parent.parent
+register()
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """Compose the real config with overrides; results and cache go to tmp_path."""
+
+    def _make(*overrides: str, smoke: bool = True):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            ov = [f"paths.results_dir={tmp_path}/results", f"paths.cache_dir={tmp_path}/cache", *overrides]
+            if smoke:
+                ov.append("debug=smoke")
+            return compose("config", overrides=ov)
+
+    return _make
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, module: str = "mlbench.cli",
+            timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the real entry point in a subprocess (what a user types)."""
+    code = f"import sys; from {module} import main; sys.argv = ['mlbench', *sys.argv[1:]]; main()"
+    e = {**os.environ, "MLBENCH_RESULTS": str(cwd / "results"), "MLBENCH_CACHE": str(cwd / "cache"),
+         **(env or {})}
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=e, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in (root / "results").rglob("summary.json"))
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One real `mlbench debug=smoke` run with the default variants, shared by many tests."""
+    cwd = tmp_path_factory.mktemp("smoke")
+    out = run_cli("debug=smoke", "train.epochs=12", cwd=cwd)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (run_dir,) = run_dirs(cwd)
+    return run_dir, json.loads((run_dir / "summary.json").read_text()), out

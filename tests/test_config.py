@@ -1,0 +1,82 @@
+"""Every option of every config group composes; schemas catch typos and wrong types."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import yaml
+from hydra.errors import ConfigCompositionException
+from hydra.utils import get_class, instantiate
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from mlbench.schema import CONF_DIR
+
+GROUPS = ["data", "model", "train", "calibrate", "backend", "stress", "requirements", "paths",
+          "experiment", "debug"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_composes(make_cfg, group, option):
+    overrides = [f"{group}={option}"]
+    if option == "npz":
+        overrides.append("data.path=x.npz")
+    cfg = make_cfg(*overrides)
+    assert cfg.seed == 0
+
+
+@pytest.mark.parametrize("option", options("variants"))
+def test_every_variant_composes_and_its_passes_instantiate(make_cfg, option):
+    cfg = make_cfg(f"variants=[{option}]")
+    spec = cfg.variants[option]
+    assert spec.passes, "a variant needs at least one pass"
+    for node in spec.passes:
+        cls = get_class(node._target_)
+        params = set(inspect.signature(cls).parameters)
+        assert set(node) - {"_target_"} <= params, f"{option}: keys not in {cls.__name__}"
+        instantiate(node)
+
+
+def test_yaml_keys_match_target_signatures():
+    for group in ("data", "model", "calibrate"):
+        for path in (CONF_DIR / group).glob("*.yaml"):
+            node = yaml.safe_load(path.read_text()) or {}
+            if "_target_" not in node:
+                continue
+            params = set(inspect.signature(get_class(node["_target_"])).parameters)
+            keys = set(node) - {"_target_", "_partial_", "defaults"}
+            assert keys <= params, f"{path.name}: {keys - params}"
+
+
+def test_misspelt_key_fails_at_compose(make_cfg):
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)):
+        make_cfg("data.vall=0.1")
+
+
+def test_wrong_type_fails_at_compose(make_cfg):
+    with pytest.raises((ConfigCompositionException, ValidationError)):
+        make_cfg("train.epochs=abc")
+    with pytest.raises((ConfigCompositionException, ValidationError)):
+        make_cfg("model.depth=deep", "model=resnet")
+
+
+def test_unknown_option_fails(make_cfg):
+    with pytest.raises(ConfigCompositionException):
+        make_cfg("data=nope")
+
+
+def test_default_variants(make_cfg):
+    cfg = make_cfg(smoke=False)
+    assert list(cfg.variants) == ["onnx_fp32", "ort_int8_static", "ort_int8_dynamic", "prune50_ft",
+                                  "structured50_ft"]
+    assert cfg.data._target_ == "mlbench.data.Digits" and cfg.model._target_ == "mlbench.models.CNN"
+
+
+def test_experiment_overrides_groups(make_cfg):
+    cfg = make_cfg("experiment=tabular")
+    assert cfg.data._target_ == "mlbench.data.BreastCancer"
+    assert "torch_int8_dynamic" in cfg.variants
