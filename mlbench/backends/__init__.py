@@ -40,7 +40,8 @@ class TorchRunner:
         self.device = self.input_device = device
         self.dtype = dtype
         self.channels_last = channels_last and device.type == "cuda"
-        self.model = model.to(device).eval()
+        self.model = model.to(device)
+        self.model.eval()  # not chained: exported graphs' eval() may return None
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.compiled = compile

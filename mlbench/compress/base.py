@@ -88,7 +88,9 @@ class Pass:
 def copy_torch(art: Artifact, device: torch.device | str = "cpu") -> nn.Module:
     """A deep copy of a torch artifact's model, so a pass never mutates its input."""
     import copy
-    return copy.deepcopy(art.model).to(device).eval()
+    model = copy.deepcopy(art.model).to(device)
+    model.eval()
+    return model
 
 
 def modules_of(model: nn.Module, kinds: list[str]) -> list[tuple[str, nn.Module]]:

@@ -75,6 +75,7 @@ class TorchQuantizeStatic(Pass):
     compile: bool = False
 
     def apply(self, art: Artifact, ctx: PassContext):
+        from torchao.quantization.pt2e import allow_exported_model_train_eval
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
         from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
         model = copy_torch(art, "cpu")
@@ -90,6 +91,7 @@ class TorchQuantizeStatic(Pass):
                 for i in range(0, len(calib), self.calib_batch):
                     prepared(calib[i:i + self.calib_batch])
             converted = convert_pt2e(prepared)
+            allow_exported_model_train_eval(converted)  # runners call .eval()
         except Exception as e:  # export and the quantizer raise many types
             raise VariantFailed(f"torch PT2E quantization failed: {str(e).splitlines()[0][:300]}") from None
         return Artifact(id="", format="torch", model=converted, cpu_only=True,

@@ -98,7 +98,8 @@ def fit(
     nbytes = x_train.element_size() * x_train.numel()
     if _fits_on(device, nbytes):
         x_train, y_train = _prep(x_train, device, channels_last), y_train.to(device)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # batch order
+    torch.manual_seed(seed)  # dropout and other in-model randomness
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     best = (float("inf"), -1, copy.deepcopy(model.state_dict()))
     result = FitResult(best_epoch=-1, best_val_loss=float("inf"))

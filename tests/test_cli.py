@@ -1,0 +1,157 @@
+"""The CLI end to end: the results contract, bad input, the cache, export, multirun."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from conftest import run_cli, run_dirs
+from mlbench.analysis.stats import paired_deltas
+from mlbench.evaluate.metrics import classification_metrics
+from mlbench.results import validate_summary
+
+DEFAULT_VARIANTS = ["baseline", "onnx_fp32", "ort_int8_static", "ort_int8_dynamic", "prune50_ft",
+                    "structured50_ft"]
+
+
+def test_smoke_run_writes_a_valid_contract(smoke_run):
+    run_dir, s, out = smoke_run
+    validate_summary(s)
+    assert list(s["variants"]) == DEFAULT_VARIANTS
+    assert all(v["status"] == "ok" for v in s["variants"].values()), {k: v["error"] for k, v in s["variants"].items()}
+    assert "mlbench · digits" in out.stdout and "run directory:" in out.stdout
+    assert (run_dir / "report.md").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
+    env = s["run"]["env"]
+    assert env["device"] == "cpu" and env["threads"] >= 1 and env["torch"]
+    for name in DEFAULT_VARIANTS:
+        m = s["variants"][name]["metrics"]
+        for k in ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "throughput_sps", "size_bytes",
+                  "params", "nonzero_params", "peak_mem_bytes", "load_s"):
+            assert m[k] is not None and m[k] >= 0, (name, k)
+        assert (run_dir / s["variants"][name]["artifact"]).is_file()
+
+
+def test_predictions_recompute_the_summary(smoke_run):
+    run_dir, s, _ = smoke_run
+    base = np.load(run_dir / "predictions" / "baseline.npz")
+    for name, v in s["variants"].items():
+        f = np.load(run_dir / v["predictions"])
+        assert f["probs"].dtype == np.float32 and f["labels"].dtype == np.int64
+        assert np.array_equal(f["index"], base["index"]) and len(f["labels"]) == s["data"]["n_test"]
+        m = classification_metrics(torch.from_numpy(f["probs"]), torch.from_numpy(f["labels"]))
+        for k in ("accuracy", "ece", "nll", "brier"):
+            assert m[k] == pytest.approx(v["metrics"][k], abs=1e-9), (name, k)
+        if name == "baseline":
+            continue
+        d = paired_deltas(torch.from_numpy(base["probs"]), torch.from_numpy(f["probs"]),
+                          torch.from_numpy(f["labels"]), n_resamples=s["bootstrap"]["resamples"],
+                          seed=s["bootstrap"]["seed"])
+        for k in ("accuracy", "nll", "ece"):
+            assert d[k]["value"] == pytest.approx(v["deltas"][k]["value"], abs=1e-6)
+            assert d[k]["ci_low"] == pytest.approx(v["deltas"][k]["ci_low"], abs=1e-6)
+
+
+def test_variant_facts(smoke_run):
+    run_dir, s, _ = smoke_run
+    v = s["variants"]
+    assert v["prune50_ft"]["metrics"]["nonzero_params"] < 0.6 * v["prune50_ft"]["metrics"]["params"]
+    assert any("no speedup" in f for f in v["prune50_ft"]["flags"])
+    assert v["structured50_ft"]["metrics"]["params"] < 0.5 * v["baseline"]["metrics"]["params"]
+    assert v["ort_int8_static"]["metrics"]["size_bytes"] < 0.5 * v["onnx_fp32"]["metrics"]["size_bytes"]
+    assert v["onnx_fp32"]["runner"]["provider"] == "CPUExecutionProvider"
+    assert v["ort_int8_static"]["lineage"]["passes"][1]["info"]["quantizer_args"]["calibrate_method"] == "MinMax"
+    meta = json.loads((run_dir / v["onnx_fp32"]["artifact"]).with_suffix(".json").read_text())
+    assert meta["input"]["name"] == "input" and meta["class_names"][:2] == ["0", "1"]
+    assert meta["parity"]["parity_top1_agreement"] == 1.0 and "temperature" in meta["calibration"]
+    assert set(v["onnx_fp32"]["calibration"]) == {"uncalibrated", "carried", "refit"}
+    assert list((run_dir / "plots").glob("reliability_*.png"))
+
+
+def _digest(run_dir):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in run_dir.rglob("*") if p.is_file()}
+
+
+BAD = [
+    (["data.val=-1"], "data.val must be positive"),
+    (["data=mnist", "paths.data_root=/nonexistent"], "does not exist"),
+    (["model=resnet", "data=wine"], "needs image inputs"),
+    (["variants.prune50_ft.passes.0.sparsity=1.0"], "sparsity must be in [0, 1)"),
+    (["device=cuda"], "CUDA is not available"),
+    (["eval.calibration=sometimes"], "eval.calibration must be one of"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD)
+def test_bad_input_is_one_clear_line_and_leaves_runs_alone(smoke_run, args, message):
+    run_dir, _, _ = smoke_run
+    before = _digest(run_dir)
+    cwd = run_dir.parents[3]  # the smoke run's working folder
+    out = run_cli("debug=smoke", *args, cwd=cwd)
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = [l for l in out.stdout.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+    assert _digest(run_dir) == before
+
+
+def test_unknown_names_fail_at_compose(tmp_path):
+    for arg in ("data=nope", "model=nope", "variants=[nope]", "data.vall=1"):
+        out = run_cli(arg, cwd=tmp_path)
+        assert out.returncode == 1 and "Traceback" not in out.stderr, arg
+    assert not (tmp_path / "results").exists() or not run_dirs(tmp_path)
+
+
+def test_help_lists_groups(tmp_path):
+    out = run_cli("--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for group in ("data:", "model:", "variants:", "calibrate:", "backend:", "experiment:", "debug:"):
+        assert group in out.stdout
+    assert "evaluation and compression benchmarks" in out.stdout
+
+
+def test_cache_hit_then_corrupt_cache_recovery(tmp_path):
+    args = ("debug=smoke", "data=wine", "model=mlp", "variants=[]", "eval.efficiency=false")
+    first = run_cli(*args, cwd=tmp_path)
+    second = run_cli(*args, cwd=tmp_path)
+    assert first.returncode == second.returncode == 0
+    s1, s2 = [json.loads((d / "summary.json").read_text()) for d in run_dirs(tmp_path)]
+    assert not s1["baseline_training"]["cache_hit"] and s2["baseline_training"]["cache_hit"]
+    assert s1["variants"]["baseline"]["metrics"]["accuracy"] == s2["variants"]["baseline"]["metrics"]["accuracy"]
+    (entry,) = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    (entry / "model.safetensors").write_bytes(b"\0" * 64)
+    third = run_cli(*args, cwd=tmp_path)
+    assert third.returncode == 0 and "corrupt" in third.stdout + third.stderr
+    s3 = json.loads((run_dirs(tmp_path)[-1] / "summary.json").read_text())
+    assert not s3["baseline_training"]["cache_hit"]
+
+
+def test_export_writes_a_model_plain_onnxruntime_reproduces(tmp_path):
+    out = run_cli("debug=smoke", "export.variant=ort_int8_static", f"export.output={tmp_path}/dist/model.onnx",
+                  cwd=tmp_path, module="mlbench.export")
+    assert out.returncode == 0, out.stdout + out.stderr
+    meta = json.loads((tmp_path / "dist" / "model.json").read_text())
+    s = ort.InferenceSession(str(tmp_path / "dist" / "model.onnx"), providers=["CPUExecutionProvider"])
+    from mlbench.data import Digits
+    d = Digits().load()
+    logits = s.run(None, {meta["input"]["name"]: d.x["test"].numpy()})[0]
+    assert float((logits.argmax(1) == d.y["test"].numpy()).mean()) == pytest.approx(meta["test_accuracy"])
+    assert meta["source"]["recipe"] == ["onnx_export", "ort_quantize_static"]
+    # a corrupt ONNX source gives one clear line
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx model")
+    out = run_cli("debug=smoke", f"export.source={bad}", f"export.output={tmp_path}/x.onnx", cwd=tmp_path,
+                  module="mlbench.export")
+    assert out.returncode == 2 and "error:" in out.stdout and "Traceback" not in out.stdout + out.stderr
+
+
+def test_multirun_sweeps_jobs(tmp_path):
+    out = run_cli("-m", "debug=smoke", "data=wine", "model=mlp", "variants=[]", "eval.efficiency=false",
+                  "seed=0,1", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    dirs = run_dirs(tmp_path)
+    assert len(dirs) == 2 and all("sweeps" in str(d) for d in dirs)

@@ -1,0 +1,207 @@
+"""Every pass on a tiny trained model: shapes, parity, sparsity, channels, metadata, lineage."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from mlbench.backends import OrtRunner, TorchRunner
+from mlbench.compress import (
+    Artifact,
+    Finetune,
+    Half,
+    OnnxExport,
+    OrtOptimize,
+    OrtQuantizeDynamic,
+    OrtQuantizeStatic,
+    PassContext,
+    PruneStructured,
+    PruneUnstructured,
+    TorchQuantizeDynamic,
+    TorchQuantizeStatic,
+    onnx_files,
+)
+from mlbench.data import Digits
+from mlbench.errors import MlbenchError, VariantFailed
+from mlbench.evaluate import evaluate
+from mlbench.models import CNN, count_params
+from mlbench.train import fit
+
+
+@pytest.fixture(scope="module")
+def trained():
+    d = Digits().load()
+    torch.manual_seed(0)
+    m = CNN(d.meta.input_shape, 10, channels=(16, 32), hidden=64)
+    opt = functools.partial(torch.optim.AdamW, lr=3e-3)
+    fit(m, d.x["train"], d.y["train"], d.x["val"], d.y["val"], epochs=8, batch_size=128, optimizer=opt)
+    return d, m
+
+
+@pytest.fixture
+def ctx(trained, tmp_path):
+    d, _ = trained
+    return PassContext(data=d, device=torch.device("cpu"), workdir=tmp_path, seed=0,
+                       fit_kwargs={"batch_size": 128, "optimizer": functools.partial(torch.optim.AdamW, lr=1e-3)})
+
+
+@pytest.fixture
+def base(trained):
+    return Artifact(id="base0", format="torch", model=trained[1])
+
+
+def acc(runner, d):
+    return evaluate(runner, d.x["test"], d.y["test"]).metrics["accuracy"]
+
+
+def test_onnx_export_parity_metadata_and_external_data(ctx, base, trained):
+    art = OnnxExport()(base, ctx)
+    assert art.format == "onnx" and art.recipe == ["onnx_export"] and art.parent == "base0"
+    info = art.records[-1]["info"]
+    assert info["parity_max_abs_diff"] < 1e-4 and info["parity_top1_agreement"] == 1.0
+    assert len(art.files) == 2 and art.files[1].name.endswith(".data")  # external weights
+    assert sum(f.stat().st_size for f in art.files) > 4 * count_params(trained[1])[0]
+    onnx.checker.check_model(str(art.path), full_check=True)
+    # dynamic batch axis
+    s = ort.InferenceSession(str(art.path))
+    for b in (1, 7):
+        assert s.run(None, {"input": np.zeros((b, 1, 8, 8), np.float32)})[0].shape == (b, 10)
+    assert acc(OrtRunner(art.path), trained[0]) == acc(TorchRunner(trained[1], torch.device("cpu")), trained[0])
+
+
+def test_lineage_ids_are_stable_and_parameter_sensitive(ctx, base):
+    a = PruneUnstructured(sparsity=0.3)(base, ctx)
+    b = PruneUnstructured(sparsity=0.3)(base, ctx)
+    c = PruneUnstructured(sparsity=0.4)(base, ctx)
+    assert a.id == b.id != c.id
+    assert a.records[-1]["params"] == {"sparsity": 0.3, "scope": "global", "layers": ["Conv1d", "Conv2d", "Linear"]}
+
+
+def test_parity_failure_is_a_clear_variant_failure(ctx, base):
+    with pytest.raises(VariantFailed, match="parity"):
+        OnnxExport(parity_atol=0.0)(base, ctx)
+
+
+def test_export_of_unsupported_module_names_it(ctx):
+    class Weird(nn.Module):
+        def forward(self, x):
+            return torch.linalg.svd(x.flatten(1)[:, :10].reshape(-1, 2, 5)).S.repeat(1, 5)
+
+    with pytest.raises(VariantFailed, match="ONNX export of Weird failed"):
+        OnnxExport()(Artifact(id="w", format="torch", model=Weird()), ctx)
+
+
+@pytest.mark.parametrize("method", ["MinMax", "Entropy", "Percentile"])
+def test_ort_static_quantization(ctx, base, trained, method):
+    art = OrtQuantizeStatic(calibrate_method=method, num_samples=128)(OnnxExport()(base, ctx), ctx)
+    info = art.records[-1]["info"]
+    assert info["quantizer_args"]["calibrate_method"] == method
+    assert info["quantizer_args"]["calibration_split"] == "calib" and info["quantizer_args"]["calibration_examples"] == 128
+    model = onnx.load(str(art.path))
+    ops = {n.op_type for n in model.graph.node}
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops  # QDQ format
+    int8 = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert int8, "weights should be stored as int8"
+    fresh = ort.InferenceSession(str(art.path), providers=["CPUExecutionProvider"])  # loads outside mlbench
+    assert fresh.run(None, {"input": trained[0].x["test"][:4].numpy()})[0].shape == (4, 10)
+    assert acc(OrtRunner(art.path), trained[0]) > 0.9
+
+
+def test_ort_dynamic_quantization_and_optimize(ctx, base, trained):
+    exported = OnnxExport()(base, ctx)
+    q = OrtQuantizeDynamic()(exported, ctx)
+    assert q.records[-1]["info"]["quantizer_args"] == {"weight_type": "QInt8", "per_channel": False, "reduce_range": False}
+    assert sum(f.stat().st_size for f in q.files) < sum(f.stat().st_size for f in exported.files)
+    opt = OrtOptimize(level="extended")(exported, ctx)
+    assert opt.records[-1]["info"]["parity_max_abs_diff"] < 1e-4
+    assert acc(OrtRunner(q.path), trained[0]) > 0.9
+
+
+def test_onnx_pass_rejects_torch_input_and_bad_enums(ctx, base):
+    with pytest.raises(VariantFailed, match="needs a onnx"):
+        OrtQuantizeDynamic()(base, ctx)
+    with pytest.raises(MlbenchError, match="calibrate_method"):
+        OrtQuantizeStatic(calibrate_method="Magic")
+
+
+def test_unstructured_pruning_exact_sparsity_survives_finetune(ctx, base):
+    art = PruneUnstructured(sparsity=0.5)(base, ctx)
+    ws = [m.weight for m in art.model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    zeros, total = sum(int((w == 0).sum()) for w in ws), sum(w.numel() for w in ws)
+    assert zeros == round(0.5 * total)
+    ft = Finetune(epochs=2)(art, ctx)
+    ws2 = [m.weight for m in ft.model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert sum(int((w == 0).sum()) for w in ws2) >= zeros
+    assert ft.records[-1]["info"]["nonzero_params"] <= count_params(base.model)[0] - zeros
+    assert all(torch.equal(p, q) for p, q in zip(base.model.parameters(), base.model.parameters()))
+
+
+def test_layer_scope_prunes_each_layer(ctx, base):
+    art = PruneUnstructured(sparsity=0.25, scope="layer")(base, ctx)
+    for m in art.model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            assert int((m.weight == 0).sum()) == round(0.25 * m.weight.numel())
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, 1.5])
+def test_sparsity_outside_range_is_rejected(bad):
+    with pytest.raises(MlbenchError):
+        PruneUnstructured(sparsity=bad)
+    with pytest.raises(MlbenchError):
+        PruneStructured(ratio=bad)
+
+
+def test_structured_pruning_removes_channels(ctx, base, trained):
+    art = PruneStructured(ratio=0.5, round_to=8)(base, ctx)
+    convs = [m for m in art.model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 8, 16, 16]
+    assert all(c.out_channels % 8 == 0 for c in convs)
+    assert count_params(art.model)[0] < 0.4 * count_params(base.model)[0]
+    assert art.model(trained[0].x["test"][:3]).shape == (3, 10)
+    head = [m for m in art.model.modules() if isinstance(m, nn.Linear)][-1]
+    assert head.out_features == 10
+
+
+def test_torch_quantize_dynamic(ctx, base, trained):
+    art = TorchQuantizeDynamic()(base, ctx)
+    assert art.cpu_only and art.records[-1]["info"]["quantized_modules"] == 2
+    assert acc(TorchRunner(art.model, torch.device("cpu")), trained[0]) > 0.9
+
+
+def test_torch_quantize_static_pt2e(ctx, base, trained):
+    art = TorchQuantizeStatic(num_samples=64)(base, ctx)
+    assert art.records[-1]["info"]["calibration_split"] == "calib"
+    targets = {str(n.target) for n in art.model.graph.nodes if n.op == "call_function"}
+    assert any("quantize_per" in t for t in targets)
+    assert acc(TorchRunner(art.model, torch.device("cpu")), trained[0]) > 0.9
+
+
+def test_half_bf16(ctx, base, trained):
+    art = Half(dtype="bf16")(base, ctx)
+    assert next(art.model.parameters()).dtype == torch.bfloat16
+    r = TorchRunner(art.model, torch.device("cpu"), art.dtype)
+    assert r.predict(trained[0].x["test"][:2]).dtype == torch.float32
+    with pytest.raises(VariantFailed, match="CUDA"):
+        Half(dtype="fp16")(base, ctx)
+
+
+def test_corrupt_onnx_file_is_a_clear_error(ctx, base, tmp_path):
+    art = OnnxExport()(base, ctx)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(art.path.read_bytes()[:100])
+    with pytest.raises(MlbenchError, match="cannot load ONNX model"):
+        OrtRunner(bad)
+    with pytest.raises(MlbenchError, match="not found"):
+        OrtRunner(tmp_path / "missing.onnx")
+
+
+def test_size_accounting_includes_external_data(ctx, base):
+    art = OnnxExport(external_data=True)(base, ctx)
+    files = onnx_files(art.path)
+    assert files[0].stat().st_size < files[1].stat().st_size  # weights live in the .data file

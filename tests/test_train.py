@@ -1,0 +1,109 @@
+"""Training reaches known accuracy; the baseline cache hits, survives corruption and concurrency."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from mlbench.data import Digits
+from mlbench.evaluate import evaluate
+from mlbench.backends import TorchRunner
+from mlbench.models import CNN, MLP
+from mlbench.train import BaselineCache, fit
+
+
+def _train_digits(model, epochs=30):
+    d = Digits().load()
+    opt = lambda p: torch.optim.AdamW(p, lr=3e-3, weight_decay=1e-4)  # noqa: E731
+    sched = lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, epochs)  # noqa: E731
+    res = fit(model, d.x["train"], d.y["train"], d.x["val"], d.y["val"], epochs=epochs, batch_size=128,
+              optimizer=opt, scheduler=sched, patience=8)
+    return d, res
+
+
+def test_default_cnn_reaches_95_percent_on_digits(make_cfg):
+    cfg = make_cfg(smoke=False)
+    d = instantiate(cfg.data).load()
+    model = instantiate(cfg.model)(input_shape=d.meta.input_shape, num_classes=10)
+    t = cfg.train
+    fit(model, d.x["train"], d.y["train"], d.x["val"], d.y["val"], epochs=t.epochs, batch_size=t.batch_size,
+        optimizer=instantiate(t.optimizer), scheduler=instantiate(t.scheduler), patience=t.patience)
+    acc = evaluate(TorchRunner(model, torch.device("cpu")), d.x["test"], d.y["test"]).metrics["accuracy"]
+    assert acc >= 0.95
+
+
+def test_training_is_deterministic_on_cpu():
+    torch.manual_seed(0)
+    a = MLP((1, 8, 8), 10)
+    torch.manual_seed(0)
+    b = MLP((1, 8, 8), 10)
+    _train_digits(a, epochs=3)
+    _train_digits(b, epochs=3)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def _tiny_train(model):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.5)
+    return {"trained": True}
+
+
+def test_cache_hit_and_corruption_recovery(tmp_path, caplog):
+    cache = BaselineCache(tmp_path)
+    calls = []
+
+    def train(m):
+        calls.append(1)
+        return _tiny_train(m)
+
+    _, hit = cache.load_or_train("k1", MLP((4,), 2), train)
+    assert not hit and len(calls) == 1
+    m2 = MLP((4,), 2)
+    _, hit = cache.load_or_train("k1", m2, train)
+    assert hit and len(calls) == 1
+    assert all(torch.all(p == 0.5) for p in m2.parameters())
+    # corrupt the weights: detected by checksum, reported, retrained
+    w = tmp_path / "k1" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:50])
+    _, hit = cache.load_or_train("k1", MLP((4,), 2), train)
+    assert not hit and len(calls) == 2
+    assert "corrupt" in caplog.text
+    # corrupt metadata too
+    (tmp_path / "k1" / "meta.json").write_text("{not json")
+    _, hit = cache.load_or_train("k1", MLP((4,), 2), train)
+    assert not hit and len(calls) == 3
+
+
+def _worker(root: str, out: str) -> None:
+    import time
+    cache = BaselineCache(root)
+
+    def train(m):
+        time.sleep(0.5)  # make the race window wide
+        Path(out).with_suffix(".trained").write_text("1")
+        return _tiny_train(m)
+
+    _, hit = cache.load_or_train("shared", MLP((4,), 2), train)
+    Path(out).write_text(json.dumps({"hit": hit}))
+
+
+def test_concurrent_jobs_train_once_and_never_corrupt(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(str(tmp_path / "cache"), str(tmp_path / f"p{i}.json")))
+             for i in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    hits = [json.loads((tmp_path / f"p{i}.json").read_text())["hit"] for i in range(3)]
+    assert sorted(hits) == [False, True, True]
+    assert len(list(tmp_path.glob("*.trained"))) == 1
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == ["shared"]
