@@ -27,13 +27,13 @@ def resolve_device(name: str) -> torch.device:
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch; on CPU also ask torch for deterministic kernels."""
+    """Seed Python, NumPy and torch. ``deterministic`` asks torch for deterministic kernels
+    (runs use it on the CPU); otherwise cuDNN may pick the fastest kernels (GPU runs)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
 
 
 def set_threads(threads: int) -> int:

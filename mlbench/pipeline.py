@@ -139,7 +139,7 @@ def setup(ctx: RunContext) -> None:
     ctx.t0 = time.perf_counter()
     ctx.device = resolve_device(cfg.device)
     set_threads(cfg.backend.threads)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed, deterministic=ctx.device.type == "cpu")
     check_view(cfg.eval.calibration)
     ctx.env = environment(ctx.device)
     ctx.dataset = _instantiate(cfg.data, "data")
@@ -194,7 +194,7 @@ def train_baseline(ctx: RunContext, seed: int | None = None) -> tuple[torch.nn.M
     seed = ctx.cfg.seed if seed is None else seed
     d = ctx.data
     key = baseline_key(ctx.cfg, ctx.device, seed)
-    seed_everything(seed)
+    seed_everything(seed, deterministic=ctx.device.type == "cpu")
     model = ctx.model_factory(input_shape=d.meta.input_shape, num_classes=d.meta.num_classes)
 
     def train(m: torch.nn.Module) -> dict:

@@ -1,0 +1,119 @@
+"""Benchmark the foundation: default run wall time, evaluate() overhead, train loop overhead.
+
+    python scripts/bench_pipeline.py            # CPU figures
+    python scripts/bench_pipeline.py --cuda     # adds the CUDA training-loop ratio
+
+Every ratio is measured against a hand-written baseline in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from _bench import row, timed_run
+from mlbench.backends import TorchRunner
+from mlbench.data import Digits
+from mlbench.evaluate import evaluate
+from mlbench.models import CNN, ResNet
+from mlbench.train import fit
+
+
+def eval_ratio(repeats: int = 15) -> float:
+    """evaluate() throughput / a bare no_grad loop over the same tensors (median of paired trials)."""
+    d = Digits().load()
+    model = CNN(d.meta.input_shape, 10).eval()
+    x = d.x["test"].repeat(8, 1, 1, 1)  # ~3.6k images
+    y = d.y["test"].repeat(8)
+    runner = TorchRunner(model, torch.device("cpu"))
+
+    def bare():
+        with torch.no_grad():
+            outs = [model(x[i:i + 256]) for i in range(0, len(x), 256)]
+            torch.cat(outs).softmax(1)
+
+    ratios = []
+    for _ in range(3):
+        bare(), evaluate(runner, x, y)
+    for _ in range(repeats):
+        t0 = time.perf_counter(); bare(); tb = time.perf_counter() - t0
+        t0 = time.perf_counter(); evaluate(runner, x, y, batch_size=256); te = time.perf_counter() - t0
+        ratios.append(tb / te)
+    return statistics.median(ratios)
+
+
+def cuda_train_ratio(amp: str, channels_last: bool, batch: int = 512, steps: int = 60) -> tuple[float, float]:
+    """fit() throughput / a hand-written loop, ResNet-18 on synthetic 3x32x32 data."""
+    dev = torch.device("cuda")
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # "fp32" = TF32 on Hopper
+    n = batch * steps
+    x = torch.rand(n, 3, 32, 32)
+    y = torch.randint(0, 10, (n,))
+    xv, yv = x[:batch], y[:batch]
+    dtype = torch.bfloat16 if amp == "bf16" else None
+
+    def hand() -> float:
+        torch.manual_seed(0)
+        m = ResNet((3, 32, 32), 10).to(dev)
+        if channels_last:
+            m = m.to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
+        xd, yd = x.to(dev), y.to(dev)
+        if channels_last:
+            xd = xd.contiguous(memory_format=torch.channels_last)
+        lossf = torch.nn.CrossEntropyLoss()
+        best = 0.0
+        for _ in range(2):  # epoch 1 warms up cudnn
+            perm = torch.randperm(n, device=dev)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for i in range(0, n, batch):
+                idx = perm[i:i + batch]
+                with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+                    loss = lossf(m(xd[idx]), yd[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            torch.cuda.synchronize()
+            best = max(best, n / (time.perf_counter() - t0))
+        return best
+
+    def ours() -> float:
+        torch.manual_seed(0)
+        m = ResNet((3, 32, 32), 10)
+        res = fit(m, x, y, xv, yv, epochs=2, batch_size=batch,
+                  optimizer=lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9), amp=amp,
+                  channels_last=channels_last, device=dev)
+        return res.samples_per_s
+
+    hand(); ours()  # warm-up both
+    h, o = hand(), ours()
+    return o / h, h
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cuda", action="store_true")
+    ap.add_argument("--skip-run", action="store_true")
+    a = ap.parse_args()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"device {'cuda: ' + torch.cuda.get_device_name() if a.cuda else 'cpu'}")
+    if not a.skip_run:
+        wall, run_dir, s = timed_run(*(["device=cpu"] if not a.cuda else []))
+        row("default `mlbench` run, fresh cache, start-up included", wall, "s", "(target < 60 s on 2 cores)")
+        wall2, _, _ = timed_run("variants=[]", *(["device=cpu"] if not a.cuda else []))
+        row("`mlbench variants=[]` (baseline only), fresh cache", wall2, "s")
+    row("evaluate() / bare no_grad loop throughput", eval_ratio(), "x", "(target >= 0.9)")
+    if a.cuda:
+        for amp, cl in (("none", False), ("bf16", True)):
+            r, hand = cuda_train_ratio(amp, cl)
+            row(f"fit() / hand loop, ResNet-18 bs512 amp={amp} channels_last={cl}", r, "x",
+                f"(hand-written {hand:,.0f} img/s; target >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()
