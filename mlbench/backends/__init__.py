@@ -136,18 +136,20 @@ class OrtRunner:
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise MlbenchError(f"cannot load ONNX model {self.path}: {first}") from None
+        self._run = self.session.run
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_dtype = np.float16 if "float16" in inp.type else np.float32
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         # kept lean: at batch 1 a small model runs in ~20 µs, so every conversion shows
-        if x.device.type != "cpu" or x.requires_grad:
-            x = x.detach().cpu()
-        arr = x.numpy()
+        try:
+            arr = x.numpy()
+        except (RuntimeError, TypeError):  # on a GPU, or part of an autograd graph
+            arr = x.detach().cpu().numpy()
         if arr.dtype != self.input_dtype:
             arr = arr.astype(self.input_dtype)
-        out = self.session.run(None, {self.input_name: arr})[0]
+        out = self._run(None, {self.input_name: arr})[0]
         return torch.from_numpy(out if out.dtype == np.float32 else out.astype(np.float32))
 
     def synchronize(self) -> None:
