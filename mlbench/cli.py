@@ -26,6 +26,7 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*TypedStorage.*")
+    warnings.filterwarnings("ignore", message=".*did not already require gradients.*")
     for name in ("torch.onnx", "onnxscript", "torch._dynamo", "torch.export", "torchao", "root"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

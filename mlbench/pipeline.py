@@ -69,7 +69,9 @@ class VariantResult:
     groups: dict[str, Any] | None = None
     agreement: dict[str, Any] | None = None
     flags: list[str] = field(default_factory=list)
+    stress: dict[str, Any] = field(default_factory=dict)
     build_s: float = 0.0
+    runner_obj: Any = None  # the runner used for evaluation, reused by the stress stage
     evaluation: Evaluation | None = None  # test-split outputs in the chosen calibration view
     views: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -89,7 +91,7 @@ class VariantResult:
                         "calibration": self.calibration, "calibrator": self.calibrator,
                         "per_class": {"recall": self.per_class_recall,
                                       "recall_delta": self.per_class_recall_delta},
-                        "groups": self.groups, "agreement": self.agreement})
+                        "groups": self.groups, "agreement": self.agreement, "stress": self.stress})
         return out
 
 
@@ -105,6 +107,7 @@ class RunContext:
     model_factory: Callable[..., torch.nn.Module] | None = None
     calibrator_factory: Callable[[], Calibrator] | None = None
     specs: list[VariantSpec] = field(default_factory=list)
+    stressors: list[tuple[str, Any]] = field(default_factory=list)
     data: DataBundle | None = None
     baseline: Artifact | None = None
     baseline_info: dict[str, Any] = field(default_factory=dict)
@@ -145,8 +148,7 @@ def setup(ctx: RunContext) -> None:
     ctx.dataset = _instantiate(cfg.data, "data")
     ctx.model_factory = _instantiate(cfg.model, "model")
     if cfg.calibrate and "_target_" in cfg.calibrate:
-        node = cfg.calibrate
-        ctx.calibrator_factory = lambda: instantiate(node)
+        ctx.calibrator_factory = lambda node=cfg.calibrate: instantiate(node)
         ctx.calibrator_factory()  # fail now on bad arguments
     for name, spec in (cfg.variants or {}).items():
         if name == BASELINE:
@@ -157,6 +159,10 @@ def setup(ctx: RunContext) -> None:
                 raise MlbenchError(f"variants.{name}: {type(p).__name__} is not a compression pass")
         ctx.specs.append(VariantSpec(name, spec.description, passes,
                                      OmegaConf.to_container(spec.runner, resolve=True)))
+    for name, node in (cfg.stress or {}).items():
+        st = _instantiate(node, f"stress.{name}")
+        st.name = name
+        ctx.stressors.append((name, st))
     if cfg.eval.batch_size < 1:
         raise MlbenchError(f"eval.batch_size must be >= 1, got {cfg.eval.batch_size}")
 
@@ -166,6 +172,12 @@ def setup(ctx: RunContext) -> None:
 def load_data(ctx: RunContext) -> None:
     ctx.data = ctx.dataset.load()
     sizes = ctx.data.sizes()
+    skipped = []
+    for name, st in list(ctx.stressors):  # unfit stressors fail (or are skipped) now, not halfway
+        if not st.check(ctx.data.meta):
+            skipped.append({"stressor": name, "reason": st.fits(ctx.data.meta)})
+            ctx.stressors.remove((name, st))
+    ctx.extra["stress_skipped"] = skipped
     console.print(f"[bold]data[/] {ctx.data.meta.name}: " + ", ".join(f"{k} {v}" for k, v in sizes.items())
                   + f" · {ctx.data.meta.num_classes} classes · device {ctx.device}")
 
@@ -286,6 +298,7 @@ def measure(ctx: RunContext, res: VariantResult, art: Artifact, overrides: dict 
     runner = make_runner(ctx, art, overrides)
     load_s = time.perf_counter() - t0
     res.runner = runner.describe()
+    res.runner_obj = runner
     res.backend = res.runner["backend"]
     bs = cfg.eval.batch_size
     test = evaluate(runner, d.x["test"], d.y["test"], batch_size=bs)
@@ -466,7 +479,7 @@ def summary(ctx: RunContext) -> dict[str, Any]:
         "baseline_training": {k: v for k, v in ctx.baseline_info.items() if k != "history"},
         "calibration_view": ctx.cfg.eval.calibration,
         "variants": {name: res.summary() for name, res in ctx.results.items()},
-        **ctx.extra,
+        **{k: v for k, v in ctx.extra.items() if not k.startswith("_") and k != "stress_skipped"},
     }
 
 
@@ -485,7 +498,12 @@ def write(ctx: RunContext) -> dict[str, Any]:
     return s
 
 
-STAGES: list[Callable[[RunContext], None]] = [setup, load_data, baseline, variants, compare, seeds]
+def stress(ctx: RunContext) -> None:
+    from mlbench.stress.stage import stress as run_stress
+    run_stress(ctx)
+
+
+STAGES: list[Callable[[RunContext], None]] = [setup, load_data, baseline, variants, compare, stress, seeds]
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

@@ -83,6 +83,8 @@ BAD = [
     (["variants.prune50_ft.passes.0.sparsity=1.0"], "sparsity must be in [0, 1)"),
     (["device=cuda"], "CUDA is not available"),
     (["eval.calibration=sometimes"], "eval.calibration must be one of"),
+    (["data=wine", "model=mlp", "stress=[gaussian_blur]"], "needs image data"),
+    (["stress=[fgsm]", "stress.fgsm.eps=[0.1,3.0]"], "outside the input range"),
 ]
 
 
@@ -155,3 +157,30 @@ def test_multirun_sweeps_jobs(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     dirs = run_dirs(tmp_path)
     assert len(dirs) == 2 and all("sweeps" in str(d) for d in dirs)
+
+
+def test_default_run_includes_the_light_stress_set(smoke_run):
+    run_dir, s, _ = smoke_run
+    for name, v in s["variants"].items():
+        st = v["stress"]
+        assert set(st) == {"gaussian_noise", "gaussian_blur", "occlusion", "fgsm"}, name
+        assert list(st["gaussian_noise"]["severities"]) == ["1", "3", "5"]
+        assert set(st["fgsm"]["eps"]) == {"0.05", "0.1"}
+        mode = st["fgsm"]["eps"]["0.1"]["mode"]
+        assert mode == ("white-box" if v["backend"] == "torch" else "transfer (crafted on the float baseline)")
+        assert 0 <= v["metrics"]["mean_corruption_accuracy"] <= 1
+        if name != "baseline":
+            assert "ci_low" in st["fgsm"]["eps"]["0.1"]["delta_accuracy"]
+    assert s["variants"]["baseline"]["stress"]["gaussian_noise"]["corruption_error"] == 1.0
+    assert {x["stressor"] for x in s["stress"]["skipped"]} == {"feature_noise", "missing_features"}
+    for plot in ("accuracy_vs_severity.png", "robust_accuracy_vs_eps.png"):
+        assert (run_dir / "plots" / plot).is_file()
+    assert "## Robustness" in (run_dir / "report.md").read_text()
+
+
+def test_tabular_default_skips_image_stress(tmp_path):
+    out = run_cli("debug=smoke", "data=breast_cancer", "model=mlp", "variants=[onnx_fp32]",
+                  "eval.efficiency=false", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
+    assert set(s["variants"]["onnx_fp32"]["stress"]) == {"feature_noise", "missing_features", "fgsm"}

@@ -41,20 +41,22 @@ def print_table(summary: dict, run_dir: Path) -> None:
     for col, just in [("variant", "left"), ("backend", "left"), ("acc", "right"),
                       ("Δacc [95% CI]", "right"), ("ece", "right"), ("nll", "right"),
                       ("p50 ms", "right"), ("p99 ms", "right"), ("samples/s", "right"),
-                      ("size KB", "right"), ("nonzero/params", "right")]:
+                      ("size KB", "right"), ("nonzero/params", "right"), ("mCA", "right")]:
         t.add_column(col, justify=just)
     for name, v in summary["variants"].items():
         if v["status"] != "ok":
-            t.add_row(name, v.get("backend", ""), f"[red]failed[/]", v.get("error", "")[:60], *[""] * 7)
+            t.add_row(name, v.get("backend", ""), "[red]failed[/]", (v.get("error") or "")[:60], *[""] * 8)
             continue
         m = v["metrics"]
         t.add_row(name, v["backend"], _fmt(m.get("accuracy")), _delta(v["deltas"].get("accuracy"), 3),
                   _fmt(m.get("ece")), _fmt(m.get("nll")), _fmt(m.get("latency_p50_ms"), 3),
                   _fmt(m.get("latency_p99_ms"), 3), _fmt(m.get("throughput_sps"), 0),
-                  _kb(m.get("size_bytes")), f"{m.get('nonzero_params', 0):,}/{m.get('params', 0):,}")
+                  _kb(m.get("size_bytes")), f"{m.get('nonzero_params', 0):,}/{m.get('params', 0):,}",
+                  _fmt(m.get("mean_corruption_accuracy"), 3))
     console.print(t)
     console.print("[dim]* interval excludes 0 (paired bootstrap); latency at batch 1, "
-                  f"throughput at batch {summary['run']['config']['eval']['batch_size']}[/]")
+                  f"throughput at batch {summary['run']['config']['eval']['batch_size']}; "
+                  "mCA: mean accuracy over the corruptions and severities run[/]")
     console.print(f"run directory: [bold]{run_dir}[/]")
 
 
@@ -154,10 +156,70 @@ def write_report(ctx, summary: dict) -> Path:
     flags = [(n, f) for n, v in summary["variants"].items() for f in v.get("flags", [])]
     if flags:
         out += ["## Flags", "", *[f"- **{n}**: {f}" for n, f in flags], ""]
-    extra_sections = ctx.extra.get("report_sections", [])
-    out += extra_sections
+    out += _stress_sections(summary)
+    plots += ctx.extra.get("plots", [])
     out += ["## Plots", "", *[f"- [{p}]({p})" for p in plots], ""]
     path = run_dir / "report.md"
     from mlbench.results import atomic_write
     atomic_write(path, "\n".join(out))
     return path
+
+
+def _stress_sections(summary: dict) -> list[str]:
+    variants = {n: v for n, v in summary["variants"].items() if v["status"] == "ok" and v.get("stress")}
+    if not variants:
+        return []
+    out = ["## Robustness", ""]
+    first = next(iter(variants.values()))["stress"]
+    corr = [n for n, sec in first.items() if sec["kind"] == "corruption"]
+    if corr:
+        rows = []
+        for n, v in variants.items():
+            cells = []
+            for c in corr:
+                sec = v["stress"][c]
+                accs = " / ".join(f"{r['accuracy']:.3f}" for _, r in sorted(sec["severities"].items(), key=lambda kv: int(kv[0])))
+                cells.append(f"{accs} (CE {_fmt(sec.get('corruption_error'), 2)})")
+            rows.append([n, _fmt(v["metrics"].get("mean_corruption_accuracy")), *cells])
+        sev = ", ".join(sorted(first[corr[0]]["severities"], key=int))
+        out += [f"Accuracy per corruption at severities {sev}; CE = Σ errors / Σ baseline errors.", "",
+                _md_table(["variant", "mCA", *corr], rows), ""]
+    for kind, key, label in (("adversarial", "eps", "eps"), ("fault", "rates", "rate")):
+        names = [n for n, sec in first.items() if sec["kind"] == kind]
+        for name in names:
+            rows = []
+            for n, v in variants.items():
+                sec = v["stress"].get(name, {})
+                if sec.get("skipped"):
+                    rows.append([n, f"skipped: {sec['skipped']}"])
+                    continue
+                cells = []
+                for k, r in sorted(sec.get(key, {}).items(), key=lambda kv: float(kv[0])):
+                    if kind == "adversarial":
+                        d = r.get("delta_accuracy")
+                        mode = "" if r["mode"] == "white-box" else " (transfer)"
+                        cells.append(f"{k}: {r['accuracy']:.3f}{mode}" + (f" Δ {_delta(d, 3)}" if d else ""))
+                    else:
+                        cells.append(f"{k}: {r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
+                rows.append([n, "; ".join(cells)])
+            desc = ""
+            if kind == "adversarial":
+                s0 = next(v["stress"][name] for v in variants.values())
+                desc = (f" — {s0['method'].upper()} {s0['norm']}, {s0['steps']} step(s), step {s0['step_size']}, "
+                        f"random start {s0['random_start']}")
+            out += [f"### {name}{desc}", "", _md_table(["variant", f"accuracy by {label}"], rows), ""]
+    names = [n for n, sec in first.items() if sec["kind"] == "explanation"]
+    for name in names:
+        rows = []
+        for n, v in variants.items():
+            sec = v["stress"].get(name, {})
+            if sec.get("skipped"):
+                rows.append([n, f"skipped: {sec['skipped']}", "", "", ""])
+                continue
+            for meth, r in sec.get("methods", {}).items():
+                rows.append([n + f" · {meth}", _fmt(r["spearman_mean"], 3), _fmt(r["topk_overlap_mean"], 3),
+                             _fmt(r["infidelity"], 4), _fmt(r["sensitivity_max"], 4)])
+        out += [f"### Explanation shift ({name}, against the baseline's attributions)", "",
+                _md_table(["variant · method", "Spearman (mean)", "top-k overlap", "infidelity", "sensitivity max"],
+                          rows), ""]
+    return out

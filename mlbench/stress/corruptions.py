@@ -1,0 +1,197 @@
+"""Common corruptions as batched tensor operations, severities 1-5 (0 = none).
+
+Image corruptions follow the CIFAR-10-C recipes of Hendrycks & Dietterich (2019),
+re-implemented in torch so they run batched on the GPU and on any image size;
+outputs are clamped to the data's input range. Tabular corruptions work in
+train-standard-deviation units (the features are standardized with train
+statistics, so one unit is one train std).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from mlbench.data import DataMeta
+from mlbench.errors import MlbenchError
+from mlbench.stress.base import Stressor, generator
+
+
+class Corruption(Stressor):
+    """Base: ``levels[s - 1]`` is the strength at severity ``s``."""
+
+    kind = "corruption"
+    modalities = ("image",)
+    levels: tuple[float, ...] = ()
+
+    def __init__(self, severities: Sequence[int] = (1, 3, 5), when_unfit: str = "error", seed: int = 0):
+        super().__init__(when_unfit, seed)
+        bad = [s for s in severities if not 0 <= s <= 5]
+        if bad:
+            raise MlbenchError(f"severities must be in 0..5, got {bad}")
+        self.severities = [int(s) for s in severities]
+        self.range: tuple[float, float] | None = None
+
+    def check(self, meta: DataMeta) -> bool:
+        self.range = meta.input_range
+        return super().check(meta)
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor, severity: int) -> torch.Tensor:
+        """The corrupted batch; deterministic for (seed, corruption, severity)."""
+        if severity == 0:
+            return x.clone()
+        g = generator(self.seed, self.name, severity, device=x.device)
+        out = self.apply(x.float(), self.levels[severity - 1], g)
+        if self.range is not None:
+            out = out.clamp(*self.range)
+        return out.to(x.dtype)
+
+    def apply(self, x: torch.Tensor, level: float, g: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _noise_like(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    return torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+
+
+class GaussianNoise(Corruption):
+    """x + N(0, c^2), c = 0.04 ... 0.10."""
+
+    levels = (0.04, 0.06, 0.08, 0.09, 0.10)
+
+    def apply(self, x, level, g):
+        return x + level * _noise_like(x, g)
+
+
+class ShotNoise(Corruption):
+    """Poisson photon noise: Poisson(x * c) / c, c = 500 ... 50 (fewer photons is worse)."""
+
+    levels = (500.0, 250.0, 100.0, 75.0, 50.0)
+
+    def apply(self, x, level, g):
+        return torch.poisson(x.clamp_min(0) * level, generator=g) / level
+
+
+class ImpulseNoise(Corruption):
+    """Salt-and-pepper: a share c of values set to the range's min or max, c = 0.01 ... 0.07."""
+
+    levels = (0.01, 0.02, 0.03, 0.05, 0.07)
+
+    def apply(self, x, level, g):
+        lo, hi = self.range or (float(x.min()), float(x.max()))
+        u = torch.rand(x.shape, generator=g, device=x.device)
+        salt = torch.rand(x.shape, generator=g, device=x.device) < 0.5
+        hit = u < level
+        return torch.where(hit, torch.where(salt, torch.full_like(x, hi), torch.full_like(x, lo)), x)
+
+
+class GaussianBlur(Corruption):
+    """Depthwise Gaussian blur with std c pixels, c = 0.4 ... 1.0 (kernel radius ceil(3c))."""
+
+    levels = (0.4, 0.6, 0.7, 0.8, 1.0)
+
+    def apply(self, x, level, g):
+        r = max(1, math.ceil(3 * level))
+        t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
+        k = torch.exp(-(t ** 2) / (2 * level ** 2))
+        k = k / k.sum()
+        c = x.shape[1]
+        xp = F.pad(x, (r, r, r, r), mode="replicate")
+        xp = F.conv2d(xp, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        return F.conv2d(xp, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+class Contrast(Corruption):
+    """(x - mean) * c + mean per image, c = 0.75 ... 0.15 (lower is worse)."""
+
+    levels = (0.75, 0.5, 0.4, 0.3, 0.15)
+
+    def apply(self, x, level, g):
+        mean = x.mean(dim=tuple(range(1, x.dim())), keepdim=True)
+        return (x - mean) * level + mean
+
+
+class Brightness(Corruption):
+    """x + c, c = 0.1 ... 0.5 (in input units; then clamped to the range)."""
+
+    levels = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+    def apply(self, x, level, g):
+        return x + level
+
+
+class Pixelate(Corruption):
+    """Area-downsample to c x the size, then nearest-upsample back, c = 0.95 ... 0.5."""
+
+    levels = (0.95, 0.9, 0.85, 0.75, 0.5)
+
+    def apply(self, x, level, g):
+        h, w = x.shape[-2:]
+        small = F.interpolate(x, size=(max(1, int(h * level)), max(1, int(w * level))), mode="area")
+        return F.interpolate(small, size=(h, w), mode="nearest")
+
+
+class Occlusion(Corruption):
+    """A square patch of side c x the image side, at a random place per image, set to
+    the range's minimum; c = 0.1 ... 0.5."""
+
+    levels = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+    def apply(self, x, level, g):
+        n, _, h, w = x.shape
+        side = max(1, round(level * min(h, w)))
+        top = torch.randint(0, h - side + 1, (n,), generator=g, device=x.device)
+        left = torch.randint(0, w - side + 1, (n,), generator=g, device=x.device)
+        rows = torch.arange(h, device=x.device)[None, :, None]
+        cols = torch.arange(w, device=x.device)[None, None, :]
+        mask = ((rows >= top[:, None, None]) & (rows < top[:, None, None] + side)
+                & (cols >= left[:, None, None]) & (cols < left[:, None, None] + side))
+        fill = self.range[0] if self.range else 0.0
+        return torch.where(mask[:, None], torch.full_like(x, fill), x)
+
+
+class FeatureNoise(Corruption):
+    """Tabular: x + N(0, c^2) in train-std units, c = 0.1, 0.25, 0.5, 0.75, 1.0."""
+
+    modalities = ("tabular",)
+    levels = (0.1, 0.25, 0.5, 0.75, 1.0)
+
+    def apply(self, x, level, g):
+        return x + level * _noise_like(x, g)
+
+
+class MissingFeatures(Corruption):
+    """Tabular: a share c of feature values replaced by the train mean (0 after
+    standardization), c = 0.1 ... 0.5."""
+
+    modalities = ("tabular",)
+    levels = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+    def apply(self, x, level, g):
+        drop = torch.rand(x.shape, generator=g, device=x.device) < level
+        return x.masked_fill(drop, 0.0)
+
+
+class ScalingDrift(Corruption):
+    """Tabular: each raw feature rescaled by (1 + c * u), u uniform in [-1, 1] per feature
+    (a sensor or unit drift), c = 0.1 ... 0.5; applied in raw units, then re-standardized
+    with the train statistics."""
+
+    modalities = ("tabular",)
+    levels = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+    def check(self, meta):
+        ok = super().check(meta)
+        norm = meta.normalization or {}
+        self.mean = torch.tensor(norm.get("mean", 0.0))
+        self.std = torch.tensor(norm.get("std", 1.0))
+        return ok
+
+    def apply(self, x, level, g):
+        u = torch.rand(x.shape[1:], generator=g, device=x.device) * 2 - 1
+        mean, std = self.mean.to(x.device, x.dtype), self.std.to(x.device, x.dtype)
+        raw = x * std + mean
+        return (raw * (1 + level * u) - mean) / std

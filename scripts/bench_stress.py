@@ -1,0 +1,78 @@
+"""Benchmark the stress stage.
+
+    python scripts/bench_stress.py           # default stress set over all default variants on digits (CPU)
+    python scripts/bench_stress.py --cuda    # + PGD-10 on a CIFAR-shaped ResNet-18: mlbench vs a hand loop
+
+The stress time is the default run's wall time minus the same run with ``stress=none``
+(same fresh cache state), so training and variant building are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from _bench import row, timed_run
+from mlbench.models import ResNet
+from mlbench.stress import Attack
+
+
+def hand_pgd(model, x, y, eps, alpha, steps):
+    """A plain L-inf PGD loop with random start, the usual way."""
+    adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
+    for _ in range(steps):
+        adv.requires_grad_(True)
+        loss = F.cross_entropy(model(adv), y)
+        (grad,) = torch.autograd.grad(loss, adv)
+        adv = adv.detach() + alpha * grad.sign()
+        adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
+    return adv.detach()
+
+
+def pgd_ratio(batch: int = 1024, reps: int = 5) -> tuple[float, float]:
+    dev = torch.device("cuda")
+    torch.backends.cudnn.benchmark = True
+    model = ResNet((3, 32, 32), 10).to(dev).eval()
+    x = torch.rand(batch, 3, 32, 32, device=dev)
+    y = torch.randint(0, 10, (batch,), device=dev)
+    eps, steps = 8 / 255, 10
+    atk = Attack("pgd", "Linf", [eps], steps=steps, step_ratio=0.25, random_start=True, batch_size=batch)
+    atk.bounds = (0.0, 1.0)
+
+    def timeit(fn):
+        fn()
+        torch.cuda.synchronize()
+        best = float("inf")
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t0)
+        return batch / best
+
+    hand = timeit(lambda: hand_pgd(model, x, y, eps, 0.25 * eps, steps))
+    ours = timeit(lambda: atk.craft(model, x, y, eps))
+    return ours / hand, hand
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cuda", action="store_true")
+    a = ap.parse_args()
+    dev = [] if a.cuda else ["device=cpu"]
+    wall_stress, _, s = timed_run(*dev)
+    wall_none, _, _ = timed_run("stress=none", *dev)
+    row("default run with the light stress set", wall_stress, "s")
+    row("same run with stress=none", wall_none, "s")
+    row("stress stage over all default variants (difference)", wall_stress - wall_none, "s", "(target < 60 s)")
+    if a.cuda:
+        r, hand = pgd_ratio()
+        row("PGD-10 ResNet-18 bs1024: mlbench (captum) / hand loop", r, "x",
+            f"(hand-written {hand:,.0f} img/s; target >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()
