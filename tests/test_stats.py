@@ -49,6 +49,16 @@ def test_delta_point_estimates_equal_metric_differences():
     assert d["disagreement"]["value"] == pytest.approx(float((pb.argmax(1) != pv.argmax(1)).float().mean()))
 
 
+def test_group_deltas_equal_group_metric_differences():
+    pb, pv, y = _pair(2000, 3, shift=-0.1)
+    group = torch.randint(0, 3, (2000,), generator=torch.Generator().manual_seed(9))
+    d = paired_deltas(pb, pv, y, group, n_resamples=200)
+    gb = group_metrics(pb.argmax(1), y, group, 4)
+    gv = group_metrics(pv.argmax(1), y, group, 4)
+    for k in ("worst_group_accuracy", "demographic_parity_difference"):
+        assert d[k]["value"] == pytest.approx(gv[k] - gb[k], abs=1e-6), k
+
+
 def test_bootstrap_is_deterministic_under_a_seed():
     pb, pv, y = _pair(500, 1)
     assert paired_deltas(pb, pv, y, n_resamples=200, seed=7) == paired_deltas(pb, pv, y, n_resamples=200, seed=7)

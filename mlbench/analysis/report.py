@@ -119,7 +119,7 @@ def write_report(ctx, summary: dict) -> Path:
     if names:
         keys = ["accuracy", "f1_macro", "nll", "brier", "ece", "worst_class_recall", "disagreement"]
         if any("worst_group_accuracy" in summary["variants"][n]["deltas"] for n in names):
-            keys.append("worst_group_accuracy")
+            keys += ["worst_group_accuracy", "demographic_parity_difference"]
         drows = [[n, *[_delta(summary["variants"][n]["deltas"].get(k)) for k in keys],
                   _fmt(summary["variants"][n]["deltas"]["accuracy"].get("p_value"), 4)] for n in names]
         out += ["## Deltas against the baseline (variant − baseline, 95 % CI)", "",

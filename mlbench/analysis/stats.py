@@ -109,7 +109,13 @@ def pair_columns(probs_base: torch.Tensor, probs_var: torch.Tensor, labels: torc
         g = torch.unique(group)
         groups = len(g)
         gmask = (group[:, None] == g[None, :]).double()
-        parts += [gmask, gmask * cb[:, :1], gmask * cv[:, :1]]
+        c = probs_base.shape[1]
+        pred_b = torch.nn.functional.one_hot(probs_base.argmax(1), c).double()
+        pred_v = torch.nn.functional.one_hot(probs_var.argmax(1), c).double()
+        # per (group, class) prediction counts, for demographic parity
+        pg_b = (gmask[:, :, None] * pred_b[:, None, :]).flatten(1)
+        pg_v = (gmask[:, :, None] * pred_v[:, None, :]).flatten(1)
+        parts += [gmask, gmask * cb[:, :1], gmask * cv[:, :1], pg_b, pg_v]
     layout = {"classes": probs_base.shape[1], "bins": n_bins, "groups": groups,
               "width": cb.shape[1]}
     return torch.cat(parts, dim=1).float(), layout
@@ -140,9 +146,10 @@ def _metrics_from_sums(s: torch.Tensor, n: int, classes: int, bins: int, support
 def pair_statistic(layout: dict) -> tuple[Callable[[torch.Tensor, float], torch.Tensor], list[str]]:
     """The statistic for :func:`paired_bootstrap`: variant minus baseline for each of
     ``DELTA_METRICS``, then ``disagreement``, then (with groups) the variant-minus-baseline
-    change in worst-group accuracy."""
+    change in worst-group accuracy and in demographic-parity difference."""
     c, bins, w, groups = layout["classes"], layout["bins"], layout["width"], layout["groups"]
-    names = [*DELTA_METRICS, "disagreement"] + (["worst_group_accuracy"] if groups else [])
+    names = [*DELTA_METRICS, "disagreement"] + (
+        ["worst_group_accuracy", "demographic_parity_difference"] if groups else [])
 
     def statistic(s: torch.Tensor, n: float) -> torch.Tensor:
         support = s[:, 2 * w + 1:2 * w + 1 + c]
@@ -154,7 +161,15 @@ def pair_statistic(layout: dict) -> tuple[Callable[[torch.Tensor, float], torch.
             gn = s[:, o:o + groups].clamp_min(1e-12)
             gb = (s[:, o + groups:o + 2 * groups] / gn).amin(1)
             gv = (s[:, o + 2 * groups:o + 3 * groups] / gn).amin(1)
-            out.append((gv - gb)[:, None])
+            o2 = o + 3 * groups
+
+            def dp(block: torch.Tensor) -> torch.Tensor:  # max over classes of the group gap in P(pred = k | g)
+                rate = block.view(-1, groups, c) / gn[:, :, None]
+                return (rate.amax(1) - rate.amin(1)).amax(1)
+
+            dpb = dp(s[:, o2:o2 + groups * c])
+            dpv = dp(s[:, o2 + groups * c:o2 + 2 * groups * c])
+            out.append(torch.stack([gv - gb, dpv - dpb], dim=1))
         return torch.cat(out, dim=1)
 
     return statistic, names
