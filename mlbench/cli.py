@@ -47,7 +47,15 @@ def _run(cfg: DictConfig) -> float | None:
     except MlbenchError as e:
         _fail(e)
     print_table(summary, run_dir)
-    return summary["variants"][summary["baseline"]]["metrics"].get("accuracy")
+    rec = summary["recommended"]
+    from mlbench.progress import console
+    if rec["variant"]:
+        console.print(f"recommended: [bold]{rec['variant']}[/] ({rec['reason']})")
+    else:
+        console.print(f"[yellow]no variant recommended[/]: {rec['reason']}", soft_wrap=True)
+        if cfg.requirements.fail_if_none:
+            sys.exit(3)
+    return pipeline.objective(summary, cfg)
 
 
 def _export(cfg: DictConfig) -> None:
@@ -70,6 +78,9 @@ def hydra_entry(task: str = "run") -> None:
 
 def main() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    if len(sys.argv) > 1 and sys.argv[1] == "compare":
+        from mlbench.analysis.compare import main as compare_main
+        sys.exit(compare_main(sys.argv[2:]))
     hydra_entry("run")
 
 

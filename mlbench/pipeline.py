@@ -492,15 +492,56 @@ def write(ctx: RunContext) -> dict[str, Any]:
                          res.evaluation.labels, d.index["test"], res.evaluation.logits,
                          d.group["test"] if d.group is not None else None)
     s = summary(ctx)
+    analyze(s, ctx.cfg, ctx.run_dir)
+    if (ctx.run_dir / "plots" / "pareto.png").is_file():
+        ctx.extra.setdefault("plots", []).append("plots/pareto.png")
     write_report(ctx, s)
     s["run"]["wall_s"] = time.perf_counter() - ctx.t0
     write_json(ctx.run_dir / "summary.json", s)
+    if ctx.cfg.analysis.history:
+        from mlbench.analysis.history import record
+        record(Path(ctx.cfg.paths.history_db), s, ctx.run_dir)
     return s
 
 
 def stress(ctx: RunContext) -> None:
     from mlbench.stress.stage import stress as run_stress
     run_stress(ctx)
+
+
+def analyze(summary: dict, cfg: DictConfig, run_dir: Path) -> None:
+    """Requirements pass/fail per variant, the recommended variant, and the Pareto front."""
+    from mlbench.analysis.pareto import pareto_front, pareto_plot
+    from mlbench.analysis.requirements import check_requirements, recommend
+    r = cfg.requirements
+    checks = OmegaConf.to_container(r.checks, resolve=True, enum_to_str=True)
+    results = check_requirements(summary, checks, r.use_bound)
+    for name, res in results.items():
+        summary["variants"][name]["requirements"] = res
+    summary["recommended"] = recommend(summary, results, r.objective.value, r.objective_mode)
+    axes = [(a.metric.value, a.mode) for a in cfg.analysis.pareto_axes]
+    points = {n: v["metrics"] for n, v in summary["variants"].items() if v["status"] == "ok"}
+    front = pareto_front(points, axes)
+    summary["pareto"] = {"axes": [{"metric": m, "mode": md} for m, md in axes], "front": front}
+    if len(axes) >= 2 and points:
+        pareto_plot(points, axes, front, run_dir / "plots" / "pareto.png")
+
+
+def objective(summary: dict, cfg: DictConfig) -> float | None:
+    """The number a sweeper optimises (see ``analysis.objective``)."""
+    o = cfg.analysis.objective
+    v = summary["variants"].get(o.variant)
+    if v is None or v["status"] != "ok":
+        return float(o.penalty)
+    value = v["metrics"].get(o.metric.value)
+    if o.max_degradation is not None and o.variant != summary["baseline"]:
+        from mlbench.analysis.vocabulary import HIGHER_IS_BETTER
+        key = o.constraint_metric.value
+        b, x = summary["variants"][summary["baseline"]]["metrics"][key], v["metrics"][key]
+        degradation = b - x if HIGHER_IS_BETTER[key] else x - b
+        if degradation > o.max_degradation:
+            return float(o.penalty)
+    return None if value is None else float(value)
 
 
 STAGES: list[Callable[[RunContext], None]] = [setup, load_data, baseline, variants, compare, stress, seeds]

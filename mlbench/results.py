@@ -38,6 +38,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     """Write to a temporary file in the same folder, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.chmod(tmp, 0o644)  # mkstemp makes files private; results are for everyone to read
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
@@ -63,6 +64,7 @@ def save_predictions(path: Path, probs: torch.Tensor, labels: torch.Tensor, inde
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)
     try:
         np.savez_compressed(tmp, **arrays)
         os.replace(tmp, path)

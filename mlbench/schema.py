@@ -26,6 +26,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.utils import get_class
 from omegaconf import MISSING
 
+from mlbench.analysis.vocabulary import Metric
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 SCHEMA_GROUPS = ("data", "model", "calibrate")
 RUNTIME_ARGS = ("input_shape", "num_classes")  # a model's, filled in at run time from the data
@@ -100,6 +102,7 @@ class PathsConf:
     results_dir: str = "results"
     cache_dir: str = "results/cache"
     data_root: str = "data"
+    history_db: str = "results/history.sqlite"
 
 
 @dataclass
@@ -107,6 +110,57 @@ class VariantConf:
     description: str = ""
     passes: List[Any] = field(default_factory=list)
     runner: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RequirementConf:
+    """``metric op value`` or ``metric max_degradation [relative]`` against the baseline."""
+
+    metric: Metric = MISSING  # type: ignore[valid-type]
+    op: Optional[str] = None  # >= | <= | > | <
+    value: Optional[float] = None
+    max_degradation: Optional[float] = None
+    relative: bool = False
+    use_bound: Optional[bool] = None  # judge on the pessimistic CI bound (None: requirements.use_bound)
+    stress: Optional[str] = None  # for stress_accuracy: a stressor name
+    condition: Optional[str] = None  # and its severity / eps / rate, as written in summary.json
+
+
+@dataclass
+class RequirementsConf:
+    checks: List[RequirementConf] = field(default_factory=list)
+    use_bound: bool = False
+    objective: Metric = Metric.latency_p50_ms  # type: ignore[attr-defined]
+    objective_mode: str = "min"
+    fail_if_none: bool = False  # exit with status 3 when no variant meets every requirement
+
+
+@dataclass
+class AxisConf:
+    metric: Metric = MISSING  # type: ignore[valid-type]
+    mode: str = "max"  # max | min
+
+
+@dataclass
+class SweepObjectiveConf:
+    """What the app returns to a sweeper (Optuna): ``metric`` of ``variant``; when the
+    variant's ``constraint_metric`` degrades by more than ``max_degradation`` against the
+    baseline, ``penalty`` instead (use with direction: minimize)."""
+
+    variant: str = "baseline"
+    metric: Metric = Metric.accuracy  # type: ignore[attr-defined]
+    constraint_metric: Metric = Metric.accuracy  # type: ignore[attr-defined]
+    max_degradation: Optional[float] = None
+    penalty: float = 1e9
+
+
+@dataclass
+class AnalysisConf:
+    pareto_axes: List[AxisConf] = field(default_factory=lambda: [
+        AxisConf(Metric.accuracy, "max"), AxisConf(Metric.latency_p50_ms, "min"),  # type: ignore[attr-defined]
+        AxisConf(Metric.size_bytes, "min")])  # type: ignore[attr-defined]
+    history: bool = True  # record each run's key figures in paths.history_db
+    objective: SweepObjectiveConf = field(default_factory=SweepObjectiveConf)
 
 
 @dataclass
@@ -130,7 +184,8 @@ class RootConf:
     variants: Dict[str, VariantConf] = field(default_factory=dict)
     backend: BackendConf = field(default_factory=BackendConf)
     stress: Any = None
-    requirements: Any = None
+    requirements: RequirementsConf = field(default_factory=RequirementsConf)
+    analysis: AnalysisConf = field(default_factory=AnalysisConf)
     eval: EvalConf = field(default_factory=EvalConf)
     paths: PathsConf = field(default_factory=PathsConf)
     export: ExportConf = field(default_factory=ExportConf)

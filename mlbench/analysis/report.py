@@ -60,16 +60,13 @@ def print_table(summary: dict, run_dir: Path) -> None:
     console.print(f"run directory: [bold]{run_dir}[/]")
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def write_report(ctx, summary: dict) -> Path:
-    """report.md: tables of metrics, deltas with intervals, calibration views, fairness,
-    agreement and links to plots (written here too)."""
+def write_report(ctx, summary: dict) -> tuple[Path, Path]:
+    """report.md and a self-contained report.html (plots embedded), from one document:
+    metrics, deltas with intervals, calibration views, fairness, agreement, robustness,
+    requirements, Pareto front, and the plots (written here too)."""
     from mlbench.analysis.plots import exemplar_grid, reliability_diagram
+    from mlbench.analysis.render import Doc, to_html, to_markdown
+    from mlbench.results import atomic_write
     run_dir = ctx.run_dir
     base = ctx.results[summary["baseline"]]
     plots: list[str] = []
@@ -91,85 +88,132 @@ def write_report(ctx, summary: dict) -> Path:
                           run_dir / "plots" / "compression_identified_exemplars.png",
                           "baseline right, several variants wrong (count of variants wrong)")
         plots.append(str(p.relative_to(run_dir)))
+    plots += ctx.extra.get("plots", [])
+    doc = build_report(summary, plots)
+    md, htm = run_dir / "report.md", run_dir / "report.html"
+    atomic_write(md, to_markdown(doc))
+    atomic_write(htm, to_html(doc, run_dir, f"mlbench report · {summary['data']['name']}"))
+    return md, htm
 
+
+def build_report(summary: dict, plots: list[str]):
+    from mlbench.analysis.render import Doc
+    doc = Doc()
     env = summary["run"]["env"]
-    out = [f"# mlbench report · {summary['data']['name']}", "",
-           f"- run `{summary['run']['id']}`, started {summary['run']['started']}, "
-           f"config hash `{summary['run']['config_hash']}`",
-           f"- device {env['device']} ({env['gpu'] or env['cpu']}), {env['threads']} threads, torch "
-           f"{env['torch']}, onnxruntime {env['onnxruntime']}, git {env['git_sha'] or 'n/a'}",
-           f"- data: {summary['data']['n_train']} train / {summary['data']['n_val']} val / "
-           f"{summary['data']['n_calib']} calib / {summary['data']['n_test']} test, "
-           f"{summary['data']['num_classes']} classes",
-           f"- metrics use the **{summary['calibration_view']}** calibration view; "
-           f"intervals: {summary.get('bootstrap', {}).get('resamples')} paired bootstrap resamples, "
-           f"{int(100 * summary.get('bootstrap', {}).get('level', 0.95))} %; `*` = interval excludes 0", ""]
+    boot = summary.get("bootstrap", {})
+    doc.h1(f"mlbench report · {summary['data']['name']}")
+    doc.items([
+        f"run `{summary['run']['id']}`, started {summary['run']['started']}, config hash "
+        f"`{summary['run']['config_hash']}`",
+        f"device {env['device']} ({env['gpu'] or env['cpu']}), {env['threads']} threads, torch {env['torch']}, "
+        f"onnxruntime {env['onnxruntime']}, git {env['git_sha'] or 'n/a'}",
+        f"data: {summary['data']['n_train']} train / {summary['data']['n_val']} val / {summary['data']['n_calib']} "
+        f"calib / {summary['data']['n_test']} test, {summary['data']['num_classes']} classes",
+        f"metrics use the **{summary['calibration_view']}** calibration view; intervals: {boot.get('resamples')} "
+        f"paired bootstrap resamples, {int(100 * boot.get('level', 0.95))} %; `*` = interval excludes 0",
+    ])
+    rec = summary.get("recommended")
+    if rec is not None:
+        doc.h2("Recommendation")
+        doc.p(f"**{rec['variant']}**: {rec['reason']}." if rec["variant"] else f"**No variant recommended**: {rec['reason']}.")
     rows = []
     for name, v in summary["variants"].items():
         if v["status"] != "ok":
-            rows.append([name, "**failed**", v["error"] or "", *[""] * 6])
+            rows.append([name, "**failed**", v["error"] or "", *[""] * 7])
             continue
         m = v["metrics"]
+        req = v.get("requirements")
         rows.append([name, v["backend"], " → ".join(v["recipe"]) or "(trained)", _fmt(m.get("accuracy")),
                      _fmt(m.get("ece")), _fmt(m.get("latency_p50_ms"), 3), _fmt(m.get("latency_p99_ms"), 3),
-                     _fmt(m.get("throughput_sps"), 0), _kb(m.get("size_bytes"))])
-    out += ["## Variants", "", _md_table(["variant", "backend", "recipe", "accuracy", "ece", "p50 ms",
-                                          "p99 ms", "samples/s", "size KB"], rows), ""]
+                     _fmt(m.get("throughput_sps"), 0), _kb(m.get("size_bytes")),
+                     "" if req is None else ("pass" if req["passed"] else "fail")])
+    doc.h2("Variants")
+    doc.table(["variant", "backend", "recipe", "accuracy", "ece", "p50 ms", "p99 ms", "samples/s", "size KB",
+               "requirements"], rows)
     names = [n for n, v in summary["variants"].items() if v["status"] == "ok" and v["deltas"]]
     if names:
         keys = ["accuracy", "f1_macro", "nll", "brier", "ece", "worst_class_recall", "disagreement"]
         if any("worst_group_accuracy" in summary["variants"][n]["deltas"] for n in names):
             keys += ["worst_group_accuracy", "demographic_parity_difference"]
-        drows = [[n, *[_delta(summary["variants"][n]["deltas"].get(k)) for k in keys],
-                  _fmt(summary["variants"][n]["deltas"]["accuracy"].get("p_value"), 4)] for n in names]
-        out += ["## Deltas against the baseline (variant − baseline, 95 % CI)", "",
-                _md_table(["variant", *keys, "McNemar p"], drows), ""]
+        doc.h2("Deltas against the baseline (variant − baseline, 95 % CI)")
+        doc.table(["variant", *keys, "McNemar p"],
+                  [[n, *[_delta(summary["variants"][n]["deltas"].get(k)) for k in keys],
+                    _fmt(summary["variants"][n]["deltas"]["accuracy"].get("p_value"), 4)] for n in names])
+        doc.h2("Calibration views (ECE / NLL)")
+        doc.p("uncalibrated: softmax of the logits; carried: the baseline's calibrator applied to the variant; "
+              "refit: a calibrator fitted to the variant on the calib split.")
         crows = []
         for n in ["baseline", *names]:
             cal = summary["variants"][n].get("calibration") or {}
             crows.append([n, *[f"{_fmt(cal.get(view, {}).get('ece'))} / {_fmt(cal.get(view, {}).get('nll'))}"
                                for view in ("uncalibrated", "carried", "refit")]])
-        out += ["## Calibration views (ECE / NLL)", "",
-                "uncalibrated: softmax of the logits; carried: the baseline's calibrator applied to the "
-                "variant; refit: a calibrator fitted to the variant on the calib split.", "",
-                _md_table(["variant", "uncalibrated", "carried", "refit"], crows), ""]
-        prow = []
+        doc.table(["variant", "uncalibrated", "carried", "refit"], crows)
         classes = summary["data"]["class_names"]
+        prow = []
         for n in names:
             d = summary["variants"][n]["per_class"]["recall_delta"]
             worst = sorted([(x, i) for i, x in enumerate(d) if x is not None])[:3]
             prow.append([n, ", ".join(f"{classes[i]} {x:+.3f}" for x, i in worst)])
-        out += ["## Classes that pay most (recall change)", "", _md_table(["variant", "largest drops"], prow), ""]
+        doc.h2("Classes that pay most (recall change)")
+        doc.table(["variant", "largest drops"], prow)
     groups = {n: v.get("groups") for n, v in summary["variants"].items() if v.get("groups")}
     if groups:
-        grows = [[n, ", ".join(f"{k}: {a:.3f}" for k, a in g.get("per_group_accuracy", {}).items()),
-                  _fmt(g.get("worst_group_accuracy")), _fmt(g.get("demographic_parity_difference")),
-                  _fmt(g.get("equalized_odds_difference"))] if "error" not in g else [n, g["error"], "", "", ""]
-                 for n, g in groups.items()]
-        out += ["## Groups", "", _md_table(["variant", "per-group accuracy", "worst group",
-                                            "demographic parity diff", "equalized odds diff"], grows), ""]
+        doc.h2("Groups")
+        doc.table(["variant", "per-group accuracy", "worst group", "demographic parity diff", "equalized odds diff"],
+                  [[n, ", ".join(f"{k}: {a:.3f}" for k, a in g.get("per_group_accuracy", {}).items()),
+                    _fmt(g.get("worst_group_accuracy")), _fmt(g.get("demographic_parity_difference")),
+                    _fmt(g.get("equalized_odds_difference"))] if "error" not in g else [n, g["error"], "", "", ""]
+                   for n, g in groups.items()])
+    ex = summary.get("exemplars") or []
     if ex:
-        out += ["## Compression-identified exemplars", "",
-                "Test items the baseline gets right and at least two variants get wrong.", "",
-                _md_table(["index", "label", "variants wrong"],
-                          [[str(e["index"]), str(e["label"]), ", ".join(e["variants"])] for e in ex[:20]]), ""]
+        doc.h2("Compression-identified exemplars")
+        doc.p("Test items the baseline gets right and at least two variants get wrong.")
+        doc.table(["index", "label", "variants wrong"],
+                  [[str(e["index"]), str(e["label"]), ", ".join(e["variants"])] for e in ex[:20]])
+    _stress_sections(doc, summary)
+    _requirement_sections(doc, summary)
     flags = [(n, f) for n, v in summary["variants"].items() for f in v.get("flags", [])]
     if flags:
-        out += ["## Flags", "", *[f"- **{n}**: {f}" for n, f in flags], ""]
-    out += _stress_sections(summary)
-    plots += ctx.extra.get("plots", [])
-    out += ["## Plots", "", *[f"- [{p}]({p})" for p in plots], ""]
-    path = run_dir / "report.md"
-    from mlbench.results import atomic_write
-    atomic_write(path, "\n".join(out))
-    return path
+        doc.h2("Flags")
+        doc.items([f"**{n}**: {f}" for n, f in flags])
+    if "seed_spread" in summary:
+        sp = summary["seed_spread"]
+        doc.h2(f"Seed-to-seed spread of the baseline (seeds {sp['seeds']})")
+        doc.table(["metric", "mean", "std", "min", "max"],
+                  [[k, _fmt(v["mean"]), _fmt(v["std"]), _fmt(v["min"]), _fmt(v["max"])] for k, v in sp["metrics"].items()])
+    doc.h2("Plots")
+    for p in plots:
+        doc.image(p, p)
+    return doc
 
 
-def _stress_sections(summary: dict) -> list[str]:
+def _requirement_sections(doc, summary: dict) -> None:
+    reqs = {n: v["requirements"] for n, v in summary["variants"].items() if v.get("requirements")}
+    if reqs and any(r["checks"] for r in reqs.values()):
+        first = next(iter(reqs.values()))["checks"]
+        doc.h2("Requirements (margin: positive = slack)")
+        rows = []
+        for n, r in reqs.items():
+            cells = []
+            for c in r["checks"]:
+                if c["margin"] is None:
+                    cells.append(f"fail ({c.get('reason', 'n/a')})")
+                else:
+                    cells.append(f"{'pass' if c['passed'] else '**fail**'} ({c['margin']:+.4g})")
+            rows.append([n, "pass" if r["passed"] else "**fail**", *cells])
+        doc.table(["variant", "all", *[c["requirement"] for c in first]], rows)
+    pareto = summary.get("pareto")
+    if pareto:
+        doc.h2("Pareto front")
+        doc.p("Axes: " + ", ".join(f"{a['metric']} ({a['mode']})" for a in pareto["axes"])
+              + ". On the front: " + (", ".join(pareto["front"]) or "none") + ".")
+
+
+def _stress_sections(doc, summary: dict) -> None:
     variants = {n: v for n, v in summary["variants"].items() if v["status"] == "ok" and v.get("stress")}
     if not variants:
-        return []
-    out = ["## Robustness", ""]
+        return
+    doc.h2("Robustness")
     first = next(iter(variants.values()))["stress"]
     corr = [n for n, sec in first.items() if sec["kind"] == "corruption"]
     if corr:
@@ -182,8 +226,8 @@ def _stress_sections(summary: dict) -> list[str]:
                 cells.append(f"{accs} (CE {_fmt(sec.get('corruption_error'), 2)})")
             rows.append([n, _fmt(v["metrics"].get("mean_corruption_accuracy")), *cells])
         sev = ", ".join(sorted(first[corr[0]]["severities"], key=int))
-        out += [f"Accuracy per corruption at severities {sev}; CE = Σ errors / Σ baseline errors.", "",
-                _md_table(["variant", "mCA", *corr], rows), ""]
+        doc.p(f"Accuracy per corruption at severities {sev}; CE = Σ errors / Σ baseline errors.")
+        doc.table(["variant", "mCA", *corr], rows)
     for kind, key, label in (("adversarial", "eps", "eps"), ("fault", "rates", "rate")):
         names = [n for n, sec in first.items() if sec["kind"] == kind]
         for name in names:
@@ -207,7 +251,8 @@ def _stress_sections(summary: dict) -> list[str]:
                 s0 = next(v["stress"][name] for v in variants.values())
                 desc = (f" — {s0['method'].upper()} {s0['norm']}, {s0['steps']} step(s), step {s0['step_size']}, "
                         f"random start {s0['random_start']}")
-            out += [f"### {name}{desc}", "", _md_table(["variant", f"accuracy by {label}"], rows), ""]
+            doc.h3(f"{name}{desc}")
+            doc.table(["variant", f"accuracy by {label}"], rows)
     names = [n for n, sec in first.items() if sec["kind"] == "explanation"]
     for name in names:
         rows = []
@@ -219,7 +264,5 @@ def _stress_sections(summary: dict) -> list[str]:
             for meth, r in sec.get("methods", {}).items():
                 rows.append([n + f" · {meth}", _fmt(r["spearman_mean"], 3), _fmt(r["topk_overlap_mean"], 3),
                              _fmt(r["infidelity"], 4), _fmt(r["sensitivity_max"], 4)])
-        out += [f"### Explanation shift ({name}, against the baseline's attributions)", "",
-                _md_table(["variant · method", "Spearman (mean)", "top-k overlap", "infidelity", "sensitivity max"],
-                          rows), ""]
-    return out
+        doc.h3(f"Explanation shift ({name}, against the baseline's attributions)")
+        doc.table(["variant · method", "Spearman (mean)", "top-k overlap", "infidelity", "sensitivity max"], rows)

@@ -1,0 +1,273 @@
+"""``mlbench compare PATH...``: one table over run directories, sweep directories or a mix.
+
+Reads only the results contract (summary.json, predictions/*.npz). With two or more
+runs the first is the reference: each later run's variants are compared with the
+reference's same-named variant, paired over test items (bootstrap interval) when both
+scored the same items, otherwise as a plain difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.table import Table
+
+from mlbench import SCHEMA_VERSION
+from mlbench.analysis.render import Doc, to_html, to_markdown
+from mlbench.errors import MlbenchError
+from mlbench.progress import console
+
+log = logging.getLogger(__name__)
+DEFAULT_METRICS = ["accuracy", "ece", "latency_p50_ms", "latency_p99_ms", "throughput_sps", "size_bytes"]
+PAIRED_RUN_LIMIT = 10  # above this many runs, cross-run deltas are plain differences (fast)
+
+
+def find_runs(paths: list[Path]) -> tuple[list[tuple[Path, dict]], list[str]]:
+    """Every run directory under ``paths`` with a readable summary.json; warnings for the rest."""
+    runs, warnings, seen = [], [], set()
+    for root in paths:
+        if not root.exists():
+            raise MlbenchError(f"no such folder: {root}")
+        candidates = [root] if (root / "summary.json").is_file() else sorted(
+            {p.parent for p in root.rglob("summary.json")} | {p.parent for p in root.rglob(".hydra")})
+        for d in candidates:
+            if d in seen:
+                continue
+            seen.add(d)
+            f = d / "summary.json"
+            if not f.is_file():
+                warnings.append(f"{d}: no summary.json (unfinished or failed run), skipped")
+                continue
+            try:
+                s = json.loads(f.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                warnings.append(f"{d}: summary.json is unreadable ({e.__class__.__name__}), skipped")
+                continue
+            version = s.get("schema_version")
+            if version != SCHEMA_VERSION:
+                raise MlbenchError(f"{d}: summary.json has schema_version {version}; this mlbench reads version "
+                                   f"{SCHEMA_VERSION}. Use the mlbench version that wrote it, or re-run.")
+            if "variants" not in s or "baseline" not in s:
+                warnings.append(f"{d}: summary.json lacks variants, skipped")
+                continue
+            runs.append((d, s))
+    if not runs:
+        raise MlbenchError("no runs found under " + ", ".join(map(str, paths)))
+    return runs, warnings
+
+
+def _overrides(d: Path) -> list[str]:
+    ov = d / ".hydra" / "overrides.yaml"
+    if not ov.is_file():
+        return []
+    import yaml
+    return [o for o in (yaml.safe_load(ov.read_text()) or []) if not o.startswith(("hydra.", "paths."))]
+
+
+def _labels(runs: list[tuple[Path, dict]], roots: list[Path]) -> dict[Path, str]:
+    """Each run's folder (relative to the root given) plus the overrides that differ between runs."""
+    ovs = {d: _overrides(d) for d, _ in runs}
+    common = set.intersection(*(set(o) for o in ovs.values())) if len(ovs) > 1 else set()
+    out = {}
+    for d, _ in runs:
+        label = _label(d, roots)
+        own = [o for o in ovs[d] if o not in common]
+        out[d] = label + (" [" + " ".join(own) + "]" if own else "")
+    return out
+
+
+def _label(d: Path, roots: list[Path]) -> str:
+    for r in roots:
+        try:
+            rel = d.relative_to(r)
+            label = str(Path(r.name) / rel) if str(rel) != "." else r.name
+            break
+        except ValueError:
+            continue
+    else:
+        label = d.name
+    return label
+
+
+def rows_of(runs: list[tuple[Path, dict]], roots: list[Path], metrics: list[str]) -> list[dict]:
+    rows = []
+    labels = _labels(runs, roots)
+    for d, s in runs:
+        label = labels[d]
+        for name, v in s["variants"].items():
+            m = v.get("metrics") or {}
+            acc = (v.get("deltas") or {}).get("accuracy")
+            req = v.get("requirements")
+            rows.append({"run": label, "run_dir": str(d), "data": s["data"]["name"], "variant": name,
+                         "status": v.get("status"), **{k: m.get(k) for k in metrics},
+                         "delta_accuracy": None if not acc else acc["value"],
+                         "delta_accuracy_ci_low": None if not acc else acc["ci_low"],
+                         "delta_accuracy_ci_high": None if not acc else acc["ci_high"],
+                         "requirements": None if req is None else ("pass" if req["passed"] else "fail"),
+                         "recommended": (s.get("recommended") or {}).get("variant") == name})
+    return rows
+
+
+def cross_run(runs: list[tuple[Path, dict]], roots: list[Path], paired: bool) -> list[dict]:
+    """Changes of each later run's variants against the first run's same-named variant."""
+    from mlbench.analysis.stats import paired_deltas
+    (ref_dir, ref), out = runs[0], []
+    labels = _labels(runs, roots)
+    for d, s in runs[1:]:
+        for name, v in s["variants"].items():
+            rv = ref["variants"].get(name)
+            if rv is None or v.get("status") != "ok" or rv.get("status") != "ok":
+                continue
+            row = {"run": labels[d], "reference": labels[ref_dir], "variant": name}
+            a, b = rv["metrics"], v["metrics"]
+            for k in ("accuracy", "ece", "latency_p50_ms"):
+                row[k] = None if a.get(k) is None or b.get(k) is None else b[k] - a[k]
+            row["basis"] = "difference"
+            if paired:
+                fa, fb = ref_dir / rv["predictions"], d / v["predictions"]
+                if fa.is_file() and fb.is_file():
+                    pa, pb = np.load(fa), np.load(fb)
+                    if np.array_equal(pa["index"], pb["index"]) and np.array_equal(pa["labels"], pb["labels"]):
+                        dl = paired_deltas(torch.from_numpy(pa["probs"]), torch.from_numpy(pb["probs"]),
+                                           torch.from_numpy(pa["labels"]), n_resamples=1000)
+                        row["accuracy_ci"] = [dl["accuracy"]["ci_low"], dl["accuracy"]["ci_high"]]
+                        row["ece_ci"] = [dl["ece"]["ci_low"], dl["ece"]["ci_high"]]
+                        row["basis"] = "paired over the same test items"
+            out.append(row)
+    return out
+
+
+def _f(v, digits=4) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else ""
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) >= 1000 else f"{v:.{digits}f}"
+    return str(v)
+
+
+def _delta_cell(r: dict) -> str:
+    if r["delta_accuracy"] is None:
+        return ""
+    return f"{r['delta_accuracy']:+.3f} [{r['delta_accuracy_ci_low']:+.3f}, {r['delta_accuracy_ci_high']:+.3f}]"
+
+
+def write_outputs(rows: list[dict], changes: list[dict], metrics: list[str], out: Path, title: str) -> list[Path]:
+    """CSV, Markdown and self-contained HTML (with a Pareto plot of accuracy against latency)."""
+    from mlbench.analysis.pareto import pareto_front, pareto_plot
+    out.mkdir(parents=True, exist_ok=True)
+    cols = ["run", "data", "variant", "status", *metrics, "delta_accuracy", "delta_accuracy_ci_low",
+            "delta_accuracy_ci_high", "requirements", "recommended", "run_dir"]
+    with open(out / "compare.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    points = {f"{r['run']} · {r['variant']}": r for r in rows if r["status"] == "ok"}
+    axes = [("accuracy", "max"), ("latency_p50_ms", "min"), ("size_bytes", "min")]
+    front = pareto_front(points, axes)
+    doc = Doc()
+    doc.h1(title)
+    doc.p(f"{len({r['run'] for r in rows})} runs, {len(rows)} variants. Δacc: variant − its run's baseline, "
+          "95 % paired bootstrap interval.")
+    doc.table(["run", "variant", "status", *metrics, "Δacc [95% CI]", "requirements", "recommended"],
+              [[r["run"], r["variant"], r["status"], *[_f(r[m]) for m in metrics], _delta_cell(r),
+                _f(r["requirements"]), _f(r["recommended"])] for r in rows])
+    if changes:
+        doc.h2(f"Changes against the reference run ({changes[0]['reference']})")
+        doc.table(["run", "variant", "Δ accuracy", "Δ ece", "Δ p50 ms", "basis"],
+                  [[c["run"], c["variant"],
+                    _f(c["accuracy"]) + (f" [{c['accuracy_ci'][0]:+.4f}, {c['accuracy_ci'][1]:+.4f}]" if "accuracy_ci" in c else ""),
+                    _f(c["ece"]) + (f" [{c['ece_ci'][0]:+.4f}, {c['ece_ci'][1]:+.4f}]" if "ece_ci" in c else ""),
+                    _f(c["latency_p50_ms"]), c["basis"]] for c in changes])
+    doc.h2("Pareto front over all runs (accuracy up, p50 latency and size down)")
+    doc.items(front)
+    if len(points) >= 2:
+        pareto_plot(points, axes, front, out / "pareto.png")
+        doc.image("pareto.png", "accuracy against batch-1 p50 latency; marker area ~ size")
+    (out / "compare.md").write_text(to_markdown(doc))
+    (out / "compare.html").write_text(to_html(doc, out, title))
+    return [out / "compare.csv", out / "compare.md", out / "compare.html"]
+
+
+def print_rows(rows: list[dict], metrics: list[str], title: str) -> None:
+    t = Table(title=title)
+    for c in ["run", "variant", "status", *metrics, "Δacc [95% CI]", "req"]:
+        t.add_column(c, justify="left" if c in ("run", "variant", "status") else "right", overflow="fold")
+    for r in rows:
+        t.add_row(r["run"], r["variant"] + (" ★" if r["recommended"] else ""), r["status"],
+                  *[_f(r[m]) for m in metrics], _delta_cell(r), _f(r["requirements"]))
+    console.print(t)
+
+
+def compare(paths: list[Path], out: Path | None = None, metrics: list[str] | None = None,
+            paired: bool | None = None, quiet: bool = False) -> list[Path]:
+    metrics = metrics or DEFAULT_METRICS
+    runs, warnings = find_runs(paths)
+    for w in warnings:
+        console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+    rows = rows_of(runs, paths, metrics)
+    paired = len(runs) <= PAIRED_RUN_LIMIT if paired is None else paired
+    changes = cross_run(runs, paths, paired) if len(runs) > 1 else []
+    title = "mlbench compare · " + ", ".join(p.name for p in paths)
+    if not quiet:
+        print_rows(rows, metrics, title)
+    out = out or Path("results") / "compare" / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    files = write_outputs(rows, changes, metrics, out, title)
+    if not quiet:
+        console.print("wrote " + ", ".join(str(f) for f in files))
+    return files
+
+
+def show_history(db: Path, metrics: list[str], out: Path | None) -> None:
+    from mlbench.analysis.history import history
+    rows = history(db, metrics)
+    if not rows:
+        raise MlbenchError(f"no run history in {db}")
+    t = Table(title=f"mlbench history · {db}")
+    for c in ["started", "data", "model", "variant", *metrics, "req"]:
+        t.add_column(c, justify="left" if c in ("started", "data", "model", "variant") else "right")
+    for r in rows:
+        t.add_row(r["started"], r["data"], r["model"], r["variant"], *[_f(r[m]) for m in metrics],
+                  {None: "", 1: "pass", 0: "fail"}[r["requirements"]])
+    console.print(t)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "history.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        console.print(f"wrote {out / 'history.csv'}")
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="mlbench compare",
+                                 description="Compare run and sweep directories (reads summary.json only).")
+    ap.add_argument("paths", nargs="*", type=Path, help="run directories, sweep directories, or folders of them")
+    ap.add_argument("--out", type=Path, help="where to write compare.csv/.md/.html (default results/compare/<time>)")
+    ap.add_argument("--metrics", help="comma-separated metric names (default: %(default)s)",
+                    default=",".join(DEFAULT_METRICS))
+    ap.add_argument("--paired", action=argparse.BooleanOptionalAction, default=None,
+                    help=f"paired cross-run intervals from predictions (default: when <= {PAIRED_RUN_LIMIT} runs)")
+    ap.add_argument("--history", action="store_true", help="show how key metrics moved over recorded runs")
+    ap.add_argument("--db", type=Path, default=Path("results/history.sqlite"), help="history database")
+    a = ap.parse_args(argv)
+    metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
+    try:
+        if a.history:
+            show_history(a.db, metrics, a.out)
+            return 0
+        if not a.paths:
+            ap.error("give at least one run or sweep directory (or --history)")
+        compare(a.paths, a.out, metrics, a.paired)
+    except MlbenchError as e:
+        console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        return 2
+    return 0

@@ -1,0 +1,101 @@
+"""A tiny document model rendered to Markdown and to self-contained HTML.
+
+Reports are built once as a list of blocks and written both ways, so report.md and
+report.html never disagree. Images are linked from Markdown and embedded (base64)
+in HTML, so the HTML file stands alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Doc:
+    blocks: list[tuple] = field(default_factory=list)
+
+    def h1(self, text: str) -> None:
+        self.blocks.append(("h1", text))
+
+    def h2(self, text: str) -> None:
+        self.blocks.append(("h2", text))
+
+    def h3(self, text: str) -> None:
+        self.blocks.append(("h3", text))
+
+    def p(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def items(self, items: list[str]) -> None:
+        if items:
+            self.blocks.append(("ul", items))
+
+    def table(self, header: list[str], rows: list[list[str]]) -> None:
+        self.blocks.append(("table", header, rows))
+
+    def image(self, path: str, caption: str = "") -> None:
+        self.blocks.append(("img", path, caption))
+
+    def extend(self, other: "Doc") -> None:
+        self.blocks += other.blocks
+
+
+def to_markdown(doc: Doc) -> str:
+    out: list[str] = []
+    for b in doc.blocks:
+        kind = b[0]
+        if kind in ("h1", "h2", "h3"):
+            out += ["#" * int(kind[1]) + " " + b[1], ""]
+        elif kind == "p":
+            out += [b[1], ""]
+        elif kind == "ul":
+            out += [f"- {i}" for i in b[1]] + [""]
+        elif kind == "table":
+            header, rows = b[1], b[2]
+            out += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+            out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows] + [""]
+        elif kind == "img":
+            out += [f"![{b[2] or b[1]}]({b[1]})", ""]
+    return "\n".join(out)
+
+
+def _inline(text: str) -> str:
+    t = html.escape(text)
+    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
+    t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+    return t
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.85em}th,td{border:1px solid #ccc;padding:.25em .5em;
+text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}
+code{background:#f3f3f3;padding:0 .2em}figure{margin:1em 0}figcaption{font-size:.8em;color:#555}"""
+
+
+def to_html(doc: Doc, base: Path, title: str) -> str:
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<style>{CSS}</style></head><body>"]
+    for b in doc.blocks:
+        kind = b[0]
+        if kind in ("h1", "h2", "h3"):
+            out.append(f"<{kind}>{_inline(b[1])}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{_inline(b[1])}</p>")
+        elif kind == "ul":
+            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b[1]) + "</ul>")
+        elif kind == "table":
+            head = "".join(f"<th>{_inline(str(h))}</th>" for h in b[1])
+            body = "".join("<tr>" + "".join(f"<td>{_inline(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif kind == "img":
+            path = base / b[1]
+            if path.is_file():
+                data = base64.b64encode(path.read_bytes()).decode()
+                out.append(f"<figure><img alt='{html.escape(b[1])}' src='data:image/png;base64,{data}'>"
+                           f"<figcaption>{html.escape(b[2] or b[1])}</figcaption></figure>")
+    out.append("</body></html>")
+    return "\n".join(out)

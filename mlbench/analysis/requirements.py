@@ -1,0 +1,137 @@
+"""Operational requirements as data, checked in one place.
+
+A requirement is either a threshold (``metric op value``) or a degradation limit
+against the baseline (``max_degradation``, absolute or ``relative``), judged on the
+point estimate or, with ``use_bound``, on the pessimistic end of the paired
+bootstrap interval. Every variant (the baseline too) gets pass/fail per requirement
+with its margin (positive = slack, negative = shortfall).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any
+
+from mlbench.analysis.vocabulary import HIGHER_IS_BETTER, metric_key
+from mlbench.errors import MlbenchError
+
+OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+
+
+def _get(req: Any, key: str, default=None):
+    v = req.get(key, default) if isinstance(req, dict) else getattr(req, key, default)
+    return getattr(v, "value", v)
+
+
+def describe(req: Any) -> str:
+    key = metric_key(_get(req, "metric"), _get(req, "stress"), _get(req, "condition"))
+    if _get(req, "max_degradation") is not None:
+        kind = "relative" if _get(req, "relative", False) else "absolute"
+        bound = ", on the CI bound" if _get(req, "use_bound") else ""
+        return f"{key} degrades by at most {_get(req, 'max_degradation'):g} ({kind}{bound})"
+    return f"{key} {_get(req, 'op')} {_get(req, 'value'):g}"
+
+
+def validate(req: Any) -> None:
+    has_threshold = _get(req, "op") is not None or _get(req, "value") is not None
+    has_degradation = _get(req, "max_degradation") is not None
+    if has_threshold == has_degradation:
+        raise MlbenchError(f"requirement on {_get(req, 'metric')}: give either op and value, or max_degradation")
+    if has_threshold and (_get(req, "op") not in OPS or _get(req, "value") is None):
+        raise MlbenchError(f"requirement on {_get(req, 'metric')}: op must be one of {list(OPS)} with a value")
+    if _get(req, "metric") == "stress_accuracy" and (_get(req, "stress") is None or _get(req, "condition") is None):
+        raise MlbenchError("a stress_accuracy requirement needs stress (a stressor name) and condition")
+
+
+def _delta(variant: dict, req: Any) -> dict | None:
+    metric = _get(req, "metric")
+    if metric == "stress_accuracy":
+        sec = (variant.get("stress") or {}).get(_get(req, "stress"), {})
+        rows = sec.get("severities") or sec.get("eps") or {}
+        return (rows.get(str(_get(req, "condition"))) or {}).get("delta_accuracy")
+    return (variant.get("deltas") or {}).get(metric)
+
+
+def check_one(req: Any, variant: dict, baseline: dict, is_baseline: bool, use_bound: bool) -> dict:
+    metric = _get(req, "metric")
+    key = metric_key(metric, _get(req, "stress"), _get(req, "condition"))
+    out = {"requirement": describe(req), "metric": key, "passed": False, "value": None, "threshold": None,
+           "margin": None, "basis": "point"}
+    value = (variant.get("metrics") or {}).get(key) if variant.get("status") == "ok" else None
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        out["reason"] = "not measured" if variant.get("status") == "ok" else "variant failed"
+        return out
+    out["value"] = value
+    if _get(req, "max_degradation") is None:
+        threshold = float(_get(req, "value"))
+        op = _get(req, "op")
+        margin = value - threshold if op in (">=", ">") else threshold - value
+        out.update(threshold=threshold, margin=margin, passed=bool(OPS[op](value, threshold)))
+        return out
+    hib = HIGHER_IS_BETTER[metric]
+    base_value = (baseline.get("metrics") or {}).get(key)
+    if base_value is None:
+        out["reason"] = "baseline value not measured"
+        return out
+    degradation = 0.0 if is_baseline else (base_value - value if hib else value - base_value)
+    bound = _get(req, "use_bound")
+    bound = use_bound if bound is None else bound
+    d = None if is_baseline else _delta(variant, req)
+    if bound and d is not None and d.get("ci_low") is not None:
+        degradation = -d["ci_low"] if hib else d["ci_high"]
+        out["basis"] = "95% CI bound"
+    if _get(req, "relative", False):
+        degradation = degradation / abs(base_value) if base_value else math.inf
+    limit = float(_get(req, "max_degradation"))
+    out.update(threshold=limit, degradation=degradation, margin=limit - degradation,
+               passed=bool(degradation <= limit))
+    return out
+
+
+def check_requirements(summary: dict, reqs: list, use_bound: bool = False) -> dict[str, dict]:
+    """Pass/fail per variant: {variant: {"passed": bool, "checks": [...]}}."""
+    for r in reqs:
+        validate(r)
+    base_name = summary["baseline"]
+    base = summary["variants"][base_name]
+    out = {}
+    for name, v in summary["variants"].items():
+        checks = [check_one(r, v, base, name == base_name, use_bound) for r in reqs]
+        out[name] = {"passed": v.get("status") == "ok" and all(c["passed"] for c in checks), "checks": checks}
+    return out
+
+
+def recommend(summary: dict, results: dict[str, dict], objective: str, mode: str = "min") -> dict:
+    """The variant that meets every requirement and is best on ``objective``; or None, with
+    the reason and, for each requirement no variant meets, the closest miss."""
+    if mode not in ("min", "max"):
+        raise MlbenchError(f"requirements.objective_mode must be min or max, got {mode!r}")
+    objective = getattr(objective, "value", objective)
+    passing = [n for n, r in results.items() if r["passed"]]
+    values = {n: (summary["variants"][n].get("metrics") or {}).get(objective) for n in passing}
+    ranked = sorted((n for n in passing if values[n] is not None), key=lambda n: values[n],
+                    reverse=mode == "max")
+    if ranked:
+        best = ranked[0]
+        return {"variant": best, "objective": objective, "mode": mode, "value": values[best],
+                "passing": passing, "reason": f"meets all requirements; {'lowest' if mode == 'min' else 'highest'} "
+                                              f"{objective} among {len(passing)} that do"}
+    unmet = []
+    n_req = len(next(iter(results.values()))["checks"]) if results else 0
+    for i in range(n_req):
+        checks = [(n, r["checks"][i]) for n, r in results.items()]
+        if any(c["passed"] for _, c in checks):
+            continue
+        scored = [(n, c) for n, c in checks if c["margin"] is not None]
+        best = max(scored, key=lambda nc: nc[1]["margin"]) if scored else (None, checks[0][1])
+        unmet.append({"requirement": checks[0][1]["requirement"], "closest_variant": best[0],
+                      "shortfall": None if best[1]["margin"] is None else -best[1]["margin"]})
+    reason = ("no variant meets every requirement" if passing == [] else
+              f"no passing variant has {objective}")
+    if unmet:
+        reason += "; unmet by all: " + "; ".join(
+            f"{u['requirement']} (closest: {u['closest_variant']}, short by {u['shortfall']:.4g})"
+            if u["shortfall"] is not None else f"{u['requirement']} (not measured)" for u in unmet)
+    return {"variant": None, "objective": objective, "mode": mode, "passing": passing, "reason": reason,
+            "unmet": unmet}

@@ -1,0 +1,70 @@
+"""Benchmark the analysis stage.
+
+    python scripts/bench_compare.py
+
+- `mlbench compare` over 200 run directories (copies of one real run's summary.json and
+  predictions), wall time in a fresh process (target < 5 s);
+- a 6-job sweep over unstructured sparsity with the joblib launcher (2 workers) against the
+  same 6 jobs run one after another as separate `mlbench` commands, each from a fresh cache
+  (target <= 0.7x), and how many jobs trained the baseline (target: 1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _bench import ROOT, row, timed_run
+
+SPARSITIES = ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6"]
+JOB = ["variants=[prune50_ft]", "stress=none", "eval.latency.min_time_s=0.2", "eval.throughput.min_time_s=0.2",
+       "eval.bootstrap.resamples=500", "device=cpu"]
+
+
+def mlbench(args: list[str], env: dict) -> float:
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "mlbench", *args], env=env, cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(out.stdout + out.stderr)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    _, run_dir, _ = timed_run("variants=[onnx_fp32,prune50_ft]", "stress=none", "device=cpu")
+    work = Path(tempfile.mkdtemp(prefix="mlbench-compare-"))
+    for i in range(200):
+        d = work / "runs" / f"run{i:03d}"
+        (d / "predictions").mkdir(parents=True)
+        shutil.copy(run_dir / "summary.json", d / "summary.json")
+        for f in (run_dir / "predictions").iterdir():
+            shutil.copy(f, d / "predictions" / f.name)
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "mlbench", "compare", str(work / "runs"), "--out", str(work / "cmp")],
+                         cwd=ROOT, capture_output=True, text=True)
+    t = time.perf_counter() - t0
+    assert out.returncode == 0, out.stdout + out.stderr
+    row("mlbench compare over 200 run directories (fresh process)", t, "s", "(target < 5 s)")
+
+    seq = work / "seq"
+    env = {**os.environ, "MLBENCH_RESULTS": str(seq / "results"), "MLBENCH_CACHE": str(seq / "cache")}
+    t_seq = sum(mlbench([*JOB, f"variants.prune50_ft.passes.0.sparsity={s}"], env) for s in SPARSITIES)
+    par = work / "par"
+    env = {**os.environ, "MLBENCH_RESULTS": str(par / "results"), "MLBENCH_CACHE": str(par / "cache")}
+    t_par = mlbench(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "backend.threads=1", *JOB,
+                     "variants.prune50_ft.passes.0.sparsity=" + ",".join(SPARSITIES)], env)
+    trained = [not json.loads(p.read_text())["baseline_training"]["cache_hit"]
+               for p in (par / "results").rglob("summary.json")]
+    row("6 jobs one after another (separate commands)", t_seq, "s")
+    row("6-job joblib sweep, 2 workers x 1 thread", t_par, "s")
+    row("  ratio sweep / one after another", t_par / t_seq, "x", "(target <= 0.7)")
+    row("  jobs that trained the baseline", float(sum(trained)), "", f"(of {len(trained)}; target 1)")
+
+
+if __name__ == "__main__":
+    main()

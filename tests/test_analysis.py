@@ -1,0 +1,223 @@
+"""Requirements, Pareto front, compare, history, sweeps."""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing as mp
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, run_dirs
+from mlbench.analysis.compare import compare, find_runs
+from mlbench.analysis.history import history, record
+from mlbench.analysis.pareto import pareto_front
+from mlbench.analysis.requirements import check_requirements, recommend
+from mlbench.errors import MlbenchError
+
+
+def summary(**variants):
+    """A hand-built summary: name -> (metrics, deltas)."""
+    out = {"schema_version": 1, "baseline": "baseline", "variants": {}}
+    for name, (metrics, deltas) in variants.items():
+        out["variants"][name] = {"status": "ok", "metrics": metrics, "deltas": deltas}
+    return out
+
+
+S = summary(
+    baseline=({"accuracy": 0.97, "latency_p99_ms": 3.0, "size_bytes": 4e6, "nll": 0.10}, {}),
+    int8=({"accuracy": 0.965, "latency_p99_ms": 1.0, "size_bytes": 1e6, "nll": 0.12},
+          {"accuracy": {"value": -0.005, "ci_low": -0.02, "ci_high": 0.01}}),
+    pruned=({"accuracy": 0.90, "latency_p99_ms": 0.5, "size_bytes": 5e5, "nll": 0.30},
+            {"accuracy": {"value": -0.07, "ci_low": -0.09, "ci_high": -0.05}}),
+)
+
+
+def test_thresholds_and_margins():
+    reqs = [{"metric": "accuracy", "op": ">=", "value": 0.95}, {"metric": "latency_p99_ms", "op": "<=", "value": 2}]
+    r = check_requirements(S, reqs)
+    assert [r[n]["passed"] for n in ("baseline", "int8", "pruned")] == [False, True, False]
+    assert r["baseline"]["checks"][1]["margin"] == pytest.approx(-1.0)
+    assert r["int8"]["checks"][0]["margin"] == pytest.approx(0.015)
+    assert r["pruned"]["checks"][0]["margin"] == pytest.approx(-0.05)
+
+
+def test_degradation_point_bound_and_relative():
+    point = check_requirements(S, [{"metric": "accuracy", "max_degradation": 0.01}])
+    assert point["int8"]["passed"] and not point["pruned"]["passed"]
+    assert point["int8"]["checks"][0]["margin"] == pytest.approx(0.005)
+    bound = check_requirements(S, [{"metric": "accuracy", "max_degradation": 0.01}], use_bound=True)
+    assert not bound["int8"]["passed"]  # the pessimistic bound loses 2 points
+    assert bound["int8"]["checks"][0]["margin"] == pytest.approx(-0.01)
+    assert bound["int8"]["checks"][0]["basis"] == "95% CI bound"
+    rel = check_requirements(S, [{"metric": "nll", "max_degradation": 0.25, "relative": True}])
+    assert rel["int8"]["passed"] and not rel["pruned"]["passed"]  # +20 % vs +200 %
+    assert rel["baseline"]["passed"]
+
+
+def test_recommended_and_nothing_passes():
+    reqs = [{"metric": "accuracy", "op": ">=", "value": 0.95}]
+    rec = recommend(S, check_requirements(S, reqs), "latency_p99_ms", "min")
+    assert rec["variant"] == "int8"
+    hard = [{"metric": "accuracy", "op": ">=", "value": 0.99}, {"metric": "size_bytes", "op": "<=", "value": 1e6}]
+    rec = recommend(S, check_requirements(S, hard), "latency_p99_ms")
+    assert rec["variant"] is None
+    (unmet,) = rec["unmet"]  # the size limit is met by someone; the accuracy one by nobody
+    assert unmet["requirement"] == "accuracy >= 0.99" and unmet["closest_variant"] == "baseline"
+    assert unmet["shortfall"] == pytest.approx(0.02)
+    assert "short by 0.02" in rec["reason"]
+
+
+def test_missing_metric_fails_with_reason():
+    r = check_requirements(S, [{"metric": "worst_group_accuracy", "op": ">=", "value": 0.9}])
+    assert not r["int8"]["passed"] and r["int8"]["checks"][0]["reason"] == "not measured"
+
+
+def test_bad_requirement_is_an_error():
+    with pytest.raises(MlbenchError):
+        check_requirements(S, [{"metric": "accuracy"}])
+    with pytest.raises(MlbenchError):
+        check_requirements(S, [{"metric": "stress_accuracy", "op": ">=", "value": 0.5}])
+
+
+def test_pareto_front_hand_built():
+    pts = {"a": {"acc": 0.9, "lat": 1.0}, "b": {"acc": 0.8, "lat": 0.5}, "c": {"acc": 0.85, "lat": 1.2},
+           "d": {"acc": 0.9, "lat": 1.0}, "e": {"acc": 0.95, "lat": 3.0}, "f": {"acc": None, "lat": 0.1}}
+    assert sorted(pareto_front(pts, [("acc", "max"), ("lat", "min")])) == ["a", "b", "d", "e"]
+
+
+def test_unknown_requirement_metric_fails_at_compose(make_cfg):
+    from hydra.errors import ConfigCompositionException
+    with pytest.raises(ConfigCompositionException):
+        make_cfg("requirements.checks=[{metric: acuracy, op: '>=', value: 0.9}]")
+    cfg = make_cfg("requirements=strict")
+    assert cfg.requirements.checks[-1].metric.value == "stress_accuracy"
+
+
+class _Parser(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+
+
+def test_compare_on_fixture_runs(smoke_run, tmp_path):
+    run_dir, s, _ = smoke_run
+    runs_root = run_dir.parents[1]
+    out = run_cli("compare", str(run_dir), str(run_dir), "--out", str(tmp_path / "cmp"), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = list(csv.DictReader(open(tmp_path / "cmp" / "compare.csv")))
+    assert {"run", "variant", "status", "accuracy", "ece", "latency_p50_ms", "size_bytes", "delta_accuracy",
+            "delta_accuracy_ci_low", "requirements", "recommended"} <= set(rows[0])
+    assert [r["variant"] for r in rows] == list(s["variants"])  # one run, given twice, read once
+    p = _Parser()
+    p.feed((tmp_path / "cmp" / "compare.html").read_text())
+    assert "table" in p.tags
+    assert "data:image/png;base64" in (tmp_path / "cmp" / "compare.html").read_text()
+    assert runs_root.exists()
+
+
+def test_compare_bad_inputs(smoke_run, tmp_path):
+    run_dir, _, _ = smoke_run
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = run_cli("compare", str(empty), cwd=tmp_path)
+    assert out.returncode == 2 and "no runs found" in out.stdout
+    # a half-written run is skipped with a warning, the rest compared
+    import shutil
+    mix = tmp_path / "mix"
+    shutil.copytree(run_dir, mix / "good")
+    (mix / "half" / ".hydra").mkdir(parents=True)
+    runs, warnings = find_runs([mix])
+    assert len(runs) == 1 and "half" in warnings[0]
+    # another schema version is a clear error
+    shutil.copytree(run_dir, mix / "future")
+    f = mix / "future" / "summary.json"
+    f.write_text(json.dumps({**json.loads(f.read_text()), "schema_version": 2}))
+    out = run_cli("compare", str(mix), "--out", str(tmp_path / "c"), cwd=tmp_path)
+    assert out.returncode == 2 and "schema_version 2" in out.stdout
+
+
+def test_cross_run_comparison_is_paired(smoke_run, tmp_path):
+    import shutil
+    run_dir, _, _ = smoke_run
+    shutil.copytree(run_dir, tmp_path / "a")
+    shutil.copytree(run_dir, tmp_path / "b")
+    files = compare([tmp_path / "a", tmp_path / "b"], tmp_path / "out", quiet=True)
+    md = files[1].read_text()
+    assert "Changes against the reference run" in md and "paired over the same test items" in md
+
+
+def _writer(db: str, i: int) -> None:
+    for k in range(10):
+        s = {"run": {"config": {"model": {"_target_": "m.MLP"}}, "env": {"device": "cpu"}, "id": f"r{i}-{k}",
+                     "started": f"2026-01-01T00:{i:02d}:{k:02d}", "config_hash": "h"},
+             "data": {"name": "d"}, "variants": {"baseline": {"metrics": {"accuracy": i + k / 100}}}}
+        record(Path(db), s, Path(f"/runs/{i}/{k}"))
+
+
+def test_history_concurrent_writes_lose_nothing(tmp_path):
+    db = tmp_path / "h.sqlite"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(db), i)) for i in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    rows = history(db, ["accuracy"])
+    assert len(rows) == 40
+    assert sorted(r["accuracy"] for r in rows) == sorted(i + k / 100 for i in range(4) for k in range(10))
+
+
+def test_run_records_history_and_compare_history(smoke_run):
+    run_dir, s, _ = smoke_run
+    cwd = run_dir.parents[3]
+    db = cwd / "results" / "history.sqlite"
+    rows = history(db, ["accuracy"])
+    assert {r["variant"] for r in rows} == set(s["variants"])
+    out = run_cli("compare", "--history", "--db", str(db), cwd=cwd)
+    assert out.returncode == 0 and "baseline" in out.stdout
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_multirun_with_launchers_writes_a_sweep_table(tmp_path, launcher):
+    out = run_cli("-m", f"hydra/launcher={launcher}", "debug=smoke", "data=wine", "model=mlp", "variants=[]",
+                  "stress=none", "eval.efficiency=false", "train.epochs=2", "seed=0,1", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    dirs = run_dirs(tmp_path)
+    assert len(dirs) == 2
+    (table,) = list((tmp_path / "results" / "sweeps").rglob("sweep_summary/compare.csv"))
+    rows = list(csv.DictReader(open(table)))
+    assert len(rows) == 2 and {r["run"].split("[")[-1] for r in rows} == {"seed=0]", "seed=1]"}
+
+
+def test_sweep_shares_the_baseline_cache(tmp_path):
+    out = run_cli("-m", "hydra/launcher=joblib", "debug=smoke", "data=wine", "model=mlp", "stress=none",
+                  "eval.efficiency=false", "variants=[prune50_ft]",
+                  "variants.prune50_ft.passes.0.sparsity=0.3,0.6", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    hits = sorted(json.loads((d / "summary.json").read_text())["baseline_training"]["cache_hit"]
+                  for d in run_dirs(tmp_path))
+    assert hits == [False, True]  # trained once, loaded once
+
+
+def test_optuna_sweep_example_runs(tmp_path):
+    out = run_cli("-m", "sweep=optuna_structured", "debug=smoke", "hydra.sweeper.n_trials=2",
+                  "eval.efficiency=false", "analysis.objective.metric=accuracy", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (res,) = list((tmp_path / "results" / "sweeps").rglob("optimization_results.yaml"))
+    assert "best_value" in res.read_text()
+
+
+def test_fail_if_none_exits_non_zero(tmp_path):
+    out = run_cli("debug=smoke", "data=wine", "model=mlp", "variants=[]", "stress=none", "eval.efficiency=false",
+                  "requirements.fail_if_none=true", "requirements.checks=[{metric: accuracy, op: '>=', value: 1.01}]",
+                  cwd=tmp_path)
+    assert out.returncode == 3 and "no variant recommended" in out.stdout
+    s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
+    assert s["recommended"]["variant"] is None and s["recommended"]["unmet"][0]["shortfall"] > 0
