@@ -382,6 +382,7 @@ def variants(ctx: RunContext) -> None:
                           + (f" [yellow]({'; '.join(res.flags)})[/]" if res.flags else ""))
         except Exception as e:  # one broken variant must not lose the others
             res.status, res.metrics = "failed", {}
+            res.backend = "onnxruntime" if any(p.name.startswith(("onnx", "ort")) for p in spec.passes) else "torch"
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             res.error = first if isinstance(e, MlbenchError) else f"{type(e).__name__}: {first}"
             log.debug("variant %s failed", spec.name, exc_info=True)

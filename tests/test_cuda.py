@@ -36,6 +36,21 @@ def test_training_on_cuda_with_bf16_reaches_accuracy(trained):
     assert acc >= 0.95 and res.samples_per_s > 0
 
 
+def test_passes_on_a_cuda_trained_model(trained, tmp_path):
+    """A model a CUDA runner switched to channels_last must still prune, fine-tune and export."""
+    from mlbench.compress import Artifact, Finetune, OnnxExport, OrtQuantizeDynamic, PassContext, PruneUnstructured
+    d, m, _ = trained
+    TorchRunner(m, CUDA, channels_last=True)  # switches m's weights to channels_last in place
+    ctx = PassContext(data=d, device=CUDA, workdir=tmp_path, fit_kwargs={
+        "batch_size": 128, "optimizer": functools.partial(torch.optim.AdamW, lr=1e-3), "device": CUDA,
+        "amp": "bf16", "channels_last": True})
+    base = Artifact(id="b", format="torch", model=m)
+    ft = Finetune(epochs=1)(PruneUnstructured(sparsity=0.5)(base, ctx), ctx)
+    assert ft.records[-1]["info"]["nonzero_params"] < 0.6 * ft.records[-1]["info"]["params"]
+    q = OrtQuantizeDynamic()(OnnxExport()(base, ctx), ctx)
+    assert q.records[-1]["info"]["vs_parent_parity_top1_agreement"] > 0.95
+
+
 def test_cuda_graph_runner_matches_eager(trained):
     d, m, _ = trained
     eager, graphed = TorchRunner(m, CUDA), TorchRunner(m, CUDA, cuda_graphs=True)
@@ -50,7 +65,7 @@ def test_cpu_and_cuda_agree(trained):
     d, m, _ = trained
     a = evaluate(TorchRunner(m, CUDA), d.x["test"], d.y["test"]).probs
     b = evaluate(TorchRunner(m.cpu(), torch.device("cpu")), d.x["test"], d.y["test"]).probs
-    assert (a - b).abs().max() < 1e-4
+    assert (a - b).abs().max() < 5e-3  # cuDNN convolutions run in TF32 by default
 
 
 def test_bootstrap_on_cuda_matches_cpu_point_and_width():

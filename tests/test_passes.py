@@ -116,7 +116,8 @@ def test_ort_static_quantization(ctx, base, trained, method):
 def test_ort_dynamic_quantization_and_optimize(ctx, base, trained):
     exported = OnnxExport()(base, ctx)
     q = OrtQuantizeDynamic()(exported, ctx)
-    assert q.records[-1]["info"]["quantizer_args"] == {"weight_type": "QInt8", "per_channel": False, "reduce_range": False}
+    assert q.records[-1]["info"]["quantizer_args"] == {"weight_type": "QInt8", "per_channel": False,
+                                                       "reduce_range": False, "preprocessed": True}
     assert sum(f.stat().st_size for f in q.files) < sum(f.stat().st_size for f in exported.files)
     opt = OrtOptimize(level="extended")(exported, ctx)
     assert opt.records[-1]["info"]["parity_max_abs_diff"] < 1e-4

@@ -89,6 +89,8 @@ def copy_torch(art: Artifact, device: torch.device | str = "cpu") -> nn.Module:
     """A deep copy of a torch artifact's model, so a pass never mutates its input."""
     import copy
     model = copy.deepcopy(art.model).to(device)
+    # runners may have switched the source to channels_last; passes expect plain layouts
+    model.to(memory_format=torch.contiguous_format)
     model.eval()
     return model
 

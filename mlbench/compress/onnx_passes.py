@@ -203,15 +203,24 @@ class OrtQuantizeDynamic(Pass):
 
     def apply(self, art: Artifact, ctx: PassContext):
         from onnxruntime.quantization import quantize_dynamic
-        src = art.path
-        if self.preprocess:
-            src = _preprocess(src, ctx.workdir / f"{ctx.step:02d}_preprocessed.onnx")
         out = ctx.workdir / f"{ctx.step:02d}_{self.name}.onnx"
         args = {"weight_type": self.weight_type, "per_channel": self.per_channel,
-                "reduce_range": self.reduce_range}
-        quantize_dynamic(str(src), str(out), per_channel=self.per_channel,
-                         reduce_range=self.reduce_range,
-                         weight_type=_enum(_quant_enums()[2], self.weight_type, "weight_type"))
+                "reduce_range": self.reduce_range, "preprocessed": self.preprocess}
+
+        def quantize(src: Path) -> None:
+            quantize_dynamic(str(src), str(out), per_channel=self.per_channel, reduce_range=self.reduce_range,
+                             weight_type=_enum(_quant_enums()[2], self.weight_type, "weight_type"))
+
+        if self.preprocess:
+            try:
+                quantize(_preprocess(art.path, ctx.workdir / f"{ctx.step:02d}_preprocessed.onnx"))
+            except Exception as e:  # stale shapes from pre-processing trip some exporter/ORT pairs
+                log.warning("dynamic quantization of the pre-processed model failed (%s); "
+                            "quantizing the exported model as is", _first_line(e))
+                args["preprocessed"] = f"no: {_first_line(e)}"
+                quantize(art.path)
+        else:
+            quantize(art.path)
         par = parity(OrtRunner(art.path, threads=1), OrtRunner(out, threads=1),
                      ctx.data.x["test"][:256].float())
         return Artifact(id="", format="onnx", path=out, files=onnx_files(out)), \
