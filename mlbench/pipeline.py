@@ -150,7 +150,14 @@ def setup(ctx: RunContext) -> None:
     if cfg.calibrate and "_target_" in cfg.calibrate:
         ctx.calibrator_factory = lambda node=cfg.calibrate: instantiate(node)
         ctx.calibrator_factory()  # fail now on bad arguments
+    from dataclasses import fields as _fields
+    from mlbench.schema import VariantConf
+    allowed = {f.name for f in _fields(VariantConf)}
     for name, spec in (cfg.variants or {}).items():
+        unknown = set(spec or {}) - allowed
+        if unknown:
+            raise MlbenchError(f"variants.{name}: unknown key(s) {sorted(unknown)}; a variant has {sorted(allowed)}")
+        spec = OmegaConf.merge(OmegaConf.structured(VariantConf), spec)
         if name == BASELINE:
             raise MlbenchError(f"'{BASELINE}' is reserved for the trained model; rename that variant")
         passes = [_instantiate(p, f"variants.{name}.passes[{i}]") for i, p in enumerate(spec.passes)]

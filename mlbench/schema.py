@@ -181,7 +181,9 @@ class RootConf:
     model: Any = MISSING
     train: TrainConf = field(default_factory=TrainConf)
     calibrate: Any = None
-    variants: Dict[str, VariantConf] = field(default_factory=dict)
+    # Any (not VariantConf) so that a variant can be added on the command line
+    # (+variants.mine={passes: [...]}); keys are checked against VariantConf at set-up.
+    variants: Dict[str, Any] = field(default_factory=dict)
     backend: BackendConf = field(default_factory=BackendConf)
     stress: Any = None
     requirements: RequirementsConf = field(default_factory=RequirementsConf)

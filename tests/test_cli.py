@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -85,6 +86,7 @@ BAD = [
     (["eval.calibration=sometimes"], "eval.calibration must be one of"),
     (["data=wine", "model=mlp", "stress=[gaussian_blur]"], "needs image data"),
     (["stress=[fgsm]", "stress.fgsm.eps=[0.1,3.0]"], "outside the input range"),
+    (["+variants.onnx_fp32.pases=[]"], "unknown key(s) ['pases']"),
 ]
 
 
@@ -184,3 +186,55 @@ def test_tabular_default_skips_image_stress(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
     assert set(s["variants"]["onnx_fp32"]["stress"]) == {"feature_noise", "missing_features", "fgsm"}
+
+
+def test_broken_variant_is_marked_failed_and_others_kept(tmp_path):
+    out = run_cli("debug=smoke", "data=wine", "model=mlp", "stress=none", "eval.efficiency=false",
+                  "variants=[onnx_fp32]", "+variants.broken={description: NaN outputs, passes: [{_target_: helpers.Poison}]}",
+                  cwd=tmp_path, env={"PYTHONPATH": str(Path(__file__).parent)})
+    assert out.returncode == 0, out.stdout + out.stderr
+    s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
+    validate_summary(s)
+    assert s["variants"]["broken"]["status"] == "failed"
+    assert "NaN" in s["variants"]["broken"]["error"]
+    assert s["variants"]["onnx_fp32"]["status"] == "ok" and s["variants"]["baseline"]["status"] == "ok"
+    assert not (run_dirs(tmp_path)[0] / "predictions" / "broken.npz").exists()
+    assert s["variants"]["broken"]["requirements"]["passed"] is False
+
+
+def test_seed_spread_and_group_fairness(tmp_path):
+    out = run_cli("debug=smoke", "experiment=fairness", "variants=[structured50_ft]", "stress=none",
+                  "eval.efficiency=false", "seeds=[1]", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
+    sp = s["seed_spread"]
+    assert sp["seeds"] == [0, 1] and sp["metrics"]["accuracy"]["std"] >= 0
+    g = s["variants"]["baseline"]["groups"]
+    # group 1 is planted harder (noise std x2): its accuracy is lower
+    assert g["per_group_accuracy"]["1"] < g["per_group_accuracy"]["0"]
+    assert s["variants"]["baseline"]["metrics"]["worst_group_accuracy"] == g["per_group_accuracy"]["1"]
+    d = s["variants"]["structured50_ft"]["deltas"]
+    assert {"worst_group_accuracy", "demographic_parity_difference"} <= set(d)
+    assert "## Groups" in (run_dirs(tmp_path)[0] / "report.md").read_text()
+
+
+def test_missing_provider_is_a_recorded_fallback_or_a_strict_error(tmp_path):
+    args = ["debug=smoke", "data=wine", "model=mlp", "variants=[onnx_fp32]", "stress=none", "eval.efficiency=false",
+            "backend=gpu"]
+    out = run_cli(*args, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
+    r = s["variants"]["onnx_fp32"]["runner"]
+    assert r["provider"] == "CPUExecutionProvider" and "CUDAExecutionProvider" in r["warnings"][0]
+    out = run_cli(*args, "backend.onnxruntime.strict=true", cwd=tmp_path)
+    s = json.loads((run_dirs(tmp_path)[-1] / "summary.json").read_text())
+    assert s["variants"]["onnx_fp32"]["status"] == "failed" and "strict" in s["variants"]["onnx_fp32"]["error"]
+
+
+def test_a_quantization_that_wrecks_accuracy_is_flagged(tmp_path):
+    out = run_cli("debug=smoke", "data=wine", "model=mlp", "stress=none", "eval.efficiency=false",
+                  "+variants.wrecked={passes: [{_target_: mlbench.compress.PruneUnstructured, sparsity: 0.995}]}",
+                  "variants=[]", cwd=tmp_path)
+    s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
+    v = s["variants"]["wrecked"]
+    assert v["status"] == "ok" and any("accuracy drops by" in f for f in v["flags"]), v["flags"]

@@ -13,7 +13,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from mlbench.schema import CONF_DIR
 
 GROUPS = ["data", "model", "train", "calibrate", "backend", "stress", "requirements", "paths",
-          "experiment", "debug"]
+          "experiment", "sweep", "debug"]
 
 
 def options(group: str) -> list[str]:
@@ -80,3 +80,20 @@ def test_experiment_overrides_groups(make_cfg):
     cfg = make_cfg("experiment=tabular")
     assert cfg.data._target_ == "mlbench.data.BreastCancer"
     assert "torch_int8_dynamic" in cfg.variants
+
+
+def test_cluster_launcher_composes():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=cluster"], return_hydra_config=True)
+    assert cfg.hydra.launcher.gpus_per_node == 1 and "submitit" in cfg.hydra.launcher._target_.lower()
+
+
+def test_run_dir_override(tmp_path):
+    from conftest import run_cli
+    out = run_cli("debug=smoke", "data=wine", "model=mlp", "variants=[]", "stress=none", "eval.efficiency=false",
+                  f"hydra.run.dir={tmp_path}/my_run", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (tmp_path / "my_run" / "summary.json").is_file()
