@@ -16,7 +16,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.table import Table
 
 from mlbench import SCHEMA_VERSION
@@ -117,7 +116,6 @@ def rows_of(runs: list[tuple[Path, dict]], roots: list[Path], metrics: list[str]
 
 def cross_run(runs: list[tuple[Path, dict]], roots: list[Path], paired: bool) -> list[dict]:
     """Changes of each later run's variants against the first run's same-named variant."""
-    from mlbench.analysis.stats import paired_deltas
     (ref_dir, ref), out = runs[0], []
     labels = _labels(runs, roots)
     for d, s in runs[1:]:
@@ -135,6 +133,9 @@ def cross_run(runs: list[tuple[Path, dict]], roots: list[Path], paired: bool) ->
                 if fa.is_file() and fb.is_file():
                     pa, pb = np.load(fa), np.load(fb)
                     if np.array_equal(pa["index"], pb["index"]) and np.array_equal(pa["labels"], pb["labels"]):
+                        import torch
+
+                        from mlbench.analysis.stats import paired_deltas
                         dl = paired_deltas(torch.from_numpy(pa["probs"]), torch.from_numpy(pb["probs"]),
                                            torch.from_numpy(pa["labels"]), n_resamples=1000)
                         row["accuracy_ci"] = [dl["accuracy"]["ci_low"], dl["accuracy"]["ci_high"]]

@@ -36,11 +36,13 @@ def pareto_plot(points: dict[str, dict[str, Any]], axes: list[tuple[str, str]], 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     zs = [points[n].get(zm) or 0 for n in names] if zm else [1] * len(names)
     zmax = max(zs) or 1
-    for n, z in zip(names, zs):
-        on = n in front
-        ax.scatter(points[n][xm], points[n][ym], s=40 + 260 * (z / zmax), alpha=0.75,
-                   edgecolor="black" if on else "none", color="C1" if on else "C0")
-        ax.annotate(n, (points[n][xm], points[n][ym]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    on = [n in front for n in names]
+    ax.scatter([points[n][xm] for n in names], [points[n][ym] for n in names],
+               s=[40 + 260 * (z / zmax) for z in zs], alpha=0.75,
+               c=["C1" if o else "C0" for o in on], edgecolors=["black" if o else "none" for o in on])
+    for n, o in zip(names, on):  # label the front, or everything when there are few points
+        if o or len(names) <= 30:
+            ax.annotate(n, (points[n][xm], points[n][ym]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     fr = sorted((n for n in front if n in names), key=lambda n: points[n][xm])
     if len(fr) > 1:
         ax.plot([points[n][xm] for n in fr], [points[n][ym] for n in fr], ls="--", color="C1", lw=1)
