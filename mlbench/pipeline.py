@@ -13,7 +13,7 @@ import datetime as _dt
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,10 @@ from mlbench.env import environment, resolve_device, seed_everything, set_thread
 from mlbench.errors import MlbenchError, VariantFailed
 from mlbench.evaluate import classification_metrics, evaluate, latency, peak_memory, throughput
 from mlbench.evaluate.loop import Evaluation
+from mlbench.evaluate.metrics import check_probs, per_class_recall
 from mlbench.models import count_params
 from mlbench.progress import console
+from mlbench.schema import VariantConf
 from mlbench.train import BaselineCache, content_hash, fit, save_weights
 
 log = logging.getLogger(__name__)
@@ -150,9 +152,7 @@ def setup(ctx: RunContext) -> None:
     if cfg.calibrate and "_target_" in cfg.calibrate:
         ctx.calibrator_factory = lambda node=cfg.calibrate: instantiate(node)
         ctx.calibrator_factory()  # fail now on bad arguments
-    from dataclasses import fields as _fields
-    from mlbench.schema import VariantConf
-    allowed = {f.name for f in _fields(VariantConf)}
+    allowed = {f.name for f in fields(VariantConf)}
     for name, spec in (cfg.variants or {}).items():
         unknown = set(spec or {}) - allowed
         if unknown:
@@ -328,7 +328,6 @@ def measure(ctx: RunContext, res: VariantResult, art: Artifact, overrides: dict 
     else:
         views["carried"] = views["refit"] = views["uncalibrated"]
     chosen = views[cfg.eval.calibration]
-    from mlbench.evaluate.metrics import check_probs, per_class_recall
     bad = check_probs(chosen)
     if bad:
         raise VariantFailed(f"invalid probabilities after calibration: {bad}")
