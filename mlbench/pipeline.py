@@ -28,7 +28,7 @@ from mlbench.compress import Artifact, Pass, PassContext
 from mlbench.data import DataBundle, Dataset
 from mlbench.env import environment, resolve_device, seed_everything, set_threads
 from mlbench.errors import MlbenchError, VariantFailed
-from mlbench.evaluate import classification_metrics, evaluate, latency, peak_memory, throughput
+from mlbench.evaluate import classification_metrics, compare_efficiency, evaluate, peak_memory
 from mlbench.evaluate.loop import Evaluation
 from mlbench.evaluate.metrics import check_probs, per_class_recall
 from mlbench.models import count_params
@@ -343,17 +343,8 @@ def measure(ctx: RunContext, res: VariantResult, art: Artifact, overrides: dict 
     m["generalization_gap"] = m["train_accuracy"] - m["accuracy"]
     m.update({"params": params, "nonzero_params": nonzero,
               "size_bytes": sum(p.stat().st_size for p in art.files), "load_s": load_s})
-    if cfg.eval.efficiency:
-        lat = cfg.eval.latency
-        m.update(latency(runner, d.x["test"], warmup=lat.warmup, min_calls=lat.min_calls,
-                         min_time_s=lat.min_time_s))
-        tp = cfg.eval.throughput
-        for b in sorted({*tp.batch_sizes, bs}):
-            res.throughput[str(b)] = throughput(runner, d.x["test"], b, min_time_s=tp.min_time_s)
-        m["throughput_sps"] = res.throughput[str(bs)]
-        m["throughput_batch_size"] = bs
-        if cfg.eval.memory:
-            m.update(peak_memory(runner, d.x["test"], bs))
+    if cfg.eval.efficiency and cfg.eval.memory:
+        m.update(peak_memory(runner, d.x["test"], bs))
     res.metrics = m
     if d.group is not None:
         from mlbench.analysis.fairness import group_metrics
@@ -551,7 +542,28 @@ def objective(summary: dict, cfg: DictConfig) -> float | None:
     return None if value is None else float(value)
 
 
-STAGES: list[Callable[[RunContext], None]] = [setup, load_data, baseline, variants, compare, stress, seeds]
+def efficiency(ctx: RunContext) -> None:
+    """Latency and throughput of every variant, timed in interleaved rounds (see
+    ``compare_efficiency``) so that they are compared under the same machine conditions."""
+    cfg = ctx.cfg
+    if not cfg.eval.efficiency:
+        return
+    bs = cfg.eval.batch_size
+    lat, tp = cfg.eval.latency, cfg.eval.throughput
+    runners = {n: r.runner_obj for n, r in ctx.ok.items()}
+    figures = compare_efficiency(runners, ctx.data.x["test"], sorted({*tp.batch_sizes, bs}), warmup=lat.warmup,
+                                 min_calls=lat.min_calls, min_time_s=lat.min_time_s,
+                                 throughput_time_s=tp.min_time_s)
+    for name, f in figures.items():
+        res = ctx.results[name]
+        res.throughput = f.pop("throughput_sps_by_batch")
+        res.metrics.update(f)
+        res.metrics["throughput_sps"] = res.throughput[str(bs)]
+        res.metrics["throughput_batch_size"] = bs
+
+
+STAGES: list[Callable[[RunContext], None]] = [setup, load_data, baseline, variants, efficiency, compare, stress,
+                                              seeds]
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

@@ -1,10 +1,11 @@
-"""Latency, throughput and memory, timed the way measurement.md says.
+"""Latency, throughput and memory, timed the way docs/metrics.md says.
 
 - Latency: batch 1, host input to host output (``predict(x).cpu()``, which
   waits for the device), after warm-up; at least ``min_calls`` timed calls and
   at least ``min_time_s`` seconds. Percentiles are over the timed calls.
 - Throughput: samples per second at a batch size, inputs already on the
-  runner's device (as in ``evaluate``), device synchronized before the clock stops.
+  runner's device (as in ``evaluate``), device synchronized before the clock stops;
+  the median of several short timing windows.
 - Peak memory: peak allocated bytes on CUDA; on CPU the peak resident set size
   of the process sampled during prediction, minus the resident size just before.
 """
@@ -41,8 +42,10 @@ def latency(runner: Runner, example: torch.Tensor, warmup: int = 10, min_calls: 
 
 
 def throughput(runner: Runner, x: torch.Tensor, batch_size: int, min_time_s: float = 1.0,
-               warmup: int = 3, min_batches: int = 5) -> float:
-    """Samples per second predicting batches of ``batch_size`` (cycled from ``x``)."""
+               warmup: int = 3, windows: int = 5) -> float:
+    """Samples per second predicting batches of ``batch_size`` (cycled from ``x``): the median
+    over ``windows`` timing windows that together last at least ``min_time_s`` (each at least
+    one batch), so that a burst of load from elsewhere moves one window, not the figure."""
     x = x.to(runner.input_device)
     if len(x) < batch_size:  # tile so that a full batch exists
         x = x.repeat((batch_size + len(x) - 1) // len(x), *([1] * (x.dim() - 1)))
@@ -50,15 +53,63 @@ def throughput(runner: Runner, x: torch.Tensor, batch_size: int, min_time_s: flo
     for i in range(warmup):
         runner.predict(x[starts[i % len(starts)]:][:batch_size])
     runner.synchronize()
-    n, t0 = 0, time.perf_counter()
-    while n < min_batches or time.perf_counter() - t0 < min_time_s:
-        s = starts[n % len(starts)]
-        runner.predict(x[s:s + batch_size])
-        n += 1
-        if n % 8 == 0:
-            runner.synchronize()
-    runner.synchronize()
-    return n * batch_size / (time.perf_counter() - t0)
+    rates, n = [], 0
+    for _ in range(windows):
+        done, t0 = 0, time.perf_counter()
+        while done == 0 or time.perf_counter() - t0 < min_time_s / windows:
+            s = starts[n % len(starts)]
+            runner.predict(x[s:s + batch_size])
+            n, done = n + 1, done + 1
+            if done % 8 == 0:
+                runner.synchronize()
+        runner.synchronize()
+        rates.append(done * batch_size / (time.perf_counter() - t0))
+    return float(np.median(rates))
+
+
+def compare_efficiency(runners: dict[str, Runner], x: torch.Tensor, batch_sizes: list[int], *,
+                       warmup: int = 10, min_calls: int = 200, min_time_s: float = 2.0,
+                       throughput_time_s: float = 0.5, rounds: int = 5) -> dict[str, dict]:
+    """Latency and throughput of several runners, measured in interleaved rounds.
+
+    Each runner is timed in turn, ``rounds`` times over, and its figures pool its own
+    rounds: slow drift of the machine (other tenants, clocks) then lands on every runner
+    alike instead of on whichever happened to be timed at a bad moment. Each runner still
+    gets at least ``min_calls`` batch-1 calls and ``min_time_s`` seconds of latency timing,
+    and ``throughput_time_s`` seconds per batch size; nothing is timed concurrently.
+    """
+    x1 = x[:1].cpu()
+    staged = {name: x.to(r.input_device) for name, r in runners.items()}
+    for r in runners.values():
+        for _ in range(warmup):
+            r.predict(x1).cpu()
+    times: dict[str, list[float]] = {n: [] for n in runners}
+    for k in range(rounds):
+        for name, r in runners.items():
+            predict, clock, t = r.predict, time.perf_counter, times[name]
+            need_calls = -(-min_calls * (k + 1) // rounds)
+            start = clock()
+            while len(t) < need_calls or clock() - start < min_time_s / rounds:
+                t0 = clock()
+                predict(x1).cpu()  # .cpu() waits for a GPU; on the CPU it is a no-op
+                t.append(clock() - t0)
+    out = {}
+    for name, t in times.items():
+        ms = np.asarray(t) * 1e3
+        out[name] = {"latency_p50_ms": float(np.percentile(ms, 50)), "latency_p90_ms": float(np.percentile(ms, 90)),
+                     "latency_p99_ms": float(np.percentile(ms, 99)), "latency_mean_ms": float(ms.mean()),
+                     "latency_calls": len(ms), "throughput_sps_by_batch": {}}
+    for b in batch_sizes:
+        rates: dict[str, list[float]] = {n: [] for n in runners}
+        for name, r in runners.items():  # warm-up at this batch size
+            throughput(r, staged[name], b, min_time_s=0.0, warmup=2, windows=1)
+        for _ in range(rounds):
+            for name, r in runners.items():
+                rates[name].append(throughput(r, staged[name], b, min_time_s=throughput_time_s / rounds,
+                                              warmup=0, windows=1))
+        for name in runners:
+            out[name]["throughput_sps_by_batch"][str(b)] = float(np.median(rates[name]))
+    return out
 
 
 def _rss_bytes() -> int:
