@@ -375,8 +375,9 @@ def variants(ctx: RunContext) -> None:
                 res.flags.append(f"accuracy drops by {100 * drop:.1f} points against the baseline")
             if "prune_unstructured" in res.recipe:
                 res.flags.append("unstructured sparsity: dense kernels, so no speedup is expected")
+            shown = [f for f in res.flags if not f.startswith("calibrator")]  # those are in the report
             console.print(f"  [green]✓[/] {spec.name}: accuracy {res.metrics['accuracy']:.4f}"
-                          + (f" [yellow]({'; '.join(res.flags)})[/]" if res.flags else ""))
+                          + (f" [yellow]({'; '.join(shown)})[/]" if shown else ""))
         except Exception as e:  # one broken variant must not lose the others
             res.status, res.metrics = "failed", {}
             res.backend = "onnxruntime" if any(p.name.startswith(("onnx", "ort")) for p in spec.passes) else "torch"
