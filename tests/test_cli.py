@@ -71,6 +71,8 @@ def test_variant_facts(smoke_run):
     assert meta["parity"]["parity_top1_agreement"] == 1.0 and "temperature" in meta["calibration"]
     assert set(v["onnx_fp32"]["calibration"]) == {"uncalibrated", "carried", "refit"}
     assert list((run_dir / "plots").glob("reliability_*.png"))
+    assert (run_dir / "plots" / "throughput_vs_batch_size.png").is_file()
+    assert (run_dir / "plots" / "pareto.png").is_file() and (run_dir / "report.html").is_file()
 
 
 def _digest(run_dir):

@@ -71,3 +71,26 @@ def exemplar_grid(images: torch.Tensor, captions: list[str], path: Path, title: 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def throughput_plot(curves: dict[str, dict[str, float]], path: Path) -> Path | None:
+    """Samples per second against batch size, one line per variant (log-log): where
+    compression starts to pay."""
+    curves = {n: c for n, c in curves.items() if len(c) >= 2}
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, c in curves.items():
+        bs = sorted(c, key=int)
+        ax.plot([int(b) for b in bs], [c[b] for b in bs], marker="o", ms=3, label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("samples / s")
+    ax.set_title("throughput against batch size", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -64,7 +64,7 @@ def write_report(ctx, summary: dict) -> tuple[Path, Path]:
     """report.md and a self-contained report.html (plots embedded), from one document:
     metrics, deltas with intervals, calibration views, fairness, agreement, robustness,
     requirements, Pareto front, and the plots (written here too)."""
-    from mlbench.analysis.plots import exemplar_grid, reliability_diagram
+    from mlbench.analysis.plots import exemplar_grid, reliability_diagram, throughput_plot
     from mlbench.analysis.render import Doc, to_html, to_markdown
     from mlbench.results import atomic_write
     run_dir = ctx.run_dir
@@ -87,6 +87,9 @@ def write_report(ctx, summary: dict) -> tuple[Path, Path]:
                           [f"#{e['index']} y={e['label']} ({e['n_variants_wrong']})" for e in ex[:32]],
                           run_dir / "plots" / "compression_identified_exemplars.png",
                           "baseline right, several variants wrong (count of variants wrong)")
+        plots.append(str(p.relative_to(run_dir)))
+    p = throughput_plot({n: r.throughput for n, r in ctx.ok.items()}, run_dir / "plots" / "throughput_vs_batch_size.png")
+    if p is not None:
         plots.append(str(p.relative_to(run_dir)))
     plots += ctx.extra.get("plots", [])
     doc = build_report(summary, plots)
