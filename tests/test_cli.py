@@ -240,3 +240,31 @@ def test_a_quantization_that_wrecks_accuracy_is_flagged(tmp_path):
     s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
     v = s["variants"]["wrecked"]
     assert v["status"] == "ok" and any("accuracy drops by" in f for f in v["flags"]), v["flags"]
+
+
+def test_every_recipe_runs_under_the_smoke_preset(tmp_path):
+    from mlbench.schema import CONF_DIR
+    names = sorted(p.stem for p in (CONF_DIR / "variants").glob("*.yaml"))
+    out = run_cli("debug=smoke", "stress=none", "eval.efficiency=false", f"variants=[{','.join(names)}]", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
+    validate_summary(s)
+    for name in names:
+        v = s["variants"][name]
+        if name == "half_fp16":  # fp16 needs CUDA: a clear failure on a CPU machine
+            assert v["status"] == "failed" and "CUDA" in v["error"]
+            continue
+        assert v["status"] == "ok", (name, v["error"])
+        assert v["metrics"]["accuracy"] > 0.8, name
+    assert s["variants"]["structured50_ft_ort_int8"]["recipe"] == [
+        "prune_structured", "finetune", "onnx_export", "ort_quantize_static"]
+
+
+def test_nan_features_on_the_command_line(tmp_path):
+    import numpy as np
+    x = np.random.default_rng(0).normal(size=(60, 4))
+    x[5, 2] = np.inf
+    np.savez(tmp_path / "bad.npz", x=x, y=np.arange(60) % 2)
+    out = run_cli("debug=smoke", "data=npz", f"data.path={tmp_path / 'bad.npz'}", "model=mlp", cwd=tmp_path)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("error:")]
+    assert out.returncode == 2 and len(lines) == 1 and "NaN/inf" in lines[0]
