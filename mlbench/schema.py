@@ -236,7 +236,8 @@ def _targets(conf_dir: Path):
     for group in SCHEMA_GROUPS:
         for path in sorted((conf_dir / group).glob("*.yaml")):
             node = yaml.safe_load(path.read_text()) or {}
-            if "_target_" in node:
+            node = node.get(group, node) if "_target_" not in node else node  # _global_ package files
+            if isinstance(node, dict) and "_target_" in node:
                 yield group, path.stem, node["_target_"]
 
 

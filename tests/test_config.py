@@ -46,6 +46,8 @@ def test_yaml_keys_match_target_signatures():
         for path in (CONF_DIR / group).glob("*.yaml"):
             node = yaml.safe_load(path.read_text()) or {}
             if "_target_" not in node:
+                node = node.get(group) or {}  # a config in the _global_ package nests under its group
+            if "_target_" not in node:
                 continue
             params = set(inspect.signature(get_class(node["_target_"])).parameters)
             keys = set(node) - {"_target_", "_partial_", "defaults"}
@@ -74,6 +76,15 @@ def test_default_variants(make_cfg):
     assert list(cfg.variants) == ["onnx_fp32", "ort_int8_static", "ort_int8_dynamic", "prune50_ft",
                                   "structured50_ft"]
     assert cfg.data._target_ == "mlbench.data.Digits" and cfg.model._target_ == "mlbench.models.CNN"
+
+
+def test_tabular_data_defaults_to_the_mlp(make_cfg):
+    for data in ("breast_cancer", "wine", "synthetic"):
+        assert make_cfg(f"data={data}").model._target_ == "mlbench.models.MLP"
+        assert make_cfg(f"data={data}", "model=cnn").model._target_ == "mlbench.models.CNN"
+    assert make_cfg("data=digits").model._target_ == "mlbench.models.CNN"
+    cfg = make_cfg("data=synthetic", "data.n=500")
+    assert cfg.data.n == 500 and cfg.data._target_ == "mlbench.data.Synthetic"
 
 
 def test_experiment_overrides_groups(make_cfg):
