@@ -35,7 +35,12 @@ def latency(runner: Runner, example: torch.Tensor, warmup: int = 10, min_calls: 
         t0 = clock()
         predict(x).cpu()  # .cpu() waits for a GPU; on the CPU it is a no-op
         times.append(clock() - t0)
-    ms = np.asarray(times) * 1e3
+    return latency_stats(times)
+
+
+def latency_stats(seconds: list[float]) -> dict[str, float]:
+    """p50/p90/p99 and mean in milliseconds over timed calls, and how many calls."""
+    ms = np.asarray(seconds) * 1e3
     return {"latency_p50_ms": float(np.percentile(ms, 50)), "latency_p90_ms": float(np.percentile(ms, 90)),
             "latency_p99_ms": float(np.percentile(ms, 99)), "latency_mean_ms": float(ms.mean()),
             "latency_calls": len(ms)}
@@ -93,12 +98,7 @@ def compare_efficiency(runners: dict[str, Runner], x: torch.Tensor, batch_sizes:
                 t0 = clock()
                 predict(x1).cpu()  # .cpu() waits for a GPU; on the CPU it is a no-op
                 t.append(clock() - t0)
-    out = {}
-    for name, t in times.items():
-        ms = np.asarray(t) * 1e3
-        out[name] = {"latency_p50_ms": float(np.percentile(ms, 50)), "latency_p90_ms": float(np.percentile(ms, 90)),
-                     "latency_p99_ms": float(np.percentile(ms, 99)), "latency_mean_ms": float(ms.mean()),
-                     "latency_calls": len(ms), "throughput_sps_by_batch": {}}
+    out = {name: {**latency_stats(t), "throughput_sps_by_batch": {}} for name, t in times.items()}
     for b in batch_sizes:
         rates: dict[str, list[float]] = {n: [] for n in runners}
         for name, r in runners.items():  # warm-up at this batch size
