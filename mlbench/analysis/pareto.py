@@ -39,7 +39,7 @@ def pareto_plot(points: dict[str, dict[str, Any]], axes: list[tuple[str, str]], 
     on = [n in front for n in names]
     ax.scatter([points[n][xm] for n in names], [points[n][ym] for n in names],
                s=[40 + 260 * (z / zmax) for z in zs], alpha=0.75,
-               c=["C1" if o else "C0" for o in on], edgecolors=["black" if o else "none" for o in on])
+               c=["C1" if o else "C0" for o in on], edgecolors="black", linewidths=[1.2 if o else 0.0 for o in on])
     for n, o in zip(names, on):  # label the front, or everything when there are few points
         if o or len(names) <= 30:
             ax.annotate(n, (points[n][xm], points[n][ym]), fontsize=7, xytext=(4, 4), textcoords="offset points")
