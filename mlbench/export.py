@@ -19,7 +19,7 @@ from mlbench import __version__
 from mlbench.compress import Artifact, OnnxExport, check_onnx, onnx_files
 from mlbench.data import DataMeta
 from mlbench.errors import MlbenchError
-from mlbench.train.cache import content_hash
+from mlbench.train.cache import content_hash, file_sha256
 
 
 def onnx_metadata(art: Artifact, meta: DataMeta, source_id: str, calibrator: dict | None,
@@ -67,7 +67,7 @@ def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if not src.is_file():
             raise MlbenchError(f"export.source: no file at {src}")
         check_onnx(src)
-        art = Artifact(id=content_hash(src.read_bytes().hex()[:4096]), format="onnx", path=src,
+        art = Artifact(id=file_sha256(src)[:12], format="onnx", path=src,
                        files=onnx_files(src), recipe=["external"])
     else:
         spec = next(s for s in ctx.specs if s.name == e.variant)

@@ -75,7 +75,6 @@ class VariantResult:
     build_s: float = 0.0
     runner_obj: Any = None  # the runner used for evaluation, reused by the stress stage
     evaluation: Evaluation | None = None  # test-split outputs in the chosen calibration view
-    views: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -331,11 +330,10 @@ def measure(ctx: RunContext, res: VariantResult, art: Artifact, overrides: dict 
     bad = check_probs(chosen)
     if bad:
         raise VariantFailed(f"invalid probabilities after calibration: {bad}")
-    res.views = views
-    res.evaluation = Evaluation(test.logits, chosen, test.labels, classification_metrics(chosen, test.labels))
-    res.calibration = {v: {k: m[k] for k in ("accuracy", "nll", "brier", "ece", "ece_adaptive", "mce",
-                                             "classwise_ece")}
-                       for v, p in views.items() for m in [classification_metrics(p, test.labels)]}
+    per_view = {v: classification_metrics(p, test.labels) for v, p in views.items()}  # once per view
+    res.evaluation = Evaluation(test.logits, chosen, test.labels, per_view[cfg.eval.calibration])
+    keep = ("accuracy", "nll", "brier", "ece", "ece_adaptive", "mce", "classwise_ece")
+    res.calibration = {v: {k: m[k] for k in keep} for v, m in per_view.items()}
     res.per_class_recall = per_class_recall(chosen, test.labels)
     params, nonzero = _source_params(art, ctx)
     m = dict(res.evaluation.metrics)
