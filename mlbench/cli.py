@@ -32,8 +32,8 @@ def _quiet_libraries() -> None:
 
 
 def _fail(e: MlbenchError) -> None:
-    from mlbench.progress import console
-    console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+    from mlbench.progress import err_console
+    err_console.print(f"[bold red]error:[/] {e}")
     sys.exit(2)
 
 

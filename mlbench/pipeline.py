@@ -29,7 +29,7 @@ from mlbench.data import DataBundle, Dataset
 from mlbench.env import environment, resolve_device, seed_everything, set_threads
 from mlbench.errors import MlbenchError, VariantFailed
 from mlbench.evaluate import classification_metrics, compare_efficiency, evaluate, peak_memory
-from mlbench.evaluate.loop import Evaluation
+from mlbench.evaluate.loop import Evaluation, serving_batch
 from mlbench.evaluate.metrics import check_probs, per_class_recall
 from mlbench.models import count_params
 from mlbench.progress import console
@@ -70,6 +70,8 @@ class VariantResult:
     per_class_recall_delta: list[float | None] = field(default_factory=list)
     groups: dict[str, Any] | None = None
     agreement: dict[str, Any] | None = None
+    serving: dict[str, Any] | None = None  # the batch-invariance check
+    timing: dict[str, list[float]] = field(default_factory=dict)  # per-round timing figures
     flags: list[str] = field(default_factory=list)
     stress: dict[str, Any] = field(default_factory=dict)
     build_s: float = 0.0
@@ -92,7 +94,8 @@ class VariantResult:
                         "calibration": self.calibration, "calibrator": self.calibrator,
                         "per_class": {"recall": self.per_class_recall,
                                       "recall_delta": self.per_class_recall_delta},
-                        "groups": self.groups, "agreement": self.agreement, "stress": self.stress})
+                        "groups": self.groups, "agreement": self.agreement, "stress": self.stress,
+                        "batch_invariance": self.serving, "timing_rounds": self.timing})
         return out
 
 
@@ -171,6 +174,13 @@ def setup(ctx: RunContext) -> None:
         ctx.stressors.append((name, st))
     if cfg.eval.batch_size < 1:
         raise MlbenchError(f"eval.batch_size must be >= 1, got {cfg.eval.batch_size}")
+    if cfg.deployment.serving not in ("online", "batch"):
+        raise MlbenchError(f"deployment.serving must be online or batch, got {cfg.deployment.serving!r}")
+    if cfg.deployment.invariance_items < 0:
+        raise MlbenchError(f"deployment.invariance_items must be >= 0, got {cfg.deployment.invariance_items}")
+    t = cfg.eval.timing
+    if t.rounds < 1 or t.tolerance <= 0 or cfg.eval.latency.threads < 0:
+        raise MlbenchError("eval.timing needs rounds >= 1 and tolerance > 0, eval.latency.threads >= 0")
 
 
 # --------------------------------------------------------------------------- data
@@ -241,6 +251,27 @@ def baseline(ctx: RunContext) -> None:
 
 # --------------------------------------------------------------------------- variants
 
+def batch_invariance(runner, x: torch.Tensor, y: torch.Tensor, served: torch.Tensor, cfg: DictConfig,
+                     index: torch.Tensor) -> dict[str, Any] | None:
+    """Predictions on the first ``deployment.invariance_items`` test items at batch 1 against
+    in batches of ``eval.batch_size``; ``served`` are the logits in the serving mode. A model
+    whose outputs depend on the other items of its batch (dynamic quantization picks one
+    activation scale per batch) changes predictions here."""
+    n = min(cfg.deployment.invariance_items, len(y))
+    if n == 0 or cfg.eval.batch_size == 1:
+        return None
+    online = cfg.deployment.serving == "online"
+    other = evaluate(runner, x[:n], y[:n], batch_size=cfg.eval.batch_size if online else 1).logits
+    at1, atn = (served[:n], other) if online else (other, served[:n])
+    p1, pn = at1.argmax(1), atn.argmax(1)
+    changed = (p1 != pn).nonzero().flatten()
+    finite = torch.isfinite(at1).all() and torch.isfinite(atn).all()
+    return {"items": n, "batch_size": cfg.eval.batch_size, "changed": len(changed),
+            "changed_index": index[:n][changed].tolist()[:50],
+            "accuracy_online": float((p1 == y[:n]).double().mean()),
+            "accuracy_batch": float((pn == y[:n]).double().mean()),
+            "max_abs_logit_diff": float((at1 - atn).abs().max()) if finite and n else None}
+
 def make_runner(ctx: RunContext, art: Artifact, overrides: dict[str, Any] | None = None):
     b = ctx.cfg.backend
     opts = {**OmegaConf.to_container(b.torch if art.format == "torch" else b.onnxruntime, resolve=True),
@@ -306,12 +337,18 @@ def measure(ctx: RunContext, res: VariantResult, art: Artifact, overrides: dict 
     res.runner = runner.describe()
     res.runner_obj = runner
     res.backend = res.runner["backend"]
-    bs = cfg.eval.batch_size
-    test = evaluate(runner, d.x["test"], d.y["test"], batch_size=bs)
+    bs, served = cfg.eval.batch_size, serving_batch(cfg)
+    test = evaluate(runner, d.x["test"], d.y["test"], batch_size=served)
     if test.problem:
         raise VariantFailed(f"invalid outputs on the test split: {test.problem}")
-    calib_logits = evaluate(runner, d.x["calib"], d.y["calib"], batch_size=bs).logits
+    calib_logits = evaluate(runner, d.x["calib"], d.y["calib"], batch_size=served).logits
     train_eval = evaluate(runner, d.x["train"], d.y["train"], batch_size=bs)
+    res.serving = batch_invariance(runner, d.x["test"], d.y["test"], test.logits, cfg, d.index["test"])
+    if res.serving and res.serving["changed"]:
+        inv = res.serving
+        res.flags.append(f"predictions depend on the batch: {inv['changed']} of {inv['items']} test items "
+                         f"change between batch 1 and batches of {inv['batch_size']} (accuracy "
+                         f"{inv['accuracy_online']:.4f} online vs {inv['accuracy_batch']:.4f} in batches)")
 
     views = {"uncalibrated": test.logits.softmax(1)}
     fitted = None
@@ -406,6 +443,7 @@ def compare(ctx: RunContext) -> None:
     """Paired deltas against the baseline, per-class changes, agreement and exemplars."""
     from mlbench.analysis.fairness import exemplars, flips
     from mlbench.analysis.stats import paired_deltas
+    from mlbench.analysis.timing import round_ratio
     base = ctx.results[BASELINE]
     d = ctx.data
     group = d.group["test"] if d.group is not None else None
@@ -429,6 +467,10 @@ def compare(ctx: RunContext) -> None:
             if k in res.metrics and k in base.metrics:
                 res.deltas[k + "_ratio"] = {"value": res.metrics[k] / base.metrics[k] if base.metrics[k] else None,
                                             "ci_low": None, "ci_high": None}
+                rounds_key = {"latency_p50_ms": "latency_p50_ms_by_round",
+                              "throughput_sps": "throughput_sps_by_round"}.get(k)
+                if rounds_key and res.timing.get(rounds_key) and base.timing.get(rounds_key):
+                    res.deltas[k + "_ratio"].update(round_ratio(res.timing[rounds_key], base.timing[rounds_key]))
     ctx.extra["exemplars"] = exemplars(preds, BASELINE, d.y["test"], d.index["test"])
     ctx.extra["bootstrap"] = {"resamples": bs.resamples, "level": bs.level, "seed": ctx.cfg.seed,
                               "method": "paired percentile bootstrap over test items"}
@@ -475,6 +517,9 @@ def summary(ctx: RunContext) -> dict[str, Any]:
         "baseline": BASELINE,
         "baseline_training": {k: v for k, v in ctx.baseline_info.items() if k != "history"},
         "calibration_view": ctx.cfg.eval.calibration,
+        "serving": {"mode": ctx.cfg.deployment.serving, "batch_size": serving_batch(ctx.cfg),
+                    "note": "quality metrics (test and calib splits, stress) are measured at this batch size; "
+                            "train accuracy at eval.batch_size"},
         "variants": {name: res.summary() for name, res in ctx.results.items()},
         **{k: v for k, v in ctx.extra.items() if not k.startswith("_") and k != "stress_skipped"},
     }
@@ -515,7 +560,8 @@ def analyze(summary: dict, cfg: DictConfig, run_dir: Path) -> None:
     results = check_requirements(summary, checks, r.use_bound)
     for name, res in results.items():
         summary["variants"][name]["requirements"] = res
-    summary["recommended"] = recommend(summary, results, r.objective.value, r.objective_mode)
+    breakers = [(a.metric.value, a.mode) for a in r.tie_breakers]
+    summary["recommended"] = recommend(summary, results, r.objective.value, r.objective_mode, breakers)
     axes = [(a.metric.value, a.mode) for a in cfg.analysis.pareto_axes]
     points = {n: v["metrics"] for n, v in summary["variants"].items() if v["status"] == "ok"}
     front = pareto_front(points, axes)
@@ -552,13 +598,17 @@ def efficiency(ctx: RunContext) -> None:
     runners = {n: r.runner_obj for n, r in ctx.ok.items()}
     figures = compare_efficiency(runners, ctx.data.x["test"], sorted({*tp.batch_sizes, bs}), warmup=lat.warmup,
                                  min_calls=lat.min_calls, min_time_s=lat.min_time_s,
-                                 throughput_time_s=tp.min_time_s)
-    for name, f in figures.items():
+                                 throughput_time_s=tp.min_time_s, rounds=cfg.eval.timing.rounds,
+                                 latency_threads=lat.threads, throughput_threads=cfg.backend.threads,
+                                 tolerance=cfg.eval.timing.tolerance, ratio_batch=bs)
+    for name, f in figures["runners"].items():
         res = ctx.results[name]
         res.throughput = f.pop("throughput_sps_by_batch")
+        res.timing = {k: f.pop(k) for k in ("latency_p50_ms_by_round", "throughput_sps_by_round")}
         res.metrics.update(f)
         res.metrics["throughput_sps"] = res.throughput[str(bs)]
         res.metrics["throughput_batch_size"] = bs
+    ctx.extra["timing"] = figures["timing"]
 
 
 STAGES: list[Callable[[RunContext], None]] = [setup, load_data, baseline, variants, efficiency, compare, stress,

@@ -9,6 +9,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 # Wide enough for the results table when output goes to a file or a pipe.
 console = Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 160)
+# Errors and warnings the user must see go to stderr, one line each.
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def progress(transient: bool = True) -> Progress:

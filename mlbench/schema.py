@@ -50,6 +50,13 @@ class LatencyConf:
     warmup: int = 10
     min_calls: int = 200
     min_time_s: float = 2.0
+    threads: int = 1  # intra-op threads for batch-1 latency (single stream); 0 = the run's threads
+
+
+@dataclass
+class TimingConf:
+    rounds: int = 6  # interleaved rounds; ratio intervals come from the per-round figures
+    tolerance: float = 0.25  # rounds whose p50 spans more than 1 + tolerance: timings unreliable
 
 
 @dataclass
@@ -70,10 +77,20 @@ class EvalConf:
     calibration: str = "uncalibrated"  # which view fills the metrics: uncalibrated | carried | refit
     latency: LatencyConf = field(default_factory=LatencyConf)
     throughput: ThroughputConf = field(default_factory=ThroughputConf)
+    timing: TimingConf = field(default_factory=TimingConf)
     memory: bool = True
     efficiency: bool = True
     bootstrap: BootstrapConf = field(default_factory=BootstrapConf)
     accuracy_drop_flag: float = 0.05  # flag a variant that loses more accuracy than this
+
+
+@dataclass
+class DeploymentConf:
+    """How the model will serve: ``online`` (one request at a time, batch 1) or ``batch``
+    (batches of ``eval.batch_size``). Quality metrics are measured in this mode."""
+
+    serving: str = "batch"  # online | batch
+    invariance_items: int = 2000  # batch-invariance check on the first N test items (0: off)
 
 
 @dataclass
@@ -113,6 +130,12 @@ class VariantConf:
 
 
 @dataclass
+class AxisConf:
+    metric: Metric = MISSING  # type: ignore[valid-type]
+    mode: str = "max"  # max | min
+
+
+@dataclass
 class RequirementConf:
     """``metric op value`` or ``metric max_degradation [relative]`` against the baseline."""
 
@@ -132,13 +155,11 @@ class RequirementsConf:
     use_bound: bool = False
     objective: Metric = Metric.latency_p50_ms  # type: ignore[attr-defined]
     objective_mode: str = "min"
+    # when the objective is a timing whose ratio interval between two variants includes 1,
+    # they tie on it and these decide, in order
+    tie_breakers: List[AxisConf] = field(default_factory=lambda: [
+        AxisConf(Metric.size_bytes, "min"), AxisConf(Metric.accuracy, "max")])  # type: ignore[attr-defined]
     fail_if_none: bool = False  # exit with status 3 when no variant meets every requirement
-
-
-@dataclass
-class AxisConf:
-    metric: Metric = MISSING  # type: ignore[valid-type]
-    mode: str = "max"  # max | min
 
 
 @dataclass
@@ -189,6 +210,7 @@ class RootConf:
     requirements: RequirementsConf = field(default_factory=RequirementsConf)
     analysis: AnalysisConf = field(default_factory=AnalysisConf)
     eval: EvalConf = field(default_factory=EvalConf)
+    deployment: DeploymentConf = field(default_factory=DeploymentConf)
     paths: PathsConf = field(default_factory=PathsConf)
     export: ExportConf = field(default_factory=ExportConf)
 

@@ -55,3 +55,21 @@ def smoke_run(tmp_path_factory):
     assert out.returncode == 0, out.stdout + out.stderr
     (run_dir,) = run_dirs(cwd)
     return run_dir, json.loads((run_dir / "summary.json").read_text()), out
+
+
+@pytest.fixture(scope="session")
+def digits_model():
+    """The digits CNN trained for 10 epochs (about 98 % test accuracy), shared by stress tests."""
+    import functools
+
+    import torch
+
+    from mlbench.data import Digits
+    from mlbench.models import CNN
+    from mlbench.train import fit
+    d = Digits().load()
+    torch.manual_seed(0)
+    m = CNN(d.meta.input_shape, 10, channels=(16, 32), hidden=64)
+    fit(m, d.x["train"], d.y["train"], d.x["val"], d.y["val"], epochs=10, batch_size=128,
+        optimizer=functools.partial(torch.optim.AdamW, lr=3e-3))
+    return d, m.eval()

@@ -126,7 +126,7 @@ def test_compare_bad_inputs(smoke_run, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     out = run_cli("compare", str(empty), cwd=tmp_path)
-    assert out.returncode == 2 and "no runs found" in out.stdout
+    assert out.returncode == 2 and "no runs found" in out.stderr
     # a half-written run is skipped with a warning, the rest compared
     import shutil
     mix = tmp_path / "mix"
@@ -139,7 +139,7 @@ def test_compare_bad_inputs(smoke_run, tmp_path):
     f = mix / "future" / "summary.json"
     f.write_text(json.dumps({**json.loads(f.read_text()), "schema_version": 2}))
     out = run_cli("compare", str(mix), "--out", str(tmp_path / "c"), cwd=tmp_path)
-    assert out.returncode == 2 and "schema_version 2" in out.stdout
+    assert out.returncode == 2 and "schema_version 2" in out.stderr
 
 
 def test_cross_run_comparison_is_paired(smoke_run, tmp_path):

@@ -99,7 +99,7 @@ def test_bad_input_is_one_clear_line_and_leaves_runs_alone(smoke_run, args, mess
     cwd = run_dir.parents[3]  # the smoke run's working folder
     out = run_cli("debug=smoke", *args, cwd=cwd)
     assert out.returncode == 2, out.stdout + out.stderr
-    lines = [l for l in out.stdout.splitlines() if l.startswith("error:")]
+    lines = [l for l in out.stderr.splitlines() if l.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], out.stdout
     assert "Traceback" not in out.stdout + out.stderr
     assert _digest(run_dir) == before
@@ -152,7 +152,7 @@ def test_export_writes_a_model_plain_onnxruntime_reproduces(tmp_path):
     bad.write_bytes(b"not an onnx model")
     out = run_cli("debug=smoke", f"export.source={bad}", f"export.output={tmp_path}/x.onnx", cwd=tmp_path,
                   module="mlbench.export")
-    assert out.returncode == 2 and "error:" in out.stdout and "Traceback" not in out.stdout + out.stderr
+    assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stdout + out.stderr
 
 
 def test_multirun_sweeps_jobs(tmp_path):
@@ -266,5 +266,5 @@ def test_nan_features_on_the_command_line(tmp_path):
     x[5, 2] = np.inf
     np.savez(tmp_path / "bad.npz", x=x, y=np.arange(60) % 2)
     out = run_cli("debug=smoke", "data=npz", f"data.path={tmp_path / 'bad.npz'}", "model=mlp", cwd=tmp_path)
-    lines = [l for l in out.stdout.splitlines() if l.startswith("error:")]
+    lines = [l for l in out.stderr.splitlines() if l.startswith("error:")]
     assert out.returncode == 2 and len(lines) == 1 and "NaN/inf" in lines[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 import onnx
@@ -15,7 +14,6 @@ from mlbench.compress import Artifact, OnnxExport, OrtQuantizeStatic, PassContex
 from mlbench.data import BreastCancer, Digits
 from mlbench.errors import MlbenchError
 from mlbench.evaluate import evaluate
-from mlbench.models import CNN, MLP
 from mlbench.stress import (
     Attack,
     Brightness,
@@ -35,20 +33,9 @@ from mlbench.stress import (
 from mlbench.stress.explain import spearman, topk_overlap
 from mlbench.stress.faults import flip_bits_, onnx_with_faults, torch_with_faults
 from mlbench.stress.stage import robust_accuracy
-from mlbench.train import fit
 
 IMAGE = [GaussianNoise, ShotNoise, ImpulseNoise, GaussianBlur, Contrast, Brightness, Pixelate, Occlusion]
 TABULAR = [FeatureNoise, MissingFeatures, ScalingDrift]
-
-
-@pytest.fixture(scope="module")
-def digits_model():
-    d = Digits().load()
-    torch.manual_seed(0)
-    m = CNN(d.meta.input_shape, 10, channels=(16, 32), hidden=64)
-    fit(m, d.x["train"], d.y["train"], d.x["val"], d.y["val"], epochs=10, batch_size=128,
-        optimizer=functools.partial(torch.optim.AdamW, lr=3e-3))
-    return d, m.eval()
 
 
 def acc(model, x, y):

@@ -269,6 +269,7 @@ def main(argv: list[str]) -> int:
             ap.error("give at least one run or sweep directory (or --history)")
         compare(a.paths, a.out, metrics, a.paired)
     except MlbenchError as e:
-        console.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        from mlbench.progress import err_console
+        err_console.print(f"[bold red]error:[/] {e}")
         return 2
     return 0

@@ -57,6 +57,9 @@ def print_table(summary: dict, run_dir: Path) -> None:
     console.print("[dim]* interval excludes 0 (paired bootstrap); latency at batch 1, "
                   f"throughput at batch {summary['run']['config']['eval']['batch_size']}; "
                   "mCA: mean accuracy over the corruptions and severities run[/]")
+    t = summary.get("timing")
+    if t and not t["reliable"]:
+        console.print("[yellow]timings unreliable:[/] " + "; ".join(t["reasons"]))
     console.print(f"run directory: [bold]{run_dir}[/]")
 
 
@@ -114,7 +117,9 @@ def build_report(summary: dict, plots: list[str]):
         f"calib / {summary['data']['n_test']} test, {summary['data']['num_classes']} classes",
         f"metrics use the **{summary['calibration_view']}** calibration view; intervals: {boot.get('resamples')} "
         f"paired bootstrap resamples, {int(100 * boot.get('level', 0.95))} %; `*` = interval excludes 0",
+        *_serving_line(summary),
     ])
+    _timing_section(doc, summary)
     rec = summary.get("recommended")
     if rec is not None:
         doc.h2("Recommendation")
@@ -190,6 +195,53 @@ def build_report(summary: dict, plots: list[str]):
     return doc
 
 
+def _serving_line(summary: dict) -> list[str]:
+    sv = summary.get("serving")
+    if not sv:
+        return []
+    mode = "online (batch 1)" if sv["mode"] == "online" else f"in batches of {sv['batch_size']}"
+    return [f"serving mode: quality metrics measured **{mode}**; the batch-invariance check compares "
+            "predictions at batch 1 and in batches (see Flags)"]
+
+
+def _timing_section(doc, summary: dict) -> None:
+    """How the timings were taken, whether to trust them, and the ratios with their intervals."""
+    t = summary.get("timing")
+    if not t:
+        return
+    doc.h2("Timing conditions")
+    ph = t["phases"]
+    verdict = ("**reliable**" if t["reliable"] else
+               "**UNRELIABLE**: " + "; ".join(t["reasons"]) + ". Compare latencies from this run with care.")
+    doc.items([
+        f"timings: {verdict}",
+        f"batch-1 latency with {t['latency_threads']} intra-op thread(s), throughput with {t['throughput_threads']}; "
+        f"{t['cpu_count']} CPUs; {t['rounds']} interleaved rounds",
+        *[f"{name}: other processes kept {_fmt(c.get('other_busy_cores'), 2)} cores busy; load average "
+          f"{c['loadavg_before']:.2f} before, {c['loadavg_after']:.2f} after" for name, c in ph.items()],
+        f"rules: unreliable when a runner's per-round p50 spans more than {1 + t['tolerance']:.2f}x, or other "
+        "processes kept more cores busy than the timing left free (+0.25). Ratio intervals: sign-test interval "
+        "of the per-round ratios; one that includes 1 is a tie (the recommendation then uses the tie-breakers).",
+    ])
+    rows = []
+    for n, v in summary["variants"].items():
+        d = v.get("deltas") or {}
+        cells = []
+        for k in ("latency_p50_ms_ratio", "throughput_sps_ratio"):
+            r = d.get(k)
+            if not r or r.get("value") is None:
+                cells.append("")
+            elif r.get("ci_low") is None:
+                cells.append(f"{r['value']:.3f}")
+            else:
+                cells.append(f"{r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]" + (" tie" if r.get("tie") else ""))
+        spread = t["round_spread"].get(n)
+        if any(cells):
+            rows.append([n, *cells, _fmt(spread, 3)])
+    if rows:
+        doc.table(["variant", "p50 latency ÷ baseline", "throughput ÷ baseline", "round spread (max/min p50)"], rows)
+
+
 def _requirement_sections(doc, summary: dict) -> None:
     reqs = {n: v["requirements"] for n, v in summary["variants"].items() if v.get("requirements")}
     if reqs and any(r["checks"] for r in reqs.values()):
@@ -253,7 +305,7 @@ def _stress_sections(doc, summary: dict) -> None:
             if kind == "adversarial":
                 s0 = next(v["stress"][name] for v in variants.values())
                 desc = (f" — {s0['method'].upper()} {s0['norm']}, {s0['steps']} step(s), step {s0['step_size']}, "
-                        f"random start {s0['random_start']}")
+                        f"random start {s0['random_start']}, loss: {s0.get('loss', 'n/a')}")
             doc.h3(f"{name}{desc}")
             doc.table(["variant", f"accuracy by {label}"], rows)
     names = [n for n, sec in first.items() if sec["kind"] == "explanation"]

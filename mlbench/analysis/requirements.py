@@ -13,6 +13,7 @@ import math
 import operator
 from typing import Any
 
+from mlbench.analysis.timing import ROUNDS_KEY, timing_ratio
 from mlbench.analysis.vocabulary import HIGHER_IS_BETTER, metric_key
 from mlbench.errors import MlbenchError
 
@@ -81,6 +82,11 @@ def check_one(req: Any, variant: dict, baseline: dict, is_baseline: bool, use_bo
     if bound and d is not None and d.get("ci_low") is not None:
         degradation = -d["ci_low"] if hib else d["ci_high"]
         out["basis"] = "95% CI bound"
+    ratio = None if is_baseline or metric not in ROUNDS_KEY else (variant.get("deltas") or {}).get(metric + "_ratio")
+    if ratio is not None and ratio.get("tie"):
+        degradation = 0.0  # this machine cannot tell the two apart
+        out["basis"] = (f"tie: ratio interval [{ratio['ci_low']:.3g}, {ratio['ci_high']:.3g}] "
+                        f"over {ratio['rounds']} timing rounds includes 1")
     if _get(req, "relative", False):
         degradation = degradation / abs(base_value) if base_value else math.inf
     limit = float(_get(req, "max_degradation"))
@@ -102,21 +108,49 @@ def check_requirements(summary: dict, reqs: list, use_bound: bool = False) -> di
     return out
 
 
-def recommend(summary: dict, results: dict[str, dict], objective: str, mode: str = "min") -> dict:
+def _rank_key(summary: dict, name: str, axes: list[tuple[str, str]]) -> tuple:
+    m = summary["variants"][name].get("metrics") or {}
+    key = []
+    for metric, mode in axes:
+        v = m.get(metric)
+        key.append(math.inf if v is None else (-v if mode == "max" else v))
+    return tuple(key)
+
+
+def recommend(summary: dict, results: dict[str, dict], objective: str, mode: str = "min",
+              tie_breakers: list[tuple[str, str]] | None = None) -> dict:
     """The variant that meets every requirement and is best on ``objective``; or None, with
-    the reason and, for each requirement no variant meets, the closest miss."""
+    the reason and, for each requirement no variant meets, the closest miss.
+
+    When the objective is a timing (latency p50, throughput), variants whose ratio to the
+    best one has an interval (from the interleaved timing rounds) that includes 1 tie with
+    it: this machine cannot tell them apart, and ``tie_breakers`` decide among them, in order."""
     if mode not in ("min", "max"):
         raise MlbenchError(f"requirements.objective_mode must be min or max, got {mode!r}")
     objective = getattr(objective, "value", objective)
+    breakers = [(getattr(m, "value", m), md) for m, md in (tie_breakers or [])]
     passing = [n for n, r in results.items() if r["passed"]]
     values = {n: (summary["variants"][n].get("metrics") or {}).get(objective) for n in passing}
     ranked = sorted((n for n in passing if values[n] is not None), key=lambda n: values[n],
                     reverse=mode == "max")
     if ranked:
-        best = ranked[0]
+        first = ranked[0]
+        ties = {n: r for n in ranked[1:] if (r := timing_ratio(summary, n, first, objective)) and r["tie"]}
+        order = [first, *ties]
+        if ties and breakers:
+            order.sort(key=lambda n: _rank_key(summary, n, breakers))
+        best = order[0]
+        word = "lowest" if mode == "min" else "highest"
+        reason = f"meets all requirements; {word} {objective} among {len(passing)} that do"
+        if ties:
+            spans = ", ".join(f"{n} {r['ci_low']:.3g}-{r['ci_high']:.3g}x" for n, r in ties.items())
+            reason = (f"meets all requirements; {objective} tied between {', '.join(order)} "
+                      f"(ratio intervals to {first} include 1: {spans})"
+                      + (f"; decided by {', '.join(m for m, _ in breakers)}" if breakers else ""))
+        rest = [n for n in order[1:]] + [n for n in ranked if n not in order]
         return {"variant": best, "objective": objective, "mode": mode, "value": values[best],
-                "passing": passing, "reason": f"meets all requirements; {'lowest' if mode == 'min' else 'highest'} "
-                                              f"{objective} among {len(passing)} that do"}
+                "passing": passing, "tied": order if ties else [], "tie_breakers": [m for m, _ in breakers],
+                "runner_up": rest[0] if rest else None, "reason": reason}
     unmet = []
     n_req = len(next(iter(results.values()))["checks"]) if results else 0
     for i in range(n_req):

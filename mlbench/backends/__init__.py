@@ -29,6 +29,10 @@ class Runner(Protocol):
 
     def synchronize(self) -> None: ...
 
+    def with_threads(self, threads: int) -> Runner:
+        """The same model run with ``threads`` intra-op threads (for timing at a stated count)."""
+        ...
+
 
 class TorchRunner:
     """Eager PyTorch on CPU or CUDA, optionally compiled, optionally replaying a
@@ -84,6 +88,10 @@ class TorchRunner:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def with_threads(self, threads: int) -> TorchRunner:
+        """torch's intra-op threads are process-wide: the caller sets them (``torch_threads``)."""
+        return self
+
     def describe(self) -> dict[str, Any]:
         return {"backend": "torch", "provider": self.device.type,
                 "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
@@ -137,6 +145,7 @@ class OrtRunner:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise MlbenchError(f"cannot load ONNX model {self.path}: {first}") from None
         self._run = self.session.run
+        self._options = {"providers": self.requested, "strict": strict, "graph_optimization": graph_optimization}
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_dtype = np.float16 if "float16" in inp.type else np.float32
@@ -154,6 +163,13 @@ class OrtRunner:
 
     def synchronize(self) -> None:
         return None
+
+    def with_threads(self, threads: int) -> OrtRunner:
+        """A second session on the same file with ``threads`` intra-op threads (an onnxruntime
+        session fixes its thread pool when it is created); this one if the count matches."""
+        if threads <= 0 or threads == self.threads:
+            return self
+        return OrtRunner(self.path, threads=threads, **self._options)
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "onnxruntime", "provider": self.session.get_providers()[0],

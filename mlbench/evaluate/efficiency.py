@@ -6,15 +6,25 @@
 - Throughput: samples per second at a batch size, inputs already on the
   runner's device (as in ``evaluate``), device synchronized before the clock stops;
   the median of several short timing windows.
+- Threads: batch-1 latency runs with a stated number of intra-op threads (1 by
+  default: a single stream), throughput with the run's threads; both are recorded.
+- Conditions: the cores other processes kept busy and the load average around each
+  timed phase, and the spread of the interleaved rounds; ``judge_timing`` states
+  when the figures cannot be trusted.
 - Peak memory: peak allocated bytes on CUDA; on CPU the peak resident set size
   of the process sampled during prediction, minus the resident size just before.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import resource
 import threading
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,9 +82,90 @@ def throughput(runner: Runner, x: torch.Tensor, batch_size: int, min_time_s: flo
     return float(np.median(rates))
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op thread count for a block (process-wide; restored after). 0 keeps it."""
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def _cpu_times() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process). The machine's
+    busy time comes from /proc/stat (everything but idle and iowait; steal counts as busy:
+    it is time another guest took from us); NaN where /proc/stat is absent."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    mine = own.ru_utime + own.ru_stime
+    try:
+        with open("/proc/stat") as f:
+            vals = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return math.nan, mine
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK"), mine
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@dataclass
+class MachineWatch:
+    """What else the machine did while something was timed: the CPU cores that *other*
+    processes kept busy on average (machine busy time minus this process's, per second),
+    and the 1-minute load average before and after."""
+
+    wall0: float = 0.0
+    busy0: float = 0.0
+    own0: float = 0.0
+    load0: float = 0.0
+
+    @classmethod
+    def start(cls) -> MachineWatch:
+        busy, own = _cpu_times()
+        return cls(time.perf_counter(), busy, own, os.getloadavg()[0])
+
+    def stop(self) -> dict[str, float]:
+        busy, own = _cpu_times()
+        wall = max(time.perf_counter() - self.wall0, 1e-9)
+        other = max(0.0, ((busy - self.busy0) - (own - self.own0)) / wall)
+        return {"wall_s": wall, "other_busy_cores": None if math.isnan(other) else other,
+                "own_busy_cores": (own - self.own0) / wall,
+                "loadavg_before": self.load0, "loadavg_after": os.getloadavg()[0]}
+
+
+def judge_timing(conditions: dict, spreads: dict[str, float], cores: int, tolerance: float) -> list[str]:
+    """Why the timings cannot be trusted (empty: they can). Two rules, stated in docs/metrics.md:
+    the interleaved rounds of a runner disagree (max/min of its per-round p50 above
+    1 + ``tolerance``), or other processes kept more cores busy than the timing left free
+    (``other_busy_cores`` > cores - threads used + 0.25, in any timed phase)."""
+    reasons = []
+    worst = max(spreads.items(), key=lambda kv: kv[1], default=None)
+    if worst is not None and worst[1] > 1 + tolerance:
+        reasons.append(f"interleaved rounds disagree: {worst[0]}'s per-round p50 spans {worst[1]:.2f}x "
+                       f"(tolerance {1 + tolerance:.2f}x)")
+    for phase, c in conditions.items():
+        other = c.get("other_busy_cores")
+        free = max(cores - c["threads"], 0) + 0.25
+        if other is not None and other > free:
+            reasons.append(f"other processes kept {other:.2f} of {cores} cores busy during {phase} timing "
+                           f"with {c['threads']} thread(s)")
+    return reasons
+
+
 def compare_efficiency(runners: dict[str, Runner], x: torch.Tensor, batch_sizes: list[int], *,
                        warmup: int = 10, min_calls: int = 200, min_time_s: float = 2.0,
-                       throughput_time_s: float = 0.5, rounds: int = 5) -> dict[str, dict]:
+                       throughput_time_s: float = 0.5, rounds: int = 6, latency_threads: int = 1,
+                       throughput_threads: int = 0, tolerance: float = 0.25,
+                       ratio_batch: int | None = None) -> dict[str, Any]:
     """Latency and throughput of several runners, measured in interleaved rounds.
 
     Each runner is timed in turn, ``rounds`` times over, and its figures pool its own
@@ -82,34 +173,66 @@ def compare_efficiency(runners: dict[str, Runner], x: torch.Tensor, batch_sizes:
     alike instead of on whichever happened to be timed at a bad moment. Each runner still
     gets at least ``min_calls`` batch-1 calls and ``min_time_s`` seconds of latency timing,
     and ``throughput_time_s`` seconds per batch size; nothing is timed concurrently.
+
+    Batch-1 latency runs with ``latency_threads`` intra-op threads (single-stream), throughput
+    with ``throughput_threads`` (0: torch's current setting). Returns ``{"runners": {name:
+    figures}, "timing": conditions}``: each runner's pooled figures plus its per-round p50
+    latency and per-round throughput at ``ratio_batch`` (what ratio intervals are built
+    from); the conditions say what the machine did meanwhile and whether to trust it.
     """
     x1 = x[:1].cpu()
-    staged = {name: x.to(r.input_device) for name, r in runners.items()}
-    for r in runners.values():
-        for _ in range(warmup):
-            r.predict(x1).cpu()
-    times: dict[str, list[float]] = {n: [] for n in runners}
-    for k in range(rounds):
-        for name, r in runners.items():
-            predict, clock, t = r.predict, time.perf_counter, times[name]
-            need_calls = -(-min_calls * (k + 1) // rounds)
-            start = clock()
-            while len(t) < need_calls or clock() - start < min_time_s / rounds:
-                t0 = clock()
-                predict(x1).cpu()  # .cpu() waits for a GPU; on the CPU it is a no-op
-                t.append(clock() - t0)
-    out = {name: {**latency_stats(t), "throughput_sps_by_batch": {}} for name, t in times.items()}
-    for b in batch_sizes:
-        rates: dict[str, list[float]] = {n: [] for n in runners}
-        for name, r in runners.items():  # warm-up at this batch size
-            throughput(r, staged[name], b, min_time_s=0.0, warmup=2, windows=1)
-        for _ in range(rounds):
-            for name, r in runners.items():
-                rates[name].append(throughput(r, staged[name], b, min_time_s=throughput_time_s / rounds,
-                                              warmup=0, windows=1))
-        for name in runners:
-            out[name]["throughput_sps_by_batch"][str(b)] = float(np.median(rates[name]))
-    return out
+    cores = cpu_count()
+    out: dict[str, dict] = {}
+    conditions: dict[str, dict] = {}
+    with torch_threads(latency_threads) as n_lat:
+        lat_runners = {name: r.with_threads(n_lat) for name, r in runners.items()}
+        for r in lat_runners.values():
+            for _ in range(warmup):
+                r.predict(x1).cpu()
+        times: dict[str, list[list[float]]] = {n: [] for n in runners}
+        watch = MachineWatch.start()
+        for k in range(rounds):
+            for name, r in lat_runners.items():
+                predict, clock, t = r.predict, time.perf_counter, []
+                done = sum(len(rt) for rt in times[name])
+                need_calls = -(-min_calls * (k + 1) // rounds) - done
+                start = clock()
+                while len(t) < need_calls or clock() - start < min_time_s / rounds:
+                    t0 = clock()
+                    predict(x1).cpu()  # .cpu() waits for a GPU; on the CPU it is a no-op
+                    t.append(clock() - t0)
+                times[name].append(t)
+        conditions["latency"] = {**watch.stop(), "threads": n_lat}
+    for name, per_round in times.items():
+        pooled = [v for rt in per_round for v in rt]
+        out[name] = {**latency_stats(pooled), "throughput_sps_by_batch": {},
+                     "latency_p50_ms_by_round": [float(np.median(rt)) * 1e3 for rt in per_round],
+                     "latency_threads": n_lat}
+    with torch_threads(throughput_threads) as n_tp:
+        tp_runners = {name: r.with_threads(n_tp) for name, r in runners.items()}
+        staged = {name: x.to(r.input_device) for name, r in tp_runners.items()}
+        watch = MachineWatch.start()
+        for b in batch_sizes:
+            rates: dict[str, list[float]] = {n: [] for n in runners}
+            for name, r in tp_runners.items():  # warm-up at this batch size
+                throughput(r, staged[name], b, min_time_s=0.0, warmup=2, windows=1)
+            for _ in range(rounds):
+                for name, r in tp_runners.items():
+                    rates[name].append(throughput(r, staged[name], b, min_time_s=throughput_time_s / rounds,
+                                                  warmup=0, windows=1))
+            for name in runners:
+                out[name]["throughput_sps_by_batch"][str(b)] = float(np.median(rates[name]))
+                if b == ratio_batch:
+                    out[name]["throughput_sps_by_round"] = rates[name]
+                out[name]["throughput_threads"] = n_tp
+        conditions["throughput"] = {**watch.stop(), "threads": n_tp}
+    spreads = {n: max(f["latency_p50_ms_by_round"]) / min(f["latency_p50_ms_by_round"])
+               for n, f in out.items() if min(f["latency_p50_ms_by_round"]) > 0}
+    reasons = judge_timing(conditions, spreads, cores, tolerance)
+    timing = {"cpu_count": cores, "rounds": rounds, "latency_threads": n_lat, "throughput_threads": n_tp,
+              "phases": conditions, "round_spread": spreads, "tolerance": tolerance,
+              "reliable": not reasons, "reasons": reasons}
+    return {"runners": out, "timing": timing}
 
 
 def _rss_bytes() -> int:
@@ -117,7 +240,6 @@ def _rss_bytes() -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:  # not Linux
-        import resource
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

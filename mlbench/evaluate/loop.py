@@ -56,3 +56,9 @@ def evaluate(runner: Runner, x: torch.Tensor, y: torch.Tensor, *, batch_size: in
     problem = check_probs(probs)
     metrics = {} if problem else classification_metrics(probs, labels)
     return Evaluation(logits=logits, probs=probs, labels=labels, metrics=metrics, problem=problem)
+
+
+def serving_batch(cfg) -> int:
+    """The batch size quality metrics are measured at (``deployment.serving``): 1 when the
+    model serves online, one request at a time; ``eval.batch_size`` when it serves batches."""
+    return 1 if cfg.deployment.serving == "online" else int(cfg.eval.batch_size)

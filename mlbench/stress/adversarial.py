@@ -3,6 +3,12 @@
 White-box on differentiable torch variants; every other variant (ONNX, int8) is
 evaluated on the examples crafted on the float baseline (transfer), labelled so.
 The baseline's examples are crafted once per eps and reused.
+
+The loss is always stated (``loss``): ``ce``, cross-entropy on the logits (the
+default), or ``margin``, the Carlini-Wagner margin ``max_{j != y} z_j - z_y``. captum's
+own default, ``-log(output[y])``, assumes probabilities; applied to logits its gradient
+flips sign once the true-class logit goes negative, the ascent stalls and robust
+accuracy is overstated, so mlbench never uses it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mlbench.data import DataMeta
@@ -18,14 +25,54 @@ from mlbench.errors import MlbenchError
 from mlbench.stress.base import Stressor
 
 
-def _pgd_class():
-    """captum's PGD with its L2 random start fixed: captum 0.9 draws the radii on the CPU and
-    broadcasts them over the last input dimension instead of the batch, which fails for
-    image batches. The override draws one radius per example, on the input's device."""
-    import torch.nn.functional as F
-    from captum.robust import PGD
+LOSSES = ("ce", "margin")
 
-    class FixedPGD(PGD):
+
+def cross_entropy_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-item cross-entropy of the logits (the attack ascends it)."""
+    return F.cross_entropy(logits.float(), y, reduction="none")
+
+
+def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-item Carlini-Wagner margin: the best wrong logit minus the true one (> 0: misclassified)."""
+    z = logits.float()
+    true = z.gather(1, y[:, None]).squeeze(1)
+    wrong = z.scatter(1, y[:, None], -math.inf).amax(1)
+    return wrong - true
+
+
+def _captum_classes():
+    """captum's FGSM and PGD with two fixes, kept here so that they are visible:
+
+    - gradients of any size count: captum skips coordinates whose |gradient| is below
+      1e-6 (``zero_thresh``), which leaves confidently classified items unattacked under
+      cross-entropy (their gradients are tiny but point the right way);
+    - L2 steps move along the normalised gradient (steepest ascent under L2); captum 0.9's
+      PGD takes a signed (L-inf) step for L2 too. Its L2 random start also draws the radii
+      on the CPU and broadcasts them over the last input dimension instead of the batch;
+      the override draws one radius per example, on the input's device.
+    """
+    from captum.robust import FGSM, PGD
+
+    class SignStep(FGSM):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.zero_thresh = 0.0
+
+    class L2Step(SignStep):
+        def _perturb(self, inputs, grads, epsilon, targeted, masks):
+            sign = -1 if targeted else 1
+            out = []
+            for g, inp, mask in zip(grads, inputs, masks):
+                unit = F.normalize(g.reshape(g.size(0), -1), dim=1).view_as(g)
+                out.append(inp + sign * epsilon * unit * mask)
+            return tuple(out)
+
+    class StatedPGD(PGD):
+        def __init__(self, forward_func, loss_func, norm: str, lower_bound: float, upper_bound: float):
+            super().__init__(forward_func, loss_func, lower_bound, upper_bound)
+            self.fgsm = (L2Step if norm == "L2" else SignStep)(forward_func, loss_func)
+
         def _random_point(self, center, radius, norm, mask):
             if norm != "L2":
                 return super()._random_point(center, radius, norm, mask)
@@ -35,21 +82,24 @@ def _pgd_class():
             r = torch.rand(u.size(0), device=center.device, dtype=center.dtype) ** (1.0 / d) * radius
             return center + r.view(-1, *([1] * (center.dim() - 1))) * unit * mask
 
-    return FixedPGD
+    return SignStep, StatedPGD
 
 
 class Attack(Stressor):
     """``method``: ``fgsm`` (one signed-gradient step; for L2 one normalised-gradient step)
     or ``pgd`` (``steps`` projected steps of ``step_ratio * eps``, optional ``random_start``).
     ``norm``: ``Linf`` or ``L2``. ``eps``: radii in input units (pixels in [0, 1]; train-std
-    units for tabular data)."""
+    units for tabular data). ``loss``: ``ce`` (cross-entropy on logits) or ``margin``
+    (Carlini-Wagner margin, the stronger choice for robust accuracy)."""
 
     kind = "adversarial"
 
     def __init__(self, method: str = "fgsm", norm: str = "Linf", eps: Sequence[float] = (0.02, 0.05),
                  steps: int = 10, step_ratio: float = 0.25, random_start: bool = False,
-                 batch_size: int = 256, when_unfit: str = "error", seed: int = 0):
+                 loss: str = "ce", batch_size: int = 256, when_unfit: str = "error", seed: int = 0):
         super().__init__(when_unfit, seed)
+        if loss not in LOSSES:
+            raise MlbenchError(f"attack loss must be one of {list(LOSSES)}, got {loss!r}")
         if method not in ("fgsm", "pgd"):
             raise MlbenchError(f"attack method must be fgsm or pgd, got {method!r}")
         if norm not in ("Linf", "L2"):
@@ -60,7 +110,7 @@ class Attack(Stressor):
             raise MlbenchError("attack needs steps >= 1 and step_ratio > 0")
         self.method, self.norm, self.eps = method, norm, [float(e) for e in eps]
         self.steps, self.step_ratio, self.random_start = steps, step_ratio, random_start
-        self.batch_size = batch_size
+        self.loss, self.batch_size = loss, batch_size
         self.bounds = (-math.inf, math.inf)
 
     def describe(self) -> dict:
@@ -68,6 +118,7 @@ class Attack(Stressor):
                 "steps": 1 if self.method == "fgsm" else self.steps,
                 "step_size": "eps" if self.method == "fgsm" else f"{self.step_ratio} * eps",
                 "random_start": self.random_start and self.method == "pgd",
+                "loss": {"ce": "cross-entropy on logits", "margin": "margin max_{j!=y} z_j - z_y"}[self.loss],
                 "bounds": list(self.bounds), "library": "captum.robust"}
 
     def fits(self, meta: DataMeta) -> str | None:
@@ -92,8 +143,8 @@ class Attack(Stressor):
     def craft(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
               dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Adversarial inputs for ``model`` (on ``x``'s device), batch by batch."""
-        from captum.robust import FGSM
-        PGD = _pgd_class()
+        FGSM, PGD = _captum_classes()
+        loss = cross_entropy_loss if self.loss == "ce" else margin_loss
 
         def forward(inp: torch.Tensor) -> torch.Tensor:
             return model(inp.to(dtype)).float()
@@ -108,12 +159,11 @@ class Attack(Stressor):
                     out.append(xb.detach().clone())
                     continue
                 if self.method == "fgsm" and self.norm == "Linf":
-                    adv = FGSM(forward, lower_bound=lo, upper_bound=hi).perturb(xb, eps, yb)
+                    adv = FGSM(forward, loss, lower_bound=lo, upper_bound=hi).perturb(xb, eps, yb)
                 elif self.method == "fgsm":
-                    adv = PGD(forward, lower_bound=lo, upper_bound=hi).perturb(
-                        xb, eps, eps, 1, yb, random_start=False, norm="L2")
+                    adv = PGD(forward, loss, "L2", lo, hi).perturb(xb, eps, eps, 1, yb, random_start=False, norm="L2")
                 else:
-                    adv = PGD(forward, lower_bound=lo, upper_bound=hi).perturb(
+                    adv = PGD(forward, loss, self.norm, lo, hi).perturb(
                         xb, eps, self.step_ratio * eps, self.steps, yb,
                         random_start=self.random_start, norm=self.norm)
                 out.append(adv.detach())

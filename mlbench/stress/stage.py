@@ -19,6 +19,7 @@ from scipy import stats as sps
 from mlbench.analysis.stats import paired_deltas
 from mlbench.backends import OrtRunner, TorchRunner
 from mlbench.evaluate import evaluate
+from mlbench.evaluate.loop import serving_batch
 from mlbench.evaluate.metrics import ece
 from mlbench.progress import console
 from mlbench.stress.adversarial import Attack
@@ -69,7 +70,7 @@ def _trial_summary(values: list[float]) -> dict[str, Any]:
 
 
 def run_corruption(ctx, name: str, st: Corruption, boot: dict) -> None:
-    d, bs = ctx.data, ctx.cfg.eval.batch_size
+    d, bs = ctx.data, serving_batch(ctx.cfg)
     x, y = d.x["test"], d.y["test"]
     base = ctx.results["baseline"]
     for sev in st.severities:
@@ -84,7 +85,7 @@ def run_corruption(ctx, name: str, st: Corruption, boot: dict) -> None:
 
 
 def run_attack(ctx, name: str, st: Attack, boot: dict) -> None:
-    d, bs = ctx.data, ctx.cfg.eval.batch_size
+    d, bs = ctx.data, serving_batch(ctx.cfg)
     x, y = d.x["test"].to(ctx.device), d.y["test"].to(ctx.device)
     base = ctx.results["baseline"]
     for eps in st.eps:
@@ -107,7 +108,7 @@ def run_attack(ctx, name: str, st: Attack, boot: dict) -> None:
 
 
 def run_faults(ctx, name: str, st: WeightFaults) -> None:
-    d, bs = ctx.data, ctx.cfg.eval.batch_size
+    d, bs = ctx.data, serving_batch(ctx.cfg)
     x, y = d.x["test"], d.y["test"]
     workdir = ctx.run_dir / "models" / ".faults"
     workdir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,123 @@
+"""Attacks against known answers: the closed form for a linear model and an independent PGD."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mlbench.errors import MlbenchError
+from mlbench.stress import Attack
+
+
+class BinaryLogistic(nn.Module):
+    """Logistic regression as a two-logit classifier: logits [0, w.x + b]."""
+
+    def __init__(self, w: torch.Tensor, b: float):
+        super().__init__()
+        self.lin = nn.Linear(len(w), 1)
+        with torch.no_grad():
+            self.lin.weight.copy_(w[None])
+            self.lin.bias.fill_(b)
+
+    def forward(self, x):
+        s = self.lin(x)
+        return torch.cat([torch.zeros_like(s), s], 1)
+
+
+def _linear_problem(seed=0, n=4000, d=12):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(d, generator=g)
+    w[0] = 0.0  # a feature the model ignores: no gradient there
+    b = 0.3
+    x = torch.rand(n, d, generator=g)
+    y = ((x - 0.5) @ w + 0.4 * torch.randn(n, generator=g) > 0).long()
+    return BinaryLogistic(w, b - 0.5 * float(w.sum())), x, y, w
+
+
+def _closed_form_survivors(model, x, y, eps, bounds, norm="Linf"):
+    """An item survives iff its signed margin exceeds the most the attack can take off it."""
+    w, b = model.lin.weight[0].detach(), float(model.lin.bias)
+    sign = 2 * y.float() - 1  # +1: label 1 wants w.x+b > 0
+    margin = sign * (x @ w + b)
+    if norm == "L2":
+        return margin > eps * w.norm()
+    lo, hi = bounds
+    adverse = -sign[:, None] * torch.sign(w)[None]  # the direction that lowers the margin, per feature
+    room = torch.where(adverse > 0, hi - x, x - lo)
+    return margin > (w.abs()[None] * torch.minimum(torch.full_like(x, eps), room)).sum(1)
+
+
+@pytest.mark.parametrize("loss", ["ce", "margin"])
+@pytest.mark.parametrize("bounded", [True, False])
+@pytest.mark.parametrize("eps", [0.02, 0.05, 0.15])
+def test_fgsm_linf_equals_the_closed_form_for_a_linear_model(loss, bounded, eps):
+    model, x, y, _ = _linear_problem()
+    att = Attack("fgsm", "Linf", [eps], loss=loss)
+    bounds = (0.0, 1.0) if bounded else (-float("inf"), float("inf"))
+    att.bounds = bounds
+    adv = att.craft(model, x, y, eps)
+    with torch.no_grad():
+        robust = (model(adv).argmax(1) == y)
+    expected = _closed_form_survivors(model, x, y, eps, bounds)
+    assert 0.05 < expected.float().mean() < 0.98  # the case is not trivial
+    assert torch.equal(robust, expected), f"{int((robust != expected).sum())} items differ"
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.5])
+def test_fgsm_l2_equals_the_closed_form_for_a_linear_model(eps):
+    model, x, y, _ = _linear_problem(seed=1)
+    att = Attack("fgsm", "L2", [eps])
+    adv = att.craft(model, x, y, eps)
+    with torch.no_grad():
+        robust = (model(adv).argmax(1) == y)
+    expected = _closed_form_survivors(model, x, y, eps, None, norm="L2")
+    assert torch.equal(robust, expected)
+    assert torch.allclose((adv - x).norm(dim=1), torch.full((len(x),), eps), atol=1e-5)
+
+
+def test_captum_default_loss_overstates_robustness_on_the_same_case():
+    """The loss matters: captum's default -log(output[y]) on logits survives where CE does not."""
+    from captum.robust import FGSM
+    model, x, y, _ = _linear_problem()
+    eps = 0.1
+    expected = _closed_form_survivors(model, x, y, eps, (0.0, 1.0)).float().mean()
+    default = FGSM(model, lower_bound=0.0, upper_bound=1.0).perturb(x.clone().requires_grad_(), eps, y)
+    with torch.no_grad():
+        overstated = (model(default).argmax(1) == y).float().mean()
+    assert overstated > expected + 0.01
+
+
+def hand_pgd(model, x, y, eps, alpha, steps):
+    """Madry et al.'s PGD under L-inf with cross-entropy, written out independently."""
+    adv = x.clone()
+    for _ in range(steps):
+        adv.requires_grad_(True)
+        loss = F.cross_entropy(model(adv), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, adv)
+        adv = adv.detach() + alpha * grad.sign()
+        adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0.0, 1.0)
+    return adv.detach()
+
+
+@pytest.mark.parametrize("method,eps", [("fgsm", 0.1), ("pgd", 0.05), ("pgd", 0.1)])
+def test_mlbench_attack_agrees_with_a_hand_written_one_on_the_digits_model(digits_model, method, eps):
+    d, model = digits_model
+    x, y = d.x["test"], d.y["test"]
+    att = Attack(method, "Linf", [eps], steps=10, step_ratio=0.25, random_start=False)
+    att.check(d.meta)
+    ours = att.craft(model, x, y, eps)
+    steps, alpha = (1, eps) if method == "fgsm" else (10, 0.25 * eps)
+    theirs = hand_pgd(model, x, y, eps, alpha, steps)
+    with torch.no_grad():
+        a = (model(ours).argmax(1) == y).sum().item()
+        b = (model(theirs).argmax(1) == y).sum().item()
+        clean = (model(x).argmax(1) == y).sum().item()
+    assert abs(a - b) <= 1, (a, b)
+    assert b < clean  # the attack does something
+
+
+def test_unknown_loss_fails():
+    with pytest.raises(MlbenchError, match="loss"):
+        Attack(loss="nll")

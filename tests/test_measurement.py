@@ -1,0 +1,173 @@
+"""Serving mode, batch invariance and timing conditions against independent computations."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from scipy.stats import binom
+
+from conftest import run_cli, run_dirs
+from mlbench.analysis.requirements import check_requirements, recommend
+from mlbench.analysis.timing import order_interval, round_ratio
+from mlbench.backends import TorchRunner
+from mlbench.evaluate.efficiency import compare_efficiency, cpu_count, judge_timing
+
+
+# ------------------------------------------------------------------ serving mode and batch invariance
+
+@pytest.fixture(scope="module")
+def fairness_runs(tmp_path_factory):
+    """experiment=fairness with the dynamic int8 variant, served in batches and online."""
+    out = {}
+    for mode in ("batch", "online"):
+        cwd = tmp_path_factory.mktemp(mode)
+        res = run_cli("experiment=fairness", "variants=[ort_int8_dynamic]", "stress=none", "eval.efficiency=false",
+                      "analysis.history=false", f"deployment.serving={mode}", cwd=cwd)
+        assert res.returncode == 0, res.stdout + res.stderr
+        (run_dir,) = run_dirs(cwd)
+        out[mode] = run_dir, json.loads((run_dir / "summary.json").read_text())
+    return out
+
+
+def _ort_predictions(path, x: np.ndarray, batch: int) -> np.ndarray:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[i:i + batch]})[0].argmax(1) for i in range(0, len(x), batch)])
+
+
+def test_dynamic_int8_is_flagged_batch_dependent_and_agrees_with_a_fresh_session(fairness_runs):
+    from mlbench.data import Synthetic
+    run_dir, s = fairness_runs["batch"]
+    inv = s["variants"]["ort_int8_dynamic"]["batch_invariance"]
+    assert s["serving"] == {**s["serving"], "mode": "batch", "batch_size": 256}
+    assert inv["items"] == s["data"]["n_test"] and inv["changed"] > 0
+    assert any("predictions depend on the batch" in f for f in s["variants"]["ort_int8_dynamic"]["flags"])
+    # independent: a plain onnxruntime session scoring the same test items at batch 1 and at 256
+    cfg = s["run"]["config"]["data"]
+    d = Synthetic(**{k: v for k, v in cfg.items() if not k.startswith("_")}).load()
+    x, y = d.x["test"].numpy(), d.y["test"].numpy()
+    path = run_dir / s["variants"]["ort_int8_dynamic"]["artifact"]
+    p1, p256 = _ort_predictions(path, x, 1), _ort_predictions(path, x, 256)
+    assert int((p1 != p256).sum()) == inv["changed"]
+    assert inv["accuracy_online"] == pytest.approx((p1 == y).mean(), abs=1e-12)
+    assert inv["accuracy_batch"] == pytest.approx((p256 == y).mean(), abs=1e-12)
+    assert s["variants"]["ort_int8_dynamic"]["metrics"]["accuracy"] == pytest.approx((p256 == y).mean(), abs=1e-6)
+    assert s["variants"]["baseline"]["batch_invariance"]["changed"] == 0  # fp32 torch: same answers
+
+
+def test_online_serving_measures_quality_at_batch_one(fairness_runs):
+    _, sb = fairness_runs["batch"]
+    run_dir, so = fairness_runs["online"]
+    assert so["serving"]["mode"] == "online" and so["serving"]["batch_size"] == 1
+    inv_b = sb["variants"]["ort_int8_dynamic"]["batch_invariance"]
+    inv_o = so["variants"]["ort_int8_dynamic"]["batch_invariance"]
+    assert so["variants"]["ort_int8_dynamic"]["metrics"]["accuracy"] == pytest.approx(inv_o["accuracy_online"], abs=1e-6)
+    assert inv_o["changed"] == inv_b["changed"]
+    f = np.load(run_dir / "predictions" / "ort_int8_dynamic.npz")
+    assert (f["probs"].argmax(1) == f["labels"]).mean() == pytest.approx(inv_o["accuracy_online"], abs=1e-12)
+
+
+def test_bad_serving_mode_is_one_line(tmp_path):
+    out = run_cli("debug=smoke", "deployment.serving=stream", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.count("error:") == 1 and "deployment.serving" in out.stderr
+    assert "Traceback" not in out.stderr and not run_dirs(tmp_path)
+
+
+# ------------------------------------------------------------------ timing statistics
+
+@pytest.mark.parametrize("n", [3, 5, 6, 9, 12, 20])
+def test_order_interval_coverage_is_the_binomial_one(n):
+    values = list(np.random.default_rng(n).normal(size=n))
+    lo, hi, cov = order_interval(values, 0.95)
+    xs = sorted(values)
+    k = xs.index(lo) + 1
+    assert xs[n - k] == hi
+    assert cov == pytest.approx(1 - 2 * binom.cdf(k - 1, n, 0.5), abs=1e-12)
+    if n >= 6:
+        assert cov >= 0.95 and (k + 1 > n // 2 or 1 - 2 * binom.cdf(k, n, 0.5) < 0.95)
+
+
+def test_round_ratio_tie_and_no_tie():
+    base = [1.0, 1.1, 0.9, 1.0, 1.05, 0.95]
+    same = [b * f for b, f in zip(base, [1.01, 0.99, 1.02, 0.98, 1.0, 1.01])]
+    faster = [b * 0.5 for b in base]
+    assert round_ratio(same, base)["tie"] is True
+    r = round_ratio(faster, base)
+    assert r["tie"] is False and r["ci_low"] == pytest.approx(0.5) and r["ci_high"] == pytest.approx(0.5)
+    assert round_ratio([], [])["tie"] is None
+
+
+def test_judge_timing_rules():
+    ok = {"latency": {"other_busy_cores": 0.05, "threads": 1}, "throughput": {"other_busy_cores": 0.1, "threads": 2}}
+    assert judge_timing(ok, {"a": 1.05}, cores=2, tolerance=0.25) == []
+    assert "rounds disagree" in judge_timing(ok, {"a": 1.4}, cores=2, tolerance=0.25)[0]
+    busy = {"latency": {"other_busy_cores": 1.6, "threads": 1}}
+    assert "other processes" in judge_timing(busy, {"a": 1.0}, cores=2, tolerance=0.25)[0]
+
+
+def _summary_with(latencies: dict[str, list[float]], sizes: dict[str, int]) -> dict:
+    return {"baseline": "baseline", "variants": {
+        n: {"status": "ok", "metrics": {"latency_p50_ms": float(np.median(r)), "size_bytes": sizes[n],
+                                        "accuracy": 0.9},
+            "deltas": {}, "timing_rounds": {"latency_p50_ms_by_round": r}} for n, r in latencies.items()}}
+
+
+def test_recommendation_breaks_latency_ties_by_the_next_objective():
+    s = _summary_with({"baseline": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+                       "fast_big": [0.50, 0.52, 0.49, 0.51, 0.50, 0.50],
+                       "fast_small": [0.51, 0.50, 0.50, 0.50, 0.52, 0.49]},
+                      {"baseline": 300, "fast_big": 300, "fast_small": 100})
+    res = check_requirements(s, [])
+    plain = recommend(s, res, "latency_p50_ms", "min")
+    assert plain["tied"] == ["fast_big", "fast_small"] or plain["tied"] == ["fast_small", "fast_big"]
+    rec = recommend(s, res, "latency_p50_ms", "min", [("size_bytes", "min")])
+    assert rec["variant"] == "fast_small" and "tied" in rec["reason"] and "size_bytes" in rec["reason"]
+    # a real difference is not a tie
+    s2 = _summary_with({"baseline": [1.0] * 6, "fast": [0.5] * 6}, {"baseline": 100, "fast": 300})
+    rec2 = recommend(s2, check_requirements(s2, []), "latency_p50_ms", "min", [("size_bytes", "min")])
+    assert rec2["variant"] == "fast" and rec2["tied"] == []
+
+
+def test_latency_degradation_requirement_treats_a_tie_as_no_degradation():
+    s = _summary_with({"baseline": [1.0] * 6, "v": [1.02, 0.97, 1.03, 0.99, 1.01, 0.98]},
+                      {"baseline": 1, "v": 1})
+    s["variants"]["v"]["deltas"]["latency_p50_ms_ratio"] = round_ratio(
+        s["variants"]["v"]["timing_rounds"]["latency_p50_ms_by_round"], [1.0] * 6)
+    s["variants"]["v"]["metrics"]["latency_p50_ms"] = 1.02  # point estimate slower than the baseline
+    req = [{"metric": "latency_p50_ms", "max_degradation": 0.0}]
+    c = check_requirements(s, req)["v"]["checks"][0]
+    assert c["passed"] and c["basis"].startswith("tie")
+
+
+# ------------------------------------------------------------------ a loaded machine
+
+def _spin(seconds: float) -> subprocess.Popen:
+    code = f"import time\nt=time.time()\nwhile time.time()-t<{seconds}: pass"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_timings_on_a_loaded_machine_are_flagged():
+    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    runners = {"a": TorchRunner(model, torch.device("cpu")), "b": TorchRunner(model, torch.device("cpu"))}
+    x = torch.randn(512, 64)
+    busy = [_spin(20) for _ in range(cpu_count() + 1)]
+    try:
+        time.sleep(0.5)
+        out = compare_efficiency(runners, x, [64], warmup=2, min_calls=50, min_time_s=1.5,
+                                 throughput_time_s=1.0, rounds=4, latency_threads=1, throughput_threads=0)
+    finally:
+        for p in busy:
+            p.kill()
+    t = out["timing"]
+    assert not t["reliable"] and any("other processes" in r for r in t["reasons"]), t
+    assert t["phases"]["latency"]["other_busy_cores"] > 1.0
+    assert all(math.isfinite(v) for v in out["runners"]["a"]["latency_p50_ms_by_round"])
+    assert out["runners"]["a"]["latency_threads"] == 1
