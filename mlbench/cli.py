@@ -6,6 +6,7 @@ the objective. Errors the user can fix print one line and exit with status 2.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -27,14 +28,31 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*TypedStorage.*")
     warnings.filterwarnings("ignore", message=".*did not already require gradients.*")
-    for name in ("torch.onnx", "onnxscript", "torch._dynamo", "torch.export", "torchao", "root"):
+    for name in ("torch.onnx", "onnxscript", "torch._dynamo", "torch.export", "torchao"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # libraries that log INFO lines on the root logger (onnxruntime's quantizer) stay quiet;
+    # warnings, mlbench's own included (a corrupt cache entry, history not recorded), still show
+    logging.getLogger().setLevel(logging.WARNING)
 
 
-def _fail(e: MlbenchError) -> None:
+def _fail(e: BaseException, run_dir: Path | None = None) -> None:
+    """One ``error:`` line on stderr, exit status 2. A run folder this failed run made and
+    filled with nothing but Hydra's record is removed, so no empty runs are left behind."""
     from mlbench.progress import err_console
-    err_console.print(f"[bold red]error:[/] {e}")
+    if isinstance(e, OSError):
+        msg = f"cannot write {e.filename or 'a file'}: {e.strerror or e} (is the folder full or read-only?)"
+    else:
+        msg = str(e)
+    err_console.print(f"[bold red]error:[/] {msg}")
+    if run_dir is not None and run_dir.is_dir() and not (run_dir / "summary.json").exists():
+        left = {p.name for p in run_dir.iterdir()}
+        if left <= {".hydra", "cli.log", "mlbench.log", "models", "predictions", "plots"}:
+            import shutil
+            shutil.rmtree(run_dir, ignore_errors=True)
     sys.exit(2)
+
+
+WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
 
 def _run(cfg: DictConfig) -> float | None:
@@ -45,7 +63,11 @@ def _run(cfg: DictConfig) -> float | None:
     try:
         summary = pipeline.run(cfg, run_dir)
     except MlbenchError as e:
-        _fail(e)
+        _fail(e, run_dir)
+    except OSError as e:
+        if e.errno not in WRITE_ERRORS:
+            raise
+        _fail(e, run_dir)
     print_table(summary, run_dir)
     rec = summary["recommended"]
     from mlbench.progress import console
@@ -66,6 +88,10 @@ def _export(cfg: DictConfig) -> None:
         out = export(cfg, Path(HydraConfig.get().runtime.output_dir))
     except MlbenchError as e:
         _fail(e)
+    except OSError as e:
+        if e.errno not in WRITE_ERRORS:
+            raise
+        _fail(e)
     console.print(f"wrote [bold]{out['output']}[/] and {out['metadata']} "
                   f"(test accuracy {out['test_accuracy']:.4f} in a fresh onnxruntime session)")
 
@@ -76,8 +102,26 @@ def hydra_entry(task: str = "run") -> None:
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(fn)()
 
 
+def _check_results_folder(argv: list[str]) -> None:
+    """Hydra makes the run folder before mlbench runs: say in one line when it cannot."""
+    root = os.environ.get("MLBENCH_RESULTS") or "results"
+    for a in argv:
+        if a.startswith(("paths.results_dir=", "hydra.run.dir=")):
+            root = a.split("=", 1)[1]
+    p = Path(root).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not os.access(p, os.W_OK | os.X_OK):
+        from mlbench.progress import err_console
+        err_console.print(f"[bold red]error:[/] results folder {root}: {p} is not writable")
+        sys.exit(2)
+
+
 def main() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    if not any(a in ("--help", "-h", "--cfg", "-c", "--info", "--hydra-help") or a.startswith("--cfg")
+               for a in sys.argv[1:]) and not (len(sys.argv) > 1 and sys.argv[1] == "compare"):
+        _check_results_folder(sys.argv[1:])
     if len(sys.argv) > 1 and sys.argv[1] == "compare":
         from mlbench.analysis.compare import main as compare_main
         sys.exit(compare_main(sys.argv[2:]))

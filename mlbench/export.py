@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlbench import __version__
 from mlbench.compress import Artifact, OnnxExport, check_onnx, onnx_files
@@ -44,6 +44,24 @@ def onnx_metadata(art: Artifact, meta: DataMeta, source_id: str, calibrator: dic
     }
 
 
+def check_io(path: Path, meta: DataMeta) -> None:
+    """The ONNX model takes this dataset's inputs and gives one logit per class (where its
+    graph states the sizes), or one :class:`MlbenchError` saying what differs."""
+    model = onnx.load(str(path), load_external_data=False)
+    if len(model.graph.input) != 1 or len(model.graph.output) < 1:
+        raise MlbenchError(f"export.source {path}: needs one input and an output, has "
+                           f"{len(model.graph.input)} input(s), {len(model.graph.output)} output(s)")
+    dims = [d.dim_value or None for d in model.graph.input[0].type.tensor_type.shape.dim]
+    want = [None, *meta.input_shape]
+    if len(dims) != len(want) or any(a is not None and b is not None and a != b for a, b in zip(dims[1:], want[1:])):
+        raise MlbenchError(f"export.source {path}: input shape {dims} does not fit the data's "
+                           f"(N, {', '.join(map(str, meta.input_shape))})")
+    out = [d.dim_value or None for d in model.graph.output[0].type.tensor_type.shape.dim]
+    if len(out) != 2 or (out[1] is not None and out[1] != meta.num_classes):
+        raise MlbenchError(f"export.source {path}: output shape {out}; the data has {meta.num_classes} classes "
+                           "(expected [N, classes])")
+
+
 def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Build or read the ONNX model, check it, score it, and copy it with metadata to the output."""
     from mlbench import pipeline
@@ -51,14 +69,17 @@ def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from mlbench.evaluate import evaluate
     from mlbench.results import write_json
 
+    from mlbench.schema import check_values
+    check_values(cfg)
     e = cfg.export
     out = Path(e.output)
     if out.suffix != ".onnx":
         raise MlbenchError(f"export.output must end in .onnx, got {out}")
     ctx = pipeline.RunContext(cfg=cfg, run_dir=run_dir)
     if e.source is None and e.variant not in (cfg.variants or {}):
-        cfg = OmegaConf.merge(cfg, {"variants": {e.variant: _variant_node(e.variant)}})
-        ctx.cfg = cfg
+        node = _variant_node(e.variant)
+        with open_dict(cfg):  # the config is in struct mode; this variant is added on purpose
+            cfg.variants[e.variant] = node
     pipeline.setup(ctx)
     pipeline.load_data(ctx)
     pipeline.baseline(ctx)
@@ -67,6 +88,7 @@ def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if not src.is_file():
             raise MlbenchError(f"export.source: no file at {src}")
         check_onnx(src)
+        check_io(src, ctx.data.meta)
         art = Artifact(id=file_sha256(src)[:12], format="onnx", path=src,
                        files=onnx_files(src), recipe=["external"])
     else:

@@ -10,8 +10,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is not imported at run time here: `mlbench compare` starts without it
+    import torch
 
 
 def jsonable(obj: Any) -> Any:
@@ -20,7 +24,7 @@ def jsonable(obj: Any) -> Any:
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
+    if type(obj).__module__.startswith("torch") and hasattr(obj, "tolist"):  # a tensor
         return jsonable(obj.tolist())
     if isinstance(obj, np.ndarray):
         return jsonable(obj.tolist())
@@ -80,3 +84,65 @@ def validate_summary(summary: dict) -> None:
     """Raise ``jsonschema.ValidationError`` if ``summary`` breaks the contract."""
     import jsonschema
     jsonschema.validate(summary, summary_schema())
+
+
+# -- readers of files that may come from anywhere: one MlbenchError, never a traceback ----------
+
+def read_summary(path: Path) -> dict:
+    """A run's summary.json, checked against the contract's JSON Schema. Raises
+    :class:`~mlbench.errors.MlbenchError` (one line) for anything else: not UTF-8, not
+    JSON, not an object, another ``schema_version`` (then ``.schema_version`` is set)."""
+    import jsonschema
+
+    from mlbench import SCHEMA_VERSION
+    from mlbench.errors import MlbenchError
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+        s = json.loads(text)
+    except UnicodeDecodeError:
+        raise MlbenchError(f"{path}: not UTF-8 text") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise MlbenchError(f"{path}: not JSON ({str(e).splitlines()[0][:80]})") from None
+    except OSError as e:
+        raise MlbenchError(f"{path}: cannot read ({e.strerror})") from None
+    if not isinstance(s, dict):
+        raise MlbenchError(f"{path}: a JSON {type(s).__name__}, not an object")
+    if s.get("schema_version") != SCHEMA_VERSION:
+        err = MlbenchError(f"{path}: schema_version {s.get('schema_version')!r}; this mlbench reads version "
+                           f"{SCHEMA_VERSION}. Use the mlbench version that wrote it, or re-run.")
+        err.schema_version = s.get("schema_version")  # type: ignore[attr-defined]
+        raise err
+    try:
+        jsonschema.validate(s, summary_schema())
+    except jsonschema.ValidationError as e:
+        where = "/".join(map(str, e.absolute_path)) or "top level"
+        raise MlbenchError(f"{path}: breaks the results contract at {where}: {e.message[:120]}") from None
+    except RecursionError:
+        raise MlbenchError(f"{path}: nested too deeply") from None
+    return s
+
+
+def read_predictions(path: Path) -> dict[str, np.ndarray]:
+    """``predictions/<variant>.npz`` as the contract says (probs [N, C] float, labels and index
+    [N] integers, no pickled objects), or one :class:`~mlbench.errors.MlbenchError`."""
+    import zipfile
+
+    from mlbench.errors import MlbenchError
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            out = {k: f[k] for k in ("probs", "labels", "index")}
+    except KeyError as e:
+        raise MlbenchError(f"{path}: missing array {e}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError, TypeError) as e:
+        raise MlbenchError(f"{path}: not a predictions file ({type(e).__name__})") from None
+    p, y, i = out["probs"], out["labels"], out["index"]
+    if p.ndim != 2 or p.dtype.kind != "f" or y.ndim != 1 or i.ndim != 1 or not (len(p) == len(y) == len(i)):
+        raise MlbenchError(f"{path}: expected probs [N, C] float, labels [N], index [N]; got {p.shape} "
+                           f"{p.dtype}, {y.shape}, {i.shape}")
+    if y.dtype.kind not in "iu" or i.dtype.kind not in "iu":
+        raise MlbenchError(f"{path}: labels and index must be integers")
+    if len(y) and ((y < 0).any() or (y >= p.shape[1]).any()):
+        raise MlbenchError(f"{path}: labels outside [0, {p.shape[1]})")
+    if not np.isfinite(p).all():
+        raise MlbenchError(f"{path}: non-finite probabilities")
+    return out

@@ -270,3 +270,63 @@ def register(conf_dir: Path = CONF_DIR) -> None:
     for group, name, target in _targets(conf_dir):
         exclude = RUNTIME_ARGS if group == "model" else ()
         cs.store(group=f"schema/{group}", name=name, node=builds(get_class(target), exclude))
+
+
+# -- value ranges: checked before any work (a type is Hydra's job, a range is ours) ------------
+
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+
+# (dotted key, test, what it must be); None values are left to the schema
+RANGES: list[tuple[str, Any, str]] = [
+    ("seed", lambda v: v >= 0, ">= 0"),
+    ("train.epochs", lambda v: v >= 1, ">= 1"),
+    ("train.batch_size", lambda v: v >= 1, ">= 1"),
+    ("train.patience", lambda v: v >= 0, ">= 0 (0: no early stopping)"),
+    ("train.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("eval.batch_size", lambda v: v >= 1, ">= 1"),
+    ("eval.bootstrap.resamples", lambda v: v == 0 or v >= 100, ">= 100, or 0 for no intervals"),
+    ("eval.bootstrap.level", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("eval.latency.warmup", lambda v: v >= 0, ">= 0"),
+    ("eval.latency.min_calls", lambda v: v >= 1, ">= 1"),
+    ("eval.latency.min_time_s", lambda v: v >= 0, ">= 0"),
+    ("eval.latency.threads", lambda v: v >= 0, ">= 0 (0: the run's threads)"),
+    ("eval.throughput.min_time_s", lambda v: v >= 0, ">= 0"),
+    ("eval.throughput.batch_sizes", lambda v: len(v) > 0 and all(b >= 1 for b in v), "a non-empty list of sizes >= 1"),
+    ("eval.timing.rounds", lambda v: v >= 1, ">= 1"),
+    ("eval.timing.tolerance", lambda v: v > 0, "> 0"),
+    ("eval.accuracy_drop_flag", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("deployment.serving", lambda v: v in ("online", "batch"), "online or batch"),
+    ("deployment.invariance_items", lambda v: v >= 0, ">= 0 (0: off)"),
+    ("backend.threads", lambda v: v >= 0, ">= 0 (0: torch's default)"),
+    ("seeds", lambda v: all(s >= 0 for s in v), "a list of seeds >= 0"),
+]
+
+
+def check_values(cfg: Any) -> None:
+    """Every numeric option's range and every name that becomes a file name, before any work:
+    one :class:`MlbenchError` naming the option, its value and what it must be."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    from mlbench.errors import MlbenchError
+    for key, ok, must in RANGES:
+        value = OmegaConf.select(cfg, key)
+        if value is None:
+            continue
+        try:
+            good = bool(ok(value))
+        except TypeError:
+            good = False
+        if not good:
+            shown = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            raise MlbenchError(f"{key} must be {must}, got {shown!r}")
+    names = {f"variants.{n}": n for n in (cfg.get("variants") or {})}
+    names.update({f"stress.{n}": n for n in (cfg.get("stress") or {})})
+    export = OmegaConf.select(cfg, "export.variant")
+    if export is not None:
+        names["export.variant"] = export
+    for where, name in names.items():
+        if not re.fullmatch(NAME_PATTERN, str(name)) or ".." in str(name):
+            raise MlbenchError(f"{where}: the name {str(name)!r} becomes a file name; use letters, digits, "
+                               "'_', '-' and '.' (no '/', no '..', at most 100 characters)")

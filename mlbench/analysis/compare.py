@@ -22,6 +22,7 @@ from mlbench import SCHEMA_VERSION
 from mlbench.analysis.render import Doc, to_html, to_markdown
 from mlbench.errors import MlbenchError
 from mlbench.progress import console
+from mlbench.results import read_predictions, read_summary
 
 log = logging.getLogger(__name__)
 DEFAULT_METRICS = ["accuracy", "ece", "latency_p50_ms", "latency_p99_ms", "throughput_sps", "size_bytes"]
@@ -45,20 +46,17 @@ def find_runs(paths: list[Path]) -> tuple[list[tuple[Path, dict]], list[str]]:
                 warnings.append(f"{d}: no summary.json (unfinished or failed run), skipped")
                 continue
             try:
-                s = json.loads(f.read_text())
-            except (OSError, json.JSONDecodeError) as e:
-                warnings.append(f"{d}: summary.json is unreadable ({e.__class__.__name__}), skipped")
-                continue
-            version = s.get("schema_version")
-            if version != SCHEMA_VERSION:
-                raise MlbenchError(f"{d}: summary.json has schema_version {version}; this mlbench reads version "
-                                   f"{SCHEMA_VERSION}. Use the mlbench version that wrote it, or re-run.")
-            if "variants" not in s or "baseline" not in s:
-                warnings.append(f"{d}: summary.json lacks variants, skipped")
+                s = read_summary(f)
+            except MlbenchError as e:
+                if getattr(e, "schema_version", None) not in (None, SCHEMA_VERSION):
+                    raise  # another version of the contract: never compared silently
+                warnings.append(f"{e}; skipped")
                 continue
             runs.append((d, s))
     if not runs:
-        raise MlbenchError("no runs found under " + ", ".join(map(str, paths)))
+        why = ("; ".join(warnings[:5]) + (f" (and {len(warnings) - 5} more)" if len(warnings) > 5 else "")) \
+            if warnings else "no summary.json found"
+        raise MlbenchError("no runs found under " + ", ".join(map(str, paths)) + ": " + why)
     return runs, warnings
 
 
@@ -130,8 +128,12 @@ def cross_run(runs: list[tuple[Path, dict]], roots: list[Path], paired: bool) ->
             row["basis"] = "difference"
             if paired:
                 fa, fb = ref_dir / rv["predictions"], d / v["predictions"]
-                if fa.is_file() and fb.is_file():
-                    pa, pb = np.load(fa), np.load(fb)
+                try:
+                    pa, pb = read_predictions(fa), read_predictions(fb)
+                except MlbenchError as e:
+                    log.warning("%s; compared by difference only", e)
+                    pa = pb = None
+                if pa is not None:
                     if np.array_equal(pa["index"], pb["index"]) and np.array_equal(pa["labels"], pb["labels"]):
                         import torch
 
@@ -158,6 +160,8 @@ def _f(v, digits=4) -> str:
 def _delta_cell(r: dict) -> str:
     if r["delta_accuracy"] is None:
         return ""
+    if r["delta_accuracy_ci_low"] is None:
+        return f"{r['delta_accuracy']:+.3f}"
     return f"{r['delta_accuracy']:+.3f} [{r['delta_accuracy_ci_low']:+.3f}, {r['delta_accuracy_ci_high']:+.3f}]"
 
 
@@ -208,6 +212,12 @@ def print_rows(rows: list[dict], metrics: list[str], title: str) -> None:
     console.print(t)
 
 
+def results_root() -> Path:
+    """Where results go when no path is given: ``$MLBENCH_RESULTS``, else ``results`` (as in conf/paths)."""
+    import os
+    return Path(os.environ.get("MLBENCH_RESULTS") or "results")
+
+
 def compare(paths: list[Path], out: Path | None = None, metrics: list[str] | None = None,
             paired: bool | None = None, quiet: bool = False) -> list[Path]:
     metrics = metrics or DEFAULT_METRICS
@@ -220,7 +230,7 @@ def compare(paths: list[Path], out: Path | None = None, metrics: list[str] | Non
     title = "mlbench compare · " + ", ".join(p.name for p in paths)
     if not quiet:
         print_rows(rows, metrics, title)
-    out = out or Path("results") / "compare" / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out = out or results_root() / "compare" / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     files = write_outputs(rows, changes, metrics, out, title)
     if not quiet:
         console.print("wrote " + ", ".join(str(f) for f in files))
@@ -258,12 +268,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--paired", action=argparse.BooleanOptionalAction, default=None,
                     help=f"paired cross-run intervals from predictions (default: when <= {PAIRED_RUN_LIMIT} runs)")
     ap.add_argument("--history", action="store_true", help="show how key metrics moved over recorded runs")
-    ap.add_argument("--db", type=Path, default=Path("results/history.sqlite"), help="history database")
+    ap.add_argument("--db", type=Path, default=None,
+                    help="history database (default: $MLBENCH_RESULTS/history.sqlite, or results/history.sqlite)")
     a = ap.parse_args(argv)
     metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
     try:
         if a.history:
-            show_history(a.db, metrics, a.out)
+            show_history(a.db or results_root() / "history.sqlite", metrics, a.out)
             return 0
         if not a.paths:
             ap.error("give at least one run or sweep directory (or --history)")
@@ -271,5 +282,9 @@ def main(argv: list[str]) -> int:
     except MlbenchError as e:
         from mlbench.progress import err_console
         err_console.print(f"[bold red]error:[/] {e}")
+        return 2
+    except OSError as e:  # an output folder that is full or read-only
+        from mlbench.progress import err_console
+        err_console.print(f"[bold red]error:[/] cannot write {e.filename or 'the output'}: {e.strerror}")
         return 2
     return 0

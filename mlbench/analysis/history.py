@@ -46,6 +46,7 @@ def record(db: Path, summary: dict, run_dir: Path) -> None:
         conn = connect(db)
         try:
             conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM metrics WHERE run_dir = ?", (str(run_dir),))  # a reused run dir
             conn.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
                          (str(run_dir), summary["run"]["id"], summary["run"]["started"], summary["data"]["name"],
                           model, summary["run"].get("config_hash"), env.get("git_sha"), env.get("device"),
@@ -66,7 +67,15 @@ def history(db: Path, metrics: list[str]) -> list[dict]:
     """One row per (run, variant), oldest first, with the requested metrics."""
     if not db.is_file():
         return []
-    conn = connect(db)
+    try:
+        return _history(db, metrics)
+    except sqlite3.DatabaseError as e:
+        from mlbench.errors import MlbenchError
+        raise MlbenchError(f"history database {db} is unreadable ({e})") from None
+
+
+def _history(db: Path, metrics: list[str]) -> list[dict]:
+    conn = sqlite3.connect(str(db), timeout=30)  # reads only; creates nothing
     try:
         runs = conn.execute("SELECT run_dir, started, data, model, git_sha FROM runs ORDER BY started, recorded").fetchall()
         out = []

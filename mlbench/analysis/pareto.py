@@ -12,14 +12,11 @@ def pareto_front(points: dict[str, dict[str, Any]], axes: list[tuple[str, str]])
     def vec(p):
         return [p[m] if mode == "max" else -p[m] for m, mode in axes]
 
-    cands = {n: vec(p) for n, p in points.items() if all(p.get(m) is not None for m, _ in axes)}
-    front = []
-    for n, a in cands.items():
-        dominated = any(all(x >= y for x, y in zip(b, a)) and any(x > y for x, y in zip(b, a))
-                        for m, b in cands.items() if m != n)
-        if not dominated:
-            front.append(n)
-    return front
+    cands = {n: tuple(vec(p)) for n, p in points.items() if all(p.get(m) is not None for m, _ in axes)}
+    unique = set(cands.values())  # tied points share one verdict: quadratic in distinct points only
+    kept = {a for a in unique
+            if not any(all(x >= y for x, y in zip(b, a)) and b != a for b in unique)}
+    return [n for n, a in cands.items() if a in kept]
 
 
 def pareto_plot(points: dict[str, dict[str, Any]], axes: list[tuple[str, str]], front: list[str], path) -> bool:

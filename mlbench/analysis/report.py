@@ -115,8 +115,11 @@ def build_report(summary: dict, plots: list[str]):
         f"onnxruntime {env['onnxruntime']}, git {env['git_sha'] or 'n/a'}",
         f"data: {summary['data']['n_train']} train / {summary['data']['n_val']} val / {summary['data']['n_calib']} "
         f"calib / {summary['data']['n_test']} test, {summary['data']['num_classes']} classes",
-        f"metrics use the **{summary['calibration_view']}** calibration view; intervals: {boot.get('resamples')} "
-        f"paired bootstrap resamples, {int(100 * boot.get('level', 0.95))} %; `*` = interval excludes 0",
+        f"metrics use the **{summary['calibration_view']}** calibration view; "
+        + (f"intervals: {boot.get('resamples')} paired bootstrap resamples, {int(100 * boot.get('level', 0.95))} %; "
+           "`*` = interval excludes 0" if boot.get("resamples") else
+           "**no confidence intervals** (eval.bootstrap.resamples=0): deltas are point estimates only"),
+        *[f"**warning**: {w}" for w in summary.get("warnings", [])],
         *_serving_line(summary),
     ])
     _timing_section(doc, summary)

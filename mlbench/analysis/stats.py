@@ -37,19 +37,24 @@ def resample_weights(n: int, b: int, generator: torch.Generator, device: torch.d
 
 def paired_bootstrap(columns: torch.Tensor, statistic: Callable[[torch.Tensor, float], torch.Tensor],
                      n_resamples: int = 2000, seed: int = 0, level: float = 0.95,
-                     device: torch.device | None = None, chunk: int = 1000,
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                     device: torch.device | None = None, memory_budget: int = 256 << 20,
+                     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Percentile bootstrap over items.
 
     ``columns`` is (n_items, k): per-item quantities whose *sums* determine the
     statistics. ``statistic(sums, n)`` maps (r, k) sums to (r, m) statistics.
     Returns (point estimates (m,), lower bounds (m,), upper bounds (m,)) at ``level``.
-    Deterministic for a given ``seed`` and device.
+    Deterministic for a given ``seed`` and device. ``n_resamples=0``: no intervals (None).
+    Resamples are drawn in chunks whose (chunk, n_items) count matrices stay within
+    ``memory_budget`` bytes, so memory stays flat at a million items.
     """
     device = device or columns.device
     cols = columns.to(device, torch.float32)
     n = cols.shape[0]
     point = statistic(cols.double().sum(0, keepdim=True), n)[0]
+    if n_resamples == 0:
+        return point.cpu(), None, None
+    chunk = int(min(1000, max(1, memory_budget // (16 * max(n, 1)))))  # counts + their float copy
     gen = torch.Generator(device=device).manual_seed(seed)
     stats = []
     for start in range(0, n_resamples, chunk):
@@ -183,12 +188,12 @@ def paired_deltas(probs_base: torch.Tensor, probs_var: torch.Tensor, labels: tor
     cols, layout = pair_columns(probs_base, probs_var, labels, group)
     stat, names = pair_statistic(layout)
     point, lo, hi = paired_bootstrap(cols, stat, n_resamples, seed, level, device)
-    out = {name: {"value": float(point[i]), "ci_low": float(lo[i]), "ci_high": float(hi[i])}
-           for i, name in enumerate(names)}
+    out = {name: {"value": float(point[i]), "ci_low": None if lo is None else float(lo[i]),
+                  "ci_high": None if hi is None else float(hi[i])} for i, name in enumerate(names)}
     labels = labels.long()
     mc = mcnemar_exact(probs_base.argmax(1) == labels, probs_var.argmax(1) == labels)
     out["accuracy"]["p_value"] = mc["p_value"]
     out["accuracy"]["mcnemar_b"], out["accuracy"]["mcnemar_c"] = mc["b"], mc["c"]
     for v in out.values():
-        v["significant"] = not (v["ci_low"] <= 0.0 <= v["ci_high"])
+        v["significant"] = None if v["ci_low"] is None else not (v["ci_low"] <= 0.0 <= v["ci_high"])
     return out

@@ -53,16 +53,99 @@ class NpzDataset(Dataset):
         self.path, self.num_classes, self.modality = Path(path), num_classes, modality
 
     def arrays(self):
-        if not self.path.is_file():
-            raise MlbenchError(f"data.path: no file at {self.path}")
-        try:
-            with np.load(self.path, allow_pickle=False) as f:
-                x, y = f["x"].astype(np.float64), f["y"]
-                group = f["group"] if "group" in f else None
-        except (OSError, ValueError, KeyError) as e:
-            raise MlbenchError(f"data.path {self.path}: cannot read x and y ({e})") from None
-        k = self.num_classes or int(np.nanmax(y)) + 1
+        x, y, group = read_npz_dataset(self.path)
+        k = self.num_classes or int(y.max()) + 1
+        if self.num_classes and int(y.max()) >= self.num_classes:
+            raise MlbenchError(f"data.path {self.path}: labels outside [0, {self.num_classes}) "
+                               f"(up to {int(y.max())}); data.num_classes is {self.num_classes}")
         lo_hi = (float(np.nanmin(x)), float(np.nanmax(x))) if self.modality == "image" else None
+        if self.modality == "image" and x.ndim != 4:
+            raise MlbenchError(f"data.path {self.path}: image data needs x of shape (N, C, H, W), got {x.shape}")
         meta = DataMeta(self.path.stem, tuple(x.shape[1:]), k, [str(i) for i in range(k)],
                         self.modality, lo_hi, group_name="group" if group is not None else None)
         return x, y, group, meta
+
+
+def _check_headers(path: Path, where: str) -> None:
+    """Each array's header must not claim more data than its member holds (a header that
+    says 10^12 rows would otherwise make numpy try to allocate them)."""
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if info.filename not in ("x.npy", "y.npy", "group.npy"):
+                continue
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                reader = {(1, 0): np.lib.format.read_array_header_1_0,
+                          (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if reader is None:
+                    raise MlbenchError(f"{where}: {info.filename} has an unknown .npy version {version}")
+                shape, _, dtype = reader(f)
+            if dtype.hasobject:
+                raise MlbenchError(f"{where}: {info.filename} holds Python objects (pickled data), which mlbench "
+                                   "never loads")
+            need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if need > info.file_size:
+                raise MlbenchError(f"{where}: {info.filename} claims shape {shape} ({need} bytes) but holds "
+                                   f"{info.file_size} bytes")
+
+
+def read_npz_dataset(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``x`` (N, ...) float features, ``y`` (N,) integer labels with at least two classes,
+    optional ``group`` (N,) integers, from an ``.npz`` that holds no pickled objects.
+    Anything else is one :class:`MlbenchError` naming the file and the problem."""
+    import zipfile
+    where = f"data.path {path}"
+    if not path.is_file():
+        raise MlbenchError(f"{where}: no such file")
+    if path.stat().st_size == 0:
+        raise MlbenchError(f"{where}: the file is empty")
+    if not zipfile.is_zipfile(path):
+        hint = " (a plain .npy: save x and y together with numpy.savez)" if path.suffix == ".npy" or \
+            path.read_bytes()[:6] == b"\x93NUMPY" else ""
+        raise MlbenchError(f"{where}: not an .npz archive{hint}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("x", "y") if k not in f.files]
+            if missing:
+                raise MlbenchError(f"{where}: missing array(s) {missing}; it has {f.files}")
+            _check_headers(path, where)
+            x, y = f["x"], f["y"]
+            group = f["group"] if "group" in f.files else None
+    except MlbenchError:
+        raise
+    except ValueError as e:
+        msg = str(e).splitlines()[0] if str(e) else "unreadable"
+        if "pickle" in msg.lower():
+            msg = "holds Python objects (pickled data), which mlbench never loads"
+        raise MlbenchError(f"{where}: {msg}") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, MemoryError) as e:
+        raise MlbenchError(f"{where}: cannot read x and y ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if x.dtype.kind not in "biuf":
+        raise MlbenchError(f"{where}: x must be numeric, got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise MlbenchError(f"{where}: x must be (N, features...) with at least 2 dimensions, got shape {x.shape}")
+    if y.ndim == 2 and y.shape[1] > 1 and set(np.unique(y).tolist()) <= {0, 1}:
+        raise MlbenchError(f"{where}: y looks one-hot {y.shape}; give class indices, e.g. y.argmax(1)")
+    if y.ndim != 1:
+        raise MlbenchError(f"{where}: y must be 1-D class indices, got shape {y.shape}")
+    if y.dtype.kind not in "biuf":
+        raise MlbenchError(f"{where}: y must be integer class indices, got dtype {y.dtype} "
+                           "(map string labels to 0..K-1 first)")
+    if len(x) == 0:
+        raise MlbenchError(f"{where}: no examples (x has 0 rows)")
+    if len(x) != len(y):
+        raise MlbenchError(f"{where}: {len(x)} feature rows but {len(y)} labels")
+    if y.dtype.kind == "f" and not (np.isfinite(y).all() and np.all(np.mod(y, 1) == 0)):
+        raise MlbenchError(f"{where}: y must be whole numbers (class indices)")
+    if (y < 0).any():
+        raise MlbenchError(f"{where}: negative labels (e.g. {y[y < 0][:3].tolist()})")
+    if len(np.unique(y)) < 2:
+        raise MlbenchError(f"{where}: every label is {y[0]}; a classifier needs at least two classes")
+    if group is not None:
+        if group.ndim != 1 or len(group) != len(y):
+            raise MlbenchError(f"{where}: group must be 1-D with one value per example ({len(y)}), got shape "
+                               f"{group.shape}")
+        if group.dtype.kind not in "biu":
+            raise MlbenchError(f"{where}: group must hold integer group ids, got dtype {group.dtype}")
+    return x.astype(np.float64), y.astype(np.int64), group

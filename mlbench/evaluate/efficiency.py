@@ -142,14 +142,19 @@ class MachineWatch:
                 "loadavg_before": self.load0, "loadavg_after": os.getloadavg()[0]}
 
 
-def judge_timing(conditions: dict, spreads: dict[str, float], cores: int, tolerance: float) -> list[str]:
+MIN_CALLS_PER_ROUND = 20  # fewer batch-1 calls per round: the rounds' p50s are too noisy to compare
+
+
+def judge_timing(conditions: dict, spreads: dict[str, float], cores: int, tolerance: float,
+                 calls_per_round: int = MIN_CALLS_PER_ROUND) -> list[str]:
     """Why the timings cannot be trusted (empty: they can). Two rules, stated in docs/metrics.md:
     the interleaved rounds of a runner disagree (max/min of its per-round p50 above
-    1 + ``tolerance``), or other processes kept more cores busy than the timing left free
+    1 + ``tolerance``; judged when every round has at least ``MIN_CALLS_PER_ROUND`` calls),
+    or other processes kept more cores busy than the timing left free
     (``other_busy_cores`` > cores - threads used + 0.25, in any timed phase)."""
     reasons = []
     worst = max(spreads.items(), key=lambda kv: kv[1], default=None)
-    if worst is not None and worst[1] > 1 + tolerance:
+    if worst is not None and worst[1] > 1 + tolerance and calls_per_round >= MIN_CALLS_PER_ROUND:
         reasons.append(f"interleaved rounds disagree: {worst[0]}'s per-round p50 spans {worst[1]:.2f}x "
                        f"(tolerance {1 + tolerance:.2f}x)")
     for phase, c in conditions.items():
@@ -228,9 +233,11 @@ def compare_efficiency(runners: dict[str, Runner], x: torch.Tensor, batch_sizes:
         conditions["throughput"] = {**watch.stop(), "threads": n_tp}
     spreads = {n: max(f["latency_p50_ms_by_round"]) / min(f["latency_p50_ms_by_round"])
                for n, f in out.items() if min(f["latency_p50_ms_by_round"]) > 0}
-    reasons = judge_timing(conditions, spreads, cores, tolerance)
+    fewest = min((len(rt) for per_round in times.values() for rt in per_round), default=0)
+    reasons = judge_timing(conditions, spreads, cores, tolerance, fewest)
     timing = {"cpu_count": cores, "rounds": rounds, "latency_threads": n_lat, "throughput_threads": n_tp,
               "phases": conditions, "round_spread": spreads, "tolerance": tolerance,
+              "fewest_calls_per_round": fewest,
               "reliable": not reasons, "reasons": reasons}
     return {"runners": out, "timing": timing}
 

@@ -3,13 +3,22 @@
 Concurrent jobs (joblib sweeps) coordinate through a file lock; entries are
 written into a temporary folder and renamed into place, so a reader never sees
 half an entry. A corrupt entry is reported in one line and retrained.
+
+Shared between users: entries and lock files get the permissions the umask allows
+(with ``umask 002`` and a group-owned cache folder, the group reads and writes them).
+A lock file the user cannot open is passed over with a warning (entries are
+immutable once renamed into place, so reading without it is safe); an entry that
+cannot be stored (read-only or full folder, another user's leftovers) is a warning
+too: the trained weights are still used, and kept in the run directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -22,6 +31,8 @@ from filelock import FileLock
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from mlbench.errors import MlbenchError
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
@@ -67,16 +78,52 @@ class BaselineCache:
             return None
         try:
             meta = json.loads((entry / "meta.json").read_text())
+            if not isinstance(meta, dict):
+                raise ValueError(f"meta.json holds a {type(meta).__name__}, not an object")
             weights = entry / "model.safetensors"
             if meta.get("sha256") != file_sha256(weights):
                 raise ValueError("checksum mismatch")
             load_weights(model, weights)
             return meta
-        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, TypeError) as e:
             log.warning("baseline cache entry %s is corrupt (%s); retraining", entry,
                         str(e).splitlines()[0] if str(e) else type(e).__name__)
             shutil.rmtree(entry, ignore_errors=True)
             return None
+
+    def _lock(self, key: str) -> contextlib.AbstractContextManager:
+        """The entry's file lock, or no lock (with a warning) when its file cannot be opened."""
+        lock = FileLock(str(self.root / f"{key}.lock"), timeout=3600, mode=0o666 & ~_umask())
+        try:
+            lock.acquire()
+        except OSError as e:
+            log.warning("cannot take the cache lock %s (%s); going on without it", lock.lock_file, e.strerror or e)
+            return contextlib.nullcontext()
+        return _Held(lock)
+
+    def _store(self, key: str, model: nn.Module, meta: dict) -> bool:
+        """Write the entry into a temporary folder and rename it into place; False (and a
+        warning) when that cannot be done. Never raises: the caller still has the weights."""
+        tmp = None
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self.root))
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the umask decides
+            save_weights(model, tmp / "model.safetensors")
+            meta["sha256"] = file_sha256(tmp / "model.safetensors")
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+            for f in tmp.iterdir():
+                os.chmod(f, 0o666 & ~_umask())
+            tmp.rename(self.entry(key))
+            return True
+        except OSError as e:
+            if self.entry(key).is_dir() and (self.entry(key) / "meta.json").is_file():
+                return True  # stored meanwhile by another process: same key, same recipe
+            log.warning("baseline not stored in the cache %s (%s); the trained weights are used and kept "
+                        "in the run directory", self.root, e.strerror or e)
+            return False
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
 
     def load_or_train(
         self, key: str, model: nn.Module, train: Callable[[nn.Module], dict],
@@ -84,20 +131,31 @@ class BaselineCache:
     ) -> tuple[dict, bool]:
         """Fill ``model`` from the cache or by calling ``train(model)`` (which returns
         facts to keep in ``meta.json``). Returns (meta, hit)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.root / f"{key}.lock"), timeout=3600):
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise MlbenchError(f"cache folder {self.root}: cannot create it ({e.strerror})") from None
+        with self._lock(key):
             meta = self._read(key, model)
             if meta is not None:
                 return meta, True
             facts = train(model)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self.root))
-            try:
-                save_weights(model, tmp / "model.safetensors")
-                meta = {"format": CACHE_FORMAT, "key": key, "created": time.time(),
-                        "sha256": file_sha256(tmp / "model.safetensors"),
-                        "recipe": recipe or {}, **facts}
-                (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
-                tmp.rename(self.entry(key))
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+            meta = {"format": CACHE_FORMAT, "key": key, "created": time.time(), "recipe": recipe or {}, **facts}
+            meta["cache_stored"] = self._store(key, model, meta)
             return meta, False
+
+
+class _Held(contextlib.AbstractContextManager):
+    """A lock acquired already, released on exit."""
+
+    def __init__(self, lock: FileLock):
+        self.lock = lock
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
