@@ -9,21 +9,25 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shutil
 import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from mlbench.errors import MlbenchError
+from mlbench.progress import err_console
 from mlbench.schema import CONF_DIR, register
 
 log = logging.getLogger("mlbench")
 
 
-def _quiet_libraries() -> None:
-    import warnings
+def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*TypedStorage.*")
@@ -35,10 +39,9 @@ def _quiet_libraries() -> None:
     logging.getLogger().setLevel(logging.WARNING)
 
 
-def _fail(e: BaseException, run_dir: Path | None = None) -> None:
+def fail(e: BaseException, run_dir: Path | None = None) -> None:
     """One ``error:`` line on stderr, exit status 2. A run folder this failed run made and
     filled with nothing but Hydra's record is removed, so no empty runs are left behind."""
-    from mlbench.progress import err_console
     if isinstance(e, OSError):
         msg = f"cannot write {e.filename or 'a file'}: {e.strerror or e} (is the folder full or read-only?)"
     else:
@@ -47,7 +50,6 @@ def _fail(e: BaseException, run_dir: Path | None = None) -> None:
     if run_dir is not None and run_dir.is_dir() and not (run_dir / "summary.json").exists():
         left = {p.name for p in run_dir.iterdir()}
         if left <= {".hydra", "cli.log", "mlbench.log", "models", "predictions", "plots"}:
-            import shutil
             shutil.rmtree(run_dir, ignore_errors=True)
     sys.exit(2)
 
@@ -56,49 +58,35 @@ WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQU
 
 
 def _run(cfg: DictConfig) -> float | None:
+    # imported here, not at the top: `mlbench --help` and config errors need none of torch
     from mlbench import pipeline
+    from mlbench.analysis.decision import objective
     from mlbench.analysis.report import print_table
-    _quiet_libraries()
+    from mlbench.progress import console
+    quiet_libraries()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         summary = pipeline.run(cfg, run_dir)
     except MlbenchError as e:
-        _fail(e, run_dir)
+        fail(e, run_dir)
     except OSError as e:
         if e.errno not in WRITE_ERRORS:
             raise
-        _fail(e, run_dir)
+        fail(e, run_dir)
     print_table(summary, run_dir)
     rec = summary["recommended"]
-    from mlbench.progress import console
     if rec["variant"]:
         console.print(f"recommended: [bold]{rec['variant']}[/] ({rec['reason']})")
     else:
         console.print(f"[yellow]no variant recommended[/]: {rec['reason']}", soft_wrap=True)
         if cfg.requirements.fail_if_none:
             sys.exit(3)
-    return pipeline.objective(summary, cfg)
+    return objective(summary, cfg)
 
 
-def _export(cfg: DictConfig) -> None:
-    from mlbench.export import export
-    from mlbench.progress import console
-    _quiet_libraries()
-    try:
-        out = export(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except MlbenchError as e:
-        _fail(e)
-    except OSError as e:
-        if e.errno not in WRITE_ERRORS:
-            raise
-        _fail(e)
-    console.print(f"wrote [bold]{out['output']}[/] and {out['metadata']} "
-                  f"(test accuracy {out['test_accuracy']:.4f} in a fresh onnxruntime session)")
-
-
-def hydra_entry(task: str = "run") -> None:
+def hydra_entry(fn: Callable[[DictConfig], Any]) -> None:
+    """Compose the config (schemas registered first) and call ``fn`` with it."""
     register()
-    fn = {"run": _run, "export": _export}[task]
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(fn)()
 
 
@@ -112,7 +100,6 @@ def _check_results_folder(argv: list[str]) -> None:
     while not p.exists() and p != p.parent:
         p = p.parent
     if not os.access(p, os.W_OK | os.X_OK):
-        from mlbench.progress import err_console
         err_console.print(f"[bold red]error:[/] results folder {root}: {p} is not writable")
         sys.exit(2)
 
@@ -123,9 +110,11 @@ def main() -> None:
                for a in sys.argv[1:]) and not (len(sys.argv) > 1 and sys.argv[1] == "compare"):
         _check_results_folder(sys.argv[1:])
     if len(sys.argv) > 1 and sys.argv[1] == "compare":
-        from mlbench.analysis.compare import main as compare_main
+        from mlbench.analysis.compare import (
+            main as compare_main,  # only for this subcommand
+        )
         sys.exit(compare_main(sys.argv[2:]))
-    hydra_entry("run")
+    hydra_entry(_run)
 
 
 if __name__ == "__main__":

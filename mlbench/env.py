@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlbench import __version__
 from mlbench.errors import MlbenchError
 
 
@@ -66,11 +67,9 @@ def _cpu_name() -> str:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Provenance recorded with every number: versions, device, threads, git sha."""
-    import onnx
+    import onnx  # versions only; these load when a run records its provenance
     import onnxruntime
     import torchmetrics
-
-    from mlbench import __version__
 
     return {
         "python": platform.python_version(),

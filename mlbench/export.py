@@ -13,63 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mlbench import __version__
+from mlbench import pipeline
+from mlbench.backends import runner_for
+from mlbench.cli import WRITE_ERRORS, fail, hydra_entry, quiet_libraries
 from mlbench.compress import Artifact, OnnxExport, check_onnx, onnx_files
-from mlbench.data import DataMeta
+from mlbench.deploy import check_io, onnx_metadata
 from mlbench.errors import MlbenchError
-from mlbench.train.cache import content_hash, file_sha256
-
-
-def onnx_metadata(art: Artifact, meta: DataMeta, source_id: str, calibrator: dict | None,
-                  cfg: DictConfig) -> dict[str, Any]:
-    """Input name/shape/dtype, normalization, class names, calibration, lineage and parity."""
-    model = onnx.load(str(art.path), load_external_data=False)
-    inp = model.graph.input[0]
-    dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
-    parity = {k: v for rec in art.records for k, v in rec["info"].items() if k.startswith(("parity_", "vs_parent"))}
-    return {
-        "format": "onnx", "file": art.path.name, "files": [p.name for p in art.files],
-        "input": {"name": inp.name, "shape": dims,
-                  "dtype": onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).name,
-                  "range": meta.input_range, "normalization": meta.normalization},
-        "output": {"name": model.graph.output[0].name, "meaning": "logits (apply softmax, or the calibrator)"},
-        "class_names": meta.class_names,
-        "calibration": calibrator,
-        "source": {"baseline_id": source_id, "artifact_id": art.id, "recipe": art.recipe,
-                   "config_hash": content_hash(OmegaConf.to_container(cfg, resolve=True)),
-                   "passes": art.records, "mlbench_version": __version__},
-        "parity": parity,
-    }
-
-
-def check_io(path: Path, meta: DataMeta) -> None:
-    """The ONNX model takes this dataset's inputs and gives one logit per class (where its
-    graph states the sizes), or one :class:`MlbenchError` saying what differs."""
-    model = onnx.load(str(path), load_external_data=False)
-    if len(model.graph.input) != 1 or len(model.graph.output) < 1:
-        raise MlbenchError(f"export.source {path}: needs one input and an output, has "
-                           f"{len(model.graph.input)} input(s), {len(model.graph.output)} output(s)")
-    dims = [d.dim_value or None for d in model.graph.input[0].type.tensor_type.shape.dim]
-    want = [None, *meta.input_shape]
-    if len(dims) != len(want) or any(a is not None and b is not None and a != b for a, b in zip(dims[1:], want[1:])):
-        raise MlbenchError(f"export.source {path}: input shape {dims} does not fit the data's "
-                           f"(N, {', '.join(map(str, meta.input_shape))})")
-    out = [d.dim_value or None for d in model.graph.output[0].type.tensor_type.shape.dim]
-    if len(out) != 2 or (out[1] is not None and out[1] != meta.num_classes):
-        raise MlbenchError(f"export.source {path}: output shape {out}; the data has {meta.num_classes} classes "
-                           "(expected [N, classes])")
+from mlbench.evaluate.loop import evaluate
+from mlbench.progress import console
+from mlbench.results import write_json
+from mlbench.schema import CONF_DIR, check_values
+from mlbench.train.cache import file_sha256
 
 
 def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Build or read the ONNX model, check it, score it, and copy it with metadata to the output."""
-    from mlbench import pipeline
-    from mlbench.backends import OrtRunner
-    from mlbench.evaluate import evaluate
-    from mlbench.results import write_json
-
-    from mlbench.schema import check_values
     check_values(cfg)
     e = cfg.export
     out = Path(e.output)
@@ -101,7 +62,7 @@ def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if art.format != "onnx":
             raise MlbenchError(f"variant {e.variant} ends in a {art.format} model; export needs an ONNX recipe")
     # calibrate on this model's own calib outputs
-    runner = OrtRunner(art.path, threads=cfg.backend.threads)
+    runner = runner_for(art, cfg.backend, ctx.device)
     calibrator = None
     if ctx.calibrator_factory is not None:
         logits = evaluate(runner, ctx.data.x["calib"], ctx.data.y["calib"]).logits
@@ -114,11 +75,11 @@ def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         model = onnx.load(str(art.path))  # pulls external data in
         onnx.save_model(model, str(tmp / out.name), save_as_external_data=len(art.files) > 1,
                         location=out.name + ".data")
-        fresh = OrtRunner(tmp / out.name, threads=cfg.backend.threads)  # a fresh session on what we wrote
+        written = Artifact(id=art.id, format="onnx", path=tmp / out.name, files=onnx_files(tmp / out.name),
+                           recipe=art.recipe, records=art.records, facts=art.facts)
+        fresh = runner_for(written, cfg.backend, ctx.device)  # a fresh session on what we wrote
         ev = evaluate(fresh, ctx.data.x["test"], ctx.data.y["test"])
-        meta = onnx_metadata(Artifact(id=art.id, format="onnx", path=tmp / out.name,
-                                      files=onnx_files(tmp / out.name), recipe=art.recipe, records=art.records),
-                             ctx.data.meta, ctx.baseline.id, calibrator, cfg)
+        meta = onnx_metadata(written, ctx.data.meta, ctx.baseline.id, calibrator, cfg)
         meta["test_accuracy"] = ev.metrics["accuracy"]
         meta["forced"] = bool(e.force)
         write_json(tmp / (out.stem + ".json"), meta)
@@ -130,14 +91,26 @@ def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def _variant_node(name: str) -> Any:
-    from mlbench.schema import CONF_DIR
     path = CONF_DIR / "variants" / f"{name}.yaml"
     if not path.is_file():
         raise MlbenchError(f"export.variant={name}: no such variant in conf/variants")
     return OmegaConf.load(path)[name]
 
 
+def _export_task(cfg: DictConfig) -> None:
+    quiet_libraries()
+    try:
+        out = export(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except MlbenchError as e:
+        fail(e)
+    except OSError as e:
+        if e.errno not in WRITE_ERRORS:
+            raise
+        fail(e)
+    console.print(f"wrote [bold]{out['output']}[/] and {out['metadata']} "
+                  f"(test accuracy {out['test_accuracy']:.4f} in a fresh onnxruntime session)")
+
+
 def main() -> None:
-    from mlbench.cli import hydra_entry
-    hydra_entry(task="export")
+    hydra_entry(_export_task)
 

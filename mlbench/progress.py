@@ -5,7 +5,13 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 # Wide enough for the results table when output goes to a file or a pipe.
 console = Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 160)

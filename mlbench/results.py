@@ -6,13 +6,15 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from mlbench import SCHEMA_VERSION
+from mlbench.errors import MlbenchError
 
 if TYPE_CHECKING:  # torch is not imported at run time here: `mlbench compare` starts without it
     import torch
@@ -82,7 +84,7 @@ def summary_schema() -> dict:
 
 def validate_summary(summary: dict) -> None:
     """Raise ``jsonschema.ValidationError`` if ``summary`` breaks the contract."""
-    import jsonschema
+    import jsonschema  # only when a summary is validated
     jsonschema.validate(summary, summary_schema())
 
 
@@ -92,10 +94,8 @@ def read_summary(path: Path) -> dict:
     """A run's summary.json, checked against the contract's JSON Schema. Raises
     :class:`~mlbench.errors.MlbenchError` (one line) for anything else: not UTF-8, not
     JSON, not an object, another ``schema_version`` (then ``.schema_version`` is set)."""
-    import jsonschema
+    import jsonschema  # only when a summary is validated
 
-    from mlbench import SCHEMA_VERSION
-    from mlbench.errors import MlbenchError
     try:
         text = Path(path).read_bytes().decode("utf-8")
         s = json.loads(text)
@@ -125,9 +125,6 @@ def read_summary(path: Path) -> dict:
 def read_predictions(path: Path) -> dict[str, np.ndarray]:
     """``predictions/<variant>.npz`` as the contract says (probs [N, C] float, labels and index
     [N] integers, no pickled objects), or one :class:`~mlbench.errors.MlbenchError`."""
-    import zipfile
-
-    from mlbench.errors import MlbenchError
     try:
         with np.load(path, allow_pickle=False) as f:
             out = {k: f[k] for k in ("probs", "labels", "index")}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,10 @@ from typing import Any, Dict, List, Optional
 import yaml
 from hydra.core.config_store import ConfigStore
 from hydra.utils import get_class
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
-from mlbench.analysis.vocabulary import Metric
+from mlbench.errors import MlbenchError
+from mlbench.evaluate.registry import Metric
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 SCHEMA_GROUPS = ("data", "model", "calibrate")
@@ -194,9 +196,9 @@ class ExportConf:
 
 @dataclass
 class RootConf:
-    seed: int = 0
+    seed: int = 0  # one seed for data splits, training, bootstrap and stressors
     seeds: List[int] = field(default_factory=list)  # extra baseline seeds for the seed-to-seed spread
-    device: str = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
     progress: bool = True
     data: Any = MISSING
     model: Any = MISSING
@@ -294,6 +296,8 @@ RANGES: list[tuple[str, Any, str]] = [
     ("eval.throughput.batch_sizes", lambda v: len(v) > 0 and all(b >= 1 for b in v), "a non-empty list of sizes >= 1"),
     ("eval.timing.rounds", lambda v: v >= 1, ">= 1"),
     ("eval.timing.tolerance", lambda v: v > 0, "> 0"),
+    ("eval.calibration", lambda v: v in ("uncalibrated", "carried", "refit"),
+     "one of uncalibrated, carried, refit"),
     ("eval.accuracy_drop_flag", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("deployment.serving", lambda v: v in ("online", "batch"), "online or batch"),
     ("deployment.invariance_items", lambda v: v >= 0, ">= 0 (0: off)"),
@@ -305,11 +309,6 @@ RANGES: list[tuple[str, Any, str]] = [
 def check_values(cfg: Any) -> None:
     """Every numeric option's range and every name that becomes a file name, before any work:
     one :class:`MlbenchError` naming the option, its value and what it must be."""
-    import re
-
-    from omegaconf import OmegaConf
-
-    from mlbench.errors import MlbenchError
     for key, ok, must in RANGES:
         value = OmegaConf.select(cfg, key)
         if value is None:

@@ -13,14 +13,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def timed_run(*overrides: str, cache: Path | None = None) -> tuple[float, Path, dict]:
+def timed_run(*overrides: str, cache: Path | None = None, code: Path = ROOT) -> tuple[float, Path, dict]:
     """Run ``mlbench`` in a fresh process (Python start-up included) with fresh results and,
-    unless given, a fresh baseline cache. Returns (wall seconds, run dir, summary)."""
+    unless given, a fresh baseline cache. ``code``: the checkout whose ``mlbench`` package runs
+    (an earlier version, to compare against). Returns (wall seconds, run dir, summary)."""
     work = Path(tempfile.mkdtemp(prefix="mlbench-bench-"))
     env = {**os.environ, "MLBENCH_RESULTS": str(work / "results"),
-           "MLBENCH_CACHE": str(cache or work / "cache")}
+           "MLBENCH_CACHE": str(cache or work / "cache"), "PYTHONPATH": str(code)}
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "mlbench", *overrides], env=env, cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "mlbench", *overrides], env=env, cwd=code,
                          capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if out.returncode != 0:

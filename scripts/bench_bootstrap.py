@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 import torch
-
 from _bench import row
-from mlbench.analysis.stats import paired_deltas
+
+from mlbench.evaluate.stats import paired_deltas
 
 
 def data(n: int = 10_000, c: int = 10, seed: int = 0):

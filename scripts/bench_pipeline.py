@@ -2,6 +2,7 @@
 
     python scripts/bench_pipeline.py            # CPU figures
     python scripts/bench_pipeline.py --cuda     # adds the CUDA training-loop ratio
+    python scripts/bench_pipeline.py --against ../old-checkout   # default run: this code / that code
 
 Every ratio is measured against a hand-written baseline in the same process.
 """
@@ -11,10 +12,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
+from _bench import ROOT, row, timed_run
 
-from _bench import row, timed_run
 from mlbench.backends import TorchRunner
 from mlbench.data import Digits
 from mlbench.evaluate import evaluate
@@ -95,13 +97,35 @@ def cuda_train_ratio(amp: str, channels_last: bool, batch: int = 512, steps: int
     return o / h, h
 
 
+def against_default(other: Path, repeats: int) -> None:
+    """The default run of this code and of ``other`` (an earlier checkout), each in a fresh
+    process with a fresh cache, alternating which goes first; the ratio this / other per pair."""
+    ratios, walls = [], {"this": [], "other": []}
+    for i in range(repeats):
+        order = [("this", ROOT), ("other", other)] if i % 2 == 0 else [("other", other), ("this", ROOT)]
+        got = {}
+        for name, code in order:
+            got[name], _, _ = timed_run("device=cpu", code=code)
+            walls[name].append(got[name])
+        ratios.append(got["this"] / got["other"])
+        print(f"pair {i + 1}: this {got['this']:.1f} s, other {got['other']:.1f} s, ratio {ratios[-1]:.3f}")
+    row("default run: this checkout / the other, median of pairs", statistics.median(ratios), "x",
+        f"(range {min(ratios):.3f}-{max(ratios):.3f} over {repeats} pairs)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cuda", action="store_true")
     ap.add_argument("--skip-run", action="store_true")
+    ap.add_argument("--against", type=Path, default=None,
+                    help="a checkout of an earlier version: time its default run and this one, interleaved")
+    ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"device {'cuda: ' + torch.cuda.get_device_name() if a.cuda else 'cpu'}")
+    if a.against is not None:
+        against_default(a.against, a.repeats)
+        return
     if not a.skip_run:
         wall, run_dir, s = timed_run(*(["device=cpu"] if not a.cuda else []))
         row("default `mlbench` run, fresh cache, start-up included", wall, "s", "(target < 60 s on 2 cores)")

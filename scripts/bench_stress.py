@@ -14,8 +14,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-
 from _bench import row, timed_run
+
 from mlbench.models import ResNet
 from mlbench.stress import Attack
 

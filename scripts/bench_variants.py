@@ -18,8 +18,8 @@ import time
 import numpy as np
 import onnxruntime as ort
 import torch
-
 from _bench import row, timed_run
+
 from mlbench.backends import OrtRunner
 from mlbench.data import Digits
 from mlbench.evaluate import latency

@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, run_cli, run_dirs
 
-from conftest import run_cli, run_dirs
 from mlbench.analysis.compare import compare, find_runs
 from mlbench.analysis.history import history, record
 from mlbench.analysis.pareto import pareto_front
@@ -221,3 +221,23 @@ def test_fail_if_none_exits_non_zero(tmp_path):
     assert out.returncode == 3 and "no variant recommended" in out.stdout
     s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
     assert s["recommended"]["variant"] is None and s["recommended"]["unmet"][0]["shortfall"] > 0
+
+
+def test_compare_reads_a_run_written_before_the_records_refactor(smoke_run, tmp_path):
+    """tests/data/run_0.1.0: a digits run written by mlbench 0.1.0 (flat parity keys in the
+    lineage, no exemplar plot), trimmed to three variants; compared against a run of this code."""
+    import shutil
+    old = tmp_path / "run_0.1.0"
+    shutil.copytree(ROOT / "tests" / "data" / "run_0.1.0", old)
+    assert "parity_top1_agreement" in json.loads((old / "summary.json").read_text())[
+        "variants"]["onnx_fp32"]["lineage"]["passes"][0]["info"]
+    run_dir, s, _ = smoke_run
+    out = run_cli("compare", str(old), str(run_dir), "--out", str(tmp_path / "cmp"), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = list(csv.DictReader(open(tmp_path / "cmp" / "compare.csv")))
+    assert {r["run"].split(" [")[0] for r in rows} == {"run_0.1.0", run_dir.name}  # label: dir [overrides]
+    old_rows = {r["variant"]: r for r in rows if r["run"] == "run_0.1.0"}
+    assert set(old_rows) == {"baseline", "onnx_fp32", "ort_int8_static"}
+    assert float(old_rows["onnx_fp32"]["accuracy"]) == pytest.approx(0.9866, abs=1e-4)
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "onnx_fp32" in md and "run_0.1.0" in md

@@ -7,10 +7,10 @@ import functools
 import pytest
 import torch
 
-from mlbench.analysis.stats import paired_deltas
 from mlbench.backends import TorchRunner
 from mlbench.data import Digits
 from mlbench.evaluate import evaluate, latency
+from mlbench.evaluate.stats import paired_deltas
 from mlbench.models import CNN
 from mlbench.stress import Attack, GaussianNoise
 from mlbench.train import fit
@@ -38,7 +38,14 @@ def test_training_on_cuda_with_bf16_reaches_accuracy(trained):
 
 def test_passes_on_a_cuda_trained_model(trained, tmp_path):
     """A model a CUDA runner switched to channels_last must still prune, fine-tune and export."""
-    from mlbench.compress import Artifact, Finetune, OnnxExport, OrtQuantizeDynamic, PassContext, PruneUnstructured
+    from mlbench.compress import (
+        Artifact,
+        Finetune,
+        OnnxExport,
+        OrtQuantizeDynamic,
+        PassContext,
+        PruneUnstructured,
+    )
     d, m, _ = trained
     TorchRunner(m, CUDA, channels_last=True)  # switches m's weights to channels_last in place
     ctx = PassContext(data=d, device=CUDA, workdir=tmp_path, fit_kwargs={
@@ -48,7 +55,7 @@ def test_passes_on_a_cuda_trained_model(trained, tmp_path):
     ft = Finetune(epochs=1)(PruneUnstructured(sparsity=0.5)(base, ctx), ctx)
     assert ft.records[-1]["info"]["nonzero_params"] < 0.6 * ft.records[-1]["info"]["params"]
     q = OrtQuantizeDynamic()(OnnxExport()(base, ctx), ctx)
-    assert q.records[-1]["info"]["vs_parent_parity_top1_agreement"] > 0.95
+    assert q.facts.parity.top1_agreement > 0.95 and q.facts.parity.reference == "parent"
 
 
 def test_cuda_graph_runner_matches_eager(trained):

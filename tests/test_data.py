@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from mlbench.data import BreastCancer, Digits, NpzDataset, Synthetic, TorchvisionDataset, Wine
+from mlbench.data import (
+    BreastCancer,
+    Digits,
+    NpzDataset,
+    Synthetic,
+    TorchvisionDataset,
+    Wine,
+)
 from mlbench.errors import MlbenchError
 
 EMBEDDED = [Digits, BreastCancer, Wine, lambda **k: Synthetic(n=1200, **k)]

@@ -12,14 +12,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import run_cli, run_dirs
 from scipy.stats import binom
 
-from conftest import run_cli, run_dirs
 from mlbench.analysis.requirements import check_requirements, recommend
 from mlbench.analysis.timing import order_interval, round_ratio
 from mlbench.backends import TorchRunner
 from mlbench.evaluate.efficiency import compare_efficiency, cpu_count, judge_timing
-
 
 # ------------------------------------------------------------------ serving mode and batch invariance
 

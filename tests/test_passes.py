@@ -63,8 +63,9 @@ def acc(runner, d):
 def test_onnx_export_parity_metadata_and_external_data(ctx, base, trained):
     art = OnnxExport()(base, ctx)
     assert art.format == "onnx" and art.recipe == ["onnx_export"] and art.parent == "base0"
-    info = art.records[-1]["info"]
-    assert info["parity_max_abs_diff"] < 1e-4 and info["parity_top1_agreement"] == 1.0
+    par = art.facts.parity
+    assert par.reference == "torch" and par.max_abs_diff < 1e-4 and par.top1_agreement == 1.0
+    assert art.records[-1]["info"]["parity"] == par.as_dict()  # recorded in the lineage too
     assert len(art.files) == 2 and art.files[1].name.endswith(".data")  # external weights
     assert sum(f.stat().st_size for f in art.files) > 4 * count_params(trained[1])[0]
     onnx.checker.check_model(str(art.path), full_check=True)
@@ -120,7 +121,7 @@ def test_ort_dynamic_quantization_and_optimize(ctx, base, trained):
                                                        "reduce_range": False, "preprocessed": True}
     assert sum(f.stat().st_size for f in q.files) < sum(f.stat().st_size for f in exported.files)
     opt = OrtOptimize(level="extended")(exported, ctx)
-    assert opt.records[-1]["info"]["parity_max_abs_diff"] < 1e-4
+    assert opt.facts.parity.reference == "parent" and opt.facts.parity.max_abs_diff < 1e-4
     assert acc(OrtRunner(q.path), trained[0]) > 0.9
 
 

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from conftest import ROOT, run_cli, run_dirs
+from conftest import run_cli, run_dirs
 
 pytestmark = pytest.mark.reliability
 
@@ -355,7 +354,7 @@ def test_compare_defaults_follow_mlbench_results(smoke_run, tmp_path):
 KILL_AT = {  # where a run is killed with SIGKILL: (module, attribute, only when its first argument ends so)
     "training": ("mlbench.train.cache", "BaselineCache._store", ""),
     "building": ("mlbench.pipeline", "build", ""),
-    "writing": ("mlbench.results", "write_json", "summary.json"),
+    "writing": ("mlbench.pipeline", "write_json", "summary.json"),
 }
 
 

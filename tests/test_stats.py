@@ -6,9 +6,9 @@ import pytest
 import torch
 from scipy.stats import binomtest
 
-from mlbench.analysis.fairness import exemplars, flips, group_metrics
-from mlbench.analysis.stats import mcnemar_exact, paired_bootstrap, paired_deltas
+from mlbench.evaluate.fairness import exemplars, flips, group_metrics
 from mlbench.evaluate.metrics import classification_metrics
+from mlbench.evaluate.stats import mcnemar_exact, paired_bootstrap, paired_deltas
 
 
 @pytest.mark.parametrize("b,c", [(0, 0), (3, 9), (10, 10), (25, 4), (0, 7)])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import onnx
 import pytest
@@ -14,6 +13,7 @@ from mlbench.compress import Artifact, OnnxExport, OrtQuantizeStatic, PassContex
 from mlbench.data import BreastCancer, Digits
 from mlbench.errors import MlbenchError
 from mlbench.evaluate import evaluate
+from mlbench.evaluate.loop import robust_accuracy
 from mlbench.stress import (
     Attack,
     Brightness,
@@ -32,7 +32,6 @@ from mlbench.stress import (
 )
 from mlbench.stress.explain import spearman, topk_overlap
 from mlbench.stress.faults import flip_bits_, onnx_with_faults, torch_with_faults
-from mlbench.stress.stage import robust_accuracy
 
 IMAGE = [GaussianNoise, ShotNoise, ImpulseNoise, GaussianBlur, Contrast, Brightness, Pixelate, Occlusion]
 TABULAR = [FeatureNoise, MissingFeatures, ScalingDrift]

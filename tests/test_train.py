@@ -6,14 +6,13 @@ import json
 import multiprocessing as mp
 from pathlib import Path
 
-import pytest
 import torch
 from hydra.utils import instantiate
 
+from mlbench.backends import TorchRunner
 from mlbench.data import Digits
 from mlbench.evaluate import evaluate
-from mlbench.backends import TorchRunner
-from mlbench.models import CNN, MLP
+from mlbench.models import MLP
 from mlbench.train import BaselineCache, fit
 
 

@@ -17,6 +17,7 @@ class SweepSummary(Callback):
     (sweep_summary/compare.{csv,md,html}) and print it."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        # imported when a sweep ends: Hydra builds this callback as every run starts
         from mlbench.analysis.compare import compare
         from mlbench.errors import MlbenchError
         sweep_dir = Path(config.hydra.sweep.dir)

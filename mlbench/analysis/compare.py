@@ -11,21 +11,26 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as _dt
-import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
+import yaml
 from rich.table import Table
 
 from mlbench import SCHEMA_VERSION
+from mlbench.analysis.history import history
+from mlbench.analysis.pareto import pareto_front, pareto_plot
 from mlbench.analysis.render import Doc, to_html, to_markdown
 from mlbench.errors import MlbenchError
-from mlbench.progress import console
+from mlbench.evaluate.registry import COMPARE, names
+from mlbench.progress import console, err_console
 from mlbench.results import read_predictions, read_summary
+from mlbench.schema import AnalysisConf
 
 log = logging.getLogger(__name__)
-DEFAULT_METRICS = ["accuracy", "ece", "latency_p50_ms", "latency_p99_ms", "throughput_sps", "size_bytes"]
+DEFAULT_METRICS = list(names(tag=COMPARE))
 PAIRED_RUN_LIMIT = 10  # above this many runs, cross-run deltas are plain differences (fast)
 
 
@@ -64,7 +69,6 @@ def _overrides(d: Path) -> list[str]:
     ov = d / ".hydra" / "overrides.yaml"
     if not ov.is_file():
         return []
-    import yaml
     return [o for o in (yaml.safe_load(ov.read_text()) or []) if not o.startswith(("hydra.", "paths."))]
 
 
@@ -135,9 +139,9 @@ def cross_run(runs: list[tuple[Path, dict]], roots: list[Path], paired: bool) ->
                     pa = pb = None
                 if pa is not None:
                     if np.array_equal(pa["index"], pb["index"]) and np.array_equal(pa["labels"], pb["labels"]):
-                        import torch
+                        import torch  # torch only for paired cross-run intervals: compare starts fast
 
-                        from mlbench.analysis.stats import paired_deltas
+                        from mlbench.evaluate.stats import paired_deltas
                         dl = paired_deltas(torch.from_numpy(pa["probs"]), torch.from_numpy(pb["probs"]),
                                            torch.from_numpy(pa["labels"]), n_resamples=1000)
                         row["accuracy_ci"] = [dl["accuracy"]["ci_low"], dl["accuracy"]["ci_high"]]
@@ -167,7 +171,6 @@ def _delta_cell(r: dict) -> str:
 
 def write_outputs(rows: list[dict], changes: list[dict], metrics: list[str], out: Path, title: str) -> list[Path]:
     """CSV, Markdown and self-contained HTML (with a Pareto plot of accuracy against latency)."""
-    from mlbench.analysis.pareto import pareto_front, pareto_plot
     out.mkdir(parents=True, exist_ok=True)
     cols = ["run", "data", "variant", "status", *metrics, "delta_accuracy", "delta_accuracy_ci_low",
             "delta_accuracy_ci_high", "requirements", "recommended", "run_dir"]
@@ -176,7 +179,7 @@ def write_outputs(rows: list[dict], changes: list[dict], metrics: list[str], out
         w.writeheader()
         w.writerows(rows)
     points = {f"{r['run']} · {r['variant']}": r for r in rows if r["status"] == "ok"}
-    axes = [("accuracy", "max"), ("latency_p50_ms", "min"), ("size_bytes", "min")]
+    axes = [(a.metric.value, a.mode) for a in AnalysisConf().pareto_axes]  # the run's default axes
     front = pareto_front(points, axes)
     doc = Doc()
     doc.h1(title)
@@ -214,7 +217,6 @@ def print_rows(rows: list[dict], metrics: list[str], title: str) -> None:
 
 def results_root() -> Path:
     """Where results go when no path is given: ``$MLBENCH_RESULTS``, else ``results`` (as in conf/paths)."""
-    import os
     return Path(os.environ.get("MLBENCH_RESULTS") or "results")
 
 
@@ -238,7 +240,6 @@ def compare(paths: list[Path], out: Path | None = None, metrics: list[str] | Non
 
 
 def show_history(db: Path, metrics: list[str], out: Path | None) -> None:
-    from mlbench.analysis.history import history
     rows = history(db, metrics)
     if not rows:
         raise MlbenchError(f"no run history in {db}")
@@ -280,11 +281,9 @@ def main(argv: list[str]) -> int:
             ap.error("give at least one run or sweep directory (or --history)")
         compare(a.paths, a.out, metrics, a.paired)
     except MlbenchError as e:
-        from mlbench.progress import err_console
         err_console.print(f"[bold red]error:[/] {e}")
         return 2
     except OSError as e:  # an output folder that is full or read-only
-        from mlbench.progress import err_console
         err_console.print(f"[bold red]error:[/] cannot write {e.filename or 'the output'}: {e.strerror}")
         return 2
     return 0

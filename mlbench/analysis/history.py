@@ -8,8 +8,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-KEY_METRICS = ("accuracy", "f1_macro", "ece", "nll", "brier", "latency_p50_ms", "latency_p99_ms",
-               "throughput_sps", "size_bytes", "params", "mean_corruption_accuracy", "worst_group_accuracy")
+from mlbench.errors import MlbenchError
+from mlbench.evaluate.registry import HISTORY, names
+
+KEY_METRICS = names(tag=HISTORY)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -70,8 +72,7 @@ def history(db: Path, metrics: list[str]) -> list[dict]:
     try:
         return _history(db, metrics)
     except sqlite3.DatabaseError as e:
-        from mlbench.errors import MlbenchError
-        raise MlbenchError(f"history database {db} is unreadable ({e})") from None
+            raise MlbenchError(f"history database {db} is unreadable ({e})") from None
 
 
 def _history(db: Path, metrics: list[str]) -> list[dict]:

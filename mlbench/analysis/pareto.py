@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 
@@ -22,7 +23,7 @@ def pareto_front(points: dict[str, dict[str, Any]], axes: list[tuple[str, str]])
 def pareto_plot(points: dict[str, dict[str, Any]], axes: list[tuple[str, str]], front: list[str], path) -> bool:
     """Scatter of the first two axes; marker area follows the third; the front is joined.
     Returns False (and draws nothing) when no point has both plotted axes."""
-    import matplotlib
+    import matplotlib  # on use: only a run that draws the plot pays for matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     (ym, ymode), (xm, xmode) = axes[0], axes[1]
@@ -46,7 +47,6 @@ def pareto_plot(points: dict[str, dict[str, Any]], axes: list[tuple[str, str]], 
     ax.set_xlabel(f"{xm} ({'lower' if xmode == 'min' else 'higher'} is better)")
     ax.set_ylabel(f"{ym} ({'lower' if ymode == 'min' else 'higher'} is better)")
     ax.set_title("Pareto front (orange, outlined)" + (f"; marker area ~ {zm}" if zm else ""), fontsize=9)
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # long labels can defeat tight_layout; the plot is still right
         fig.tight_layout()

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.table import Table
 
+from mlbench.analysis.plots import reliability_diagram, throughput_plot
+from mlbench.analysis.render import Doc, to_html, to_markdown
+from mlbench.evaluate import registry
 from mlbench.progress import console
-
-CORE = ("accuracy", "f1_macro", "ece", "nll", "brier")
+from mlbench.results import atomic_write, read_predictions
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -63,38 +66,32 @@ def print_table(summary: dict, run_dir: Path) -> None:
     console.print(f"run directory: [bold]{run_dir}[/]")
 
 
-def write_report(ctx, summary: dict) -> tuple[Path, Path]:
-    """report.md and a self-contained report.html (plots embedded), from one document:
-    metrics, deltas with intervals, calibration views, fairness, agreement, robustness,
-    requirements, Pareto front, and the plots (written here too)."""
-    from mlbench.analysis.plots import exemplar_grid, reliability_diagram, throughput_plot
-    from mlbench.analysis.render import Doc, to_html, to_markdown
-    from mlbench.results import atomic_write
-    run_dir = ctx.run_dir
-    base = ctx.results[summary["baseline"]]
+def write_report(summary: dict, run_dir: Path) -> tuple[Path, Path]:
+    """report.md and a self-contained report.html (plots embedded), from summary.json and the
+    files beside it (predictions/*.npz, plots/): metrics, deltas with intervals, calibration
+    views, fairness, agreement, robustness, requirements, Pareto front, and the plots. The
+    reliability diagrams and the throughput plot are drawn here from those files."""
+    base = summary["baseline"]
+    ok = {n: v for n, v in summary["variants"].items() if v["status"] == "ok"}
+    preds = {}
+    for n, v in ok.items():
+        f = read_predictions(run_dir / v["predictions"])
+        preds[n] = (torch.from_numpy(f["probs"]), torch.from_numpy(f["labels"]).long())
     plots: list[str] = []
-    for name, res in ctx.ok.items():
-        p = reliability_diagram({name: (res.evaluation.probs, res.evaluation.labels)},
-                                run_dir / "plots" / f"reliability_{name}.png", f"reliability · {name}")
-        plots.append(str(p.relative_to(run_dir)))
-        if name != summary["baseline"]:
-            p = reliability_diagram({"baseline": (base.evaluation.probs, base.evaluation.labels),
-                                     name: (res.evaluation.probs, res.evaluation.labels)},
-                                    run_dir / "plots" / f"reliability_overlay_{name}.png",
-                                    f"reliability · baseline vs {name}")
-            plots.append(str(p.relative_to(run_dir)))
-    ex = summary.get("exemplars") or []
-    if ex and ctx.data.meta.modality == "image":
-        pos = [e["position"] for e in ex[:32]]
-        p = exemplar_grid(ctx.data.x["test"][pos],
-                          [f"#{e['index']} y={e['label']} ({e['n_variants_wrong']})" for e in ex[:32]],
-                          run_dir / "plots" / "compression_identified_exemplars.png",
-                          "baseline right, several variants wrong (count of variants wrong)")
-        plots.append(str(p.relative_to(run_dir)))
-    p = throughput_plot({n: r.throughput for n, r in ctx.ok.items()}, run_dir / "plots" / "throughput_vs_batch_size.png")
-    if p is not None:
-        plots.append(str(p.relative_to(run_dir)))
-    plots += ctx.extra.get("plots", [])
+    for name, p in preds.items():
+        out = reliability_diagram({name: p},
+                                  run_dir / "plots" / f"reliability_{name}.png", f"reliability · {name}")
+        plots.append(str(out.relative_to(run_dir)))
+        if name != base:
+            out = reliability_diagram({"baseline": preds[base], name: p},
+                                      run_dir / "plots" / f"reliability_overlay_{name}.png",
+                                      f"reliability · baseline vs {name}")
+            plots.append(str(out.relative_to(run_dir)))
+    out = throughput_plot({n: v["throughput_sps_by_batch"] for n, v in ok.items()},
+                          run_dir / "plots" / "throughput_vs_batch_size.png")
+    if out is not None:
+        plots.append(str(out.relative_to(run_dir)))
+    plots += [p for p in summary.get("plots", []) if p not in plots]
     doc = build_report(summary, plots)
     md, htm = run_dir / "report.md", run_dir / "report.html"
     atomic_write(md, to_markdown(doc))
@@ -102,8 +99,7 @@ def write_report(ctx, summary: dict) -> tuple[Path, Path]:
     return md, htm
 
 
-def build_report(summary: dict, plots: list[str]):
-    from mlbench.analysis.render import Doc
+def build_report(summary: dict, plots: list[str]) -> Doc:
     doc = Doc()
     env = summary["run"]["env"]
     boot = summary.get("bootstrap", {})
@@ -143,9 +139,8 @@ def build_report(summary: dict, plots: list[str]):
                "requirements"], rows)
     names = [n for n, v in summary["variants"].items() if v["status"] == "ok" and v["deltas"]]
     if names:
-        keys = ["accuracy", "f1_macro", "nll", "brier", "ece", "worst_class_recall", "disagreement"]
-        if any("worst_group_accuracy" in summary["variants"][n]["deltas"] for n in names):
-            keys += ["worst_group_accuracy", "demographic_parity_difference"]
+        keys = [k for k in registry.names(tag=registry.DELTAS)
+                if any(k in summary["variants"][n]["deltas"] for n in names)]
         doc.h2("Deltas against the baseline (variant − baseline, 95 % CI)")
         doc.table(["variant", *keys, "McNemar p"],
                   [[n, *[_delta(summary["variants"][n]["deltas"].get(k)) for k in keys],

@@ -14,8 +14,8 @@ import operator
 from typing import Any
 
 from mlbench.analysis.timing import ROUNDS_KEY, timing_ratio
-from mlbench.analysis.vocabulary import HIGHER_IS_BETTER, metric_key
 from mlbench.errors import MlbenchError
+from mlbench.evaluate.registry import HIGHER_IS_BETTER, metric_key
 
 OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
 

@@ -13,9 +13,12 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from mlbench.errors import MlbenchError
+
+BACKEND_OF = {"torch": "torch", "onnx": "onnxruntime"}  # artifact format -> runner (and its option table)
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +103,7 @@ class TorchRunner:
 
 
 def _ort():
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy; only runs of ONNX artifacts need it
     return ort
 
 
@@ -178,4 +181,26 @@ class OrtRunner:
                 "warnings": self.warnings}
 
 
-__all__ = ["Runner", "TorchRunner", "OrtRunner"]
+def runner_for(art: Any, backend: Any, device: torch.device, overrides: dict[str, Any] | None = None,
+               threads: int | None = None) -> Runner:
+    """The runner for an artifact: the one place that switches on the artifact's format.
+
+    ``backend`` is the run's ``backend`` config (its ``torch`` / ``onnxruntime`` option tables,
+    defaults in :class:`mlbench.schema.BackendConf`); the artifact's own runner options (asked
+    for by a pass) and the variant's ``runner`` overrides apply on top, in that order. A torch
+    artifact that runs only on the CPU gets the CPU whatever ``device`` says."""
+    table = BACKEND_OF.get(art.format)
+    if table is None:
+        raise MlbenchError(f"no runner for artifact format {art.format!r}")
+    opts = {**OmegaConf.to_container(backend[table], resolve=True), **art.runner, **(overrides or {})}
+    threads = backend.threads if threads is None else threads
+    try:
+        if art.format == "torch":
+            dev = device if device.type in art.devices else torch.device("cpu")
+            return TorchRunner(art.model, dev, art.dtype, **opts)
+        return OrtRunner(art.path, threads=threads, **opts)
+    except TypeError as e:  # an unknown runner option
+        raise MlbenchError(f"runner options {sorted(opts)}: {e}") from None
+
+
+__all__ = ["Runner", "TorchRunner", "OrtRunner", "runner_for"]

@@ -122,7 +122,9 @@ class IsotonicCalibration(Calibrator):
         self.models: list[Any] = []
 
     def fit(self, logits, labels):
-        from sklearn.isotonic import IsotonicRegression
+        from sklearn.isotonic import (
+            IsotonicRegression,  # scikit-learn only for isotonic calibration
+        )
         p = logits.double().softmax(1).numpy()
         y = labels.cpu().numpy()
         self.models = [IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")

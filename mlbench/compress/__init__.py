@@ -1,6 +1,6 @@
 """Compression and export passes; recipes of them are the deployment variants."""
 
-from mlbench.compress.base import Artifact, Pass, PassContext, lineage_id
+from mlbench.compress.base import Artifact, Facts, Parity, Pass, PassContext, lineage_id
 from mlbench.compress.onnx_passes import (
     OnnxExport,
     OrtOptimize,
@@ -18,7 +18,7 @@ from mlbench.compress.torch_passes import (
     TorchQuantizeStatic,
 )
 
-__all__ = ["Artifact", "Pass", "PassContext", "lineage_id", "OnnxExport", "OrtOptimize",
+__all__ = ["Artifact", "Facts", "Parity", "Pass", "PassContext", "lineage_id", "OnnxExport", "OrtOptimize",
            "OrtQuantizeDynamic", "OrtQuantizeStatic", "check_onnx", "onnx_files", "Half",
            "TorchQuantizeDynamic", "TorchQuantizeStatic", "PruneUnstructured", "PruneStructured",
            "Finetune"]

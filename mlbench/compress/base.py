@@ -8,6 +8,7 @@ recipe on the same baseline always gives the same id (lineage), and the
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from collections.abc import Callable
@@ -22,13 +23,41 @@ from mlbench.data import DataBundle
 from mlbench.errors import VariantFailed
 from mlbench.train.cache import content_hash
 
+FORMATS = ("torch", "onnx")
+
+
+@dataclass
+class Parity:
+    """Agreement of an artifact's logits with a reference on real test inputs: the torch
+    model it was exported from (``reference="torch"``) or the artifact it was made from
+    (``reference="parent"``)."""
+
+    reference: str
+    max_abs_diff: float
+    top1_agreement: float
+    samples: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Facts:
+    """What is known about an artifact, typed: its parameter counts (of the torch model, or of
+    the torch model an ONNX file came from) and its last parity check."""
+
+    params: int | None = None
+    nonzero_params: int | None = None
+    parity: Parity | None = None
+
 
 @dataclass
 class Artifact:
-    """A deployable model: an in-memory torch module or an ONNX file (with its external data)."""
+    """A deployable model: an in-memory torch module or an ONNX file (with its external data),
+    and what it can do: the devices it runs on and whether gradients flow through it."""
 
     id: str
-    format: str  # "torch" or "onnx"
+    format: str  # one of FORMATS
     model: nn.Module | None = None
     path: Path | None = None
     files: list[Path] = field(default_factory=list)  # everything needed to load it
@@ -38,6 +67,18 @@ class Artifact:
     dtype: torch.dtype = torch.float32
     cpu_only: bool = False  # e.g. torch int8 kernels exist only on the CPU
     runner: dict[str, Any] = field(default_factory=dict)  # runner options the pass asks for
+    facts: Facts = field(default_factory=Facts)
+    flags: list[str] = field(default_factory=list)  # honest warnings raised by the passes
+
+    @property
+    def differentiable(self) -> bool:
+        """Gradients flow to the inputs (white-box attacks, attributions, fault copies)."""
+        return self.format == "torch" and not self.cpu_only
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """Device types it can run on. ONNX files run on the providers onnxruntime offers."""
+        return ("cpu",) if self.cpu_only else ("cpu", "cuda")
 
 
 @dataclass
@@ -63,6 +104,7 @@ class Pass:
 
     name: ClassVar[str] = "pass"
     accepts: ClassVar[tuple[str, ...]] = ("torch",)
+    produces: ClassVar[str] = "torch"  # the format of the artifact it returns
 
     def params(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))  # type: ignore[arg-type]
@@ -76,6 +118,11 @@ class Pass:
             raise VariantFailed(f"pass {self.name} needs a {' or '.join(self.accepts)} artifact, "
                                 f"got {art.format} (reorder the recipe)")
         new, info = self.apply(art, ctx)
+        if new.facts.params is None:  # a conversion keeps its source's parameter counts
+            new.facts.params, new.facts.nonzero_params = art.facts.params, art.facts.nonzero_params
+        new.flags = list(dict.fromkeys([*art.flags, *new.flags]))
+        if new.facts.parity is not None:
+            info = {**info, "parity": new.facts.parity.as_dict()}
         params = self.params()
         new.id = lineage_id(art.id, self.name, params)
         new.parent = art.id
@@ -87,7 +134,6 @@ class Pass:
 
 def copy_torch(art: Artifact, device: torch.device | str = "cpu") -> nn.Module:
     """A deep copy of a torch artifact's model, so a pass never mutates its input."""
-    import copy
     model = copy.deepcopy(art.model).to(device)
     # runners may have switched the source to channels_last; passes expect plain layouts
     model.to(memory_format=torch.contiguous_format)

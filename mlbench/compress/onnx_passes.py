@@ -14,7 +14,7 @@ import onnx
 import torch
 
 from mlbench.backends import OrtRunner
-from mlbench.compress.base import Artifact, Pass, PassContext, copy_torch
+from mlbench.compress.base import Artifact, Facts, Parity, Pass, PassContext, copy_torch
 from mlbench.errors import MlbenchError, VariantFailed
 
 log = logging.getLogger(__name__)
@@ -45,17 +45,18 @@ def _first_line(e: BaseException) -> str:
 
 
 def parity(reference: torch.nn.Module | OrtRunner, candidate: OrtRunner, x: torch.Tensor,
-           dtype: torch.dtype = torch.float32) -> dict[str, float]:
-    """Max |logit difference| and top-1 agreement between a reference and an ONNX model."""
+           dtype: torch.dtype = torch.float32) -> Parity:
+    """Max |logit difference| and top-1 agreement between a reference (the torch model, or the
+    parent ONNX model) and an ONNX model."""
+    kind = "torch" if isinstance(reference, torch.nn.Module) else "parent"
     if isinstance(reference, torch.nn.Module):
         with torch.inference_mode():
             ref = reference(x.to(dtype)).float()
     else:
         ref = reference.predict(x)
     out = candidate.predict(x)
-    return {"parity_max_abs_diff": float((ref - out).abs().max()),
-            "parity_top1_agreement": float((ref.argmax(1) == out.argmax(1)).float().mean()),
-            "parity_samples": int(len(x))}
+    return Parity(reference=kind, max_abs_diff=float((ref - out).abs().max()),
+                  top1_agreement=float((ref.argmax(1) == out.argmax(1)).float().mean()), samples=int(len(x)))
 
 
 def check_onnx(path: Path) -> None:
@@ -80,6 +81,7 @@ class OnnxExport(Pass):
     """
 
     name = "onnx_export"
+    produces = "onnx"
     opset: int = 18
     dynamo: bool = True
     external_data: bool = True
@@ -114,13 +116,13 @@ class OnnxExport(Pass):
         check_onnx(out)
         runner = OrtRunner(out, threads=1)
         par = parity(model, runner, ctx.data.x["test"][: self.parity_samples].float())
-        if par["parity_max_abs_diff"] > self.parity_atol or par["parity_top1_agreement"] < self.parity_min_agreement:
+        if par.max_abs_diff > self.parity_atol or par.top1_agreement < self.parity_min_agreement:
             raise VariantFailed(
-                f"ONNX parity check failed: max |diff| {par['parity_max_abs_diff']:.3g} "
-                f"(tolerance {self.parity_atol}), top-1 agreement {par['parity_top1_agreement']:.4f} "
+                f"ONNX parity check failed: max |diff| {par.max_abs_diff:.3g} "
+                f"(tolerance {self.parity_atol}), top-1 agreement {par.top1_agreement:.4f} "
                 f"(minimum {self.parity_min_agreement})")
-        new = Artifact(id="", format="onnx", path=out, files=onnx_files(out))
-        return new, {**par, "opset": self.opset, "exporter": "dynamo" if self.dynamo else "torchscript"}
+        new = Artifact(id="", format="onnx", path=out, files=onnx_files(out), facts=Facts(parity=par))
+        return new, {"opset": self.opset, "exporter": "dynamo" if self.dynamo else "torchscript"}
 
 
 _LEVELS = ("basic", "extended", "all")
@@ -132,6 +134,7 @@ class OrtOptimize(Pass):
     ``all`` includes layout transforms specific to the machine that ran it."""
 
     name = "ort_optimize"
+    produces = "onnx"
     accepts = ("onnx",)
     level: str = "extended"
 
@@ -140,7 +143,7 @@ class OrtOptimize(Pass):
             raise MlbenchError(f"ort_optimize.level must be one of {_LEVELS}, got {self.level!r}")
 
     def apply(self, art: Artifact, ctx: PassContext):
-        import onnxruntime as ort
+        import onnxruntime as ort  # heavy: on use
         out = ctx.workdir / f"{ctx.step:02d}_{self.name}.onnx"
         opts = ort.SessionOptions()
         opts.graph_optimization_level = {
@@ -151,12 +154,16 @@ class OrtOptimize(Pass):
         ort.InferenceSession(str(art.path), opts, providers=["CPUExecutionProvider"])
         par = parity(OrtRunner(art.path, threads=1), OrtRunner(out, threads=1),
                      ctx.data.x["test"][:256].float())
-        new = Artifact(id="", format="onnx", path=out, files=onnx_files(out))
-        return new, par
+        new = Artifact(id="", format="onnx", path=out, files=onnx_files(out), facts=Facts(parity=par))
+        return new, {"level": self.level}
 
 
 def _quant_enums():
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import (  # heavy: on use
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+    )
     return CalibrationMethod, QuantFormat, QuantType
 
 
@@ -171,7 +178,9 @@ def _enum(enum_cls, value: str, what: str):
 def _preprocess(src: Path, dst: Path) -> Path:
     """onnxruntime's recommended pre-processing: symbolic shape inference, ONNX shape
     inference and graph optimization before quantization."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization.shape_inference import (
+        quant_pre_process,  # heavy: on use
+    )
     try:
         quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
     except Exception as e:  # symbolic shape inference can fail on some graphs
@@ -192,6 +201,7 @@ class OrtQuantizeDynamic(Pass):
     """
 
     name = "ort_quantize_dynamic"
+    produces = "onnx"
     accepts = ("onnx",)
     weight_type: str = "QInt8"
     per_channel: bool = False
@@ -202,7 +212,7 @@ class OrtQuantizeDynamic(Pass):
         _enum(_quant_enums()[2], self.weight_type, "ort_quantize_dynamic.weight_type")
 
     def apply(self, art: Artifact, ctx: PassContext):
-        from onnxruntime.quantization import quantize_dynamic
+        from onnxruntime.quantization import quantize_dynamic  # heavy: on use
         out = ctx.workdir / f"{ctx.step:02d}_{self.name}.onnx"
         args = {"weight_type": self.weight_type, "per_channel": self.per_channel,
                 "reduce_range": self.reduce_range, "preprocessed": self.preprocess}
@@ -223,9 +233,8 @@ class OrtQuantizeDynamic(Pass):
             quantize(art.path)
         par = parity(OrtRunner(art.path, threads=1), OrtRunner(out, threads=1),
                      ctx.data.x["test"][:256].float())
-        return Artifact(id="", format="onnx", path=out, files=onnx_files(out)), \
-            {"quantizer": "onnxruntime.quantization.quantize_dynamic", "quantizer_args": args,
-             **{f"vs_parent_{k}": v for k, v in par.items()}}
+        return Artifact(id="", format="onnx", path=out, files=onnx_files(out), facts=Facts(parity=par)), \
+            {"quantizer": "onnxruntime.quantization.quantize_dynamic", "quantizer_args": args}
 
 
 class _CalibReader:
@@ -259,6 +268,7 @@ class OrtQuantizeStatic(Pass):
     """
 
     name = "ort_quantize_static"
+    produces = "onnx"
     accepts = ("onnx",)
     quant_format: str = "QDQ"
     per_channel: bool = True
@@ -280,7 +290,7 @@ class OrtQuantizeStatic(Pass):
             raise MlbenchError("ort_quantize_static.num_samples must be >= 1")
 
     def apply(self, art: Artifact, ctx: PassContext):
-        from onnxruntime.quantization import quantize_static
+        from onnxruntime.quantization import quantize_static  # heavy: on use
         cm, qf, qt = _quant_enums()
         src = art.path
         if self.preprocess:
@@ -296,8 +306,7 @@ class OrtQuantizeStatic(Pass):
             calibrate_method=getattr(cm, self.calibrate_method))
         par = parity(OrtRunner(art.path, threads=1), OrtRunner(out, threads=1),
                      ctx.data.x["test"][:256].float())
-        return Artifact(id="", format="onnx", path=out, files=onnx_files(out)), \
+        return Artifact(id="", format="onnx", path=out, files=onnx_files(out), facts=Facts(parity=par)), \
             {"quantizer": "onnxruntime.quantization.quantize_static",
              "quantizer_args": {**self.params(), "calibration_examples": len(calib),
-                                "calibration_split": "calib"},
-             **{f"vs_parent_{k}": v for k, v in par.items()}}
+                                "calibration_split": "calib"}}

@@ -8,10 +8,19 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.utils import prune
 
-from mlbench.compress.base import Artifact, Pass, PassContext, copy_torch, modules_of
+from mlbench.compress.base import (
+    Artifact,
+    Facts,
+    Pass,
+    PassContext,
+    copy_torch,
+    modules_of,
+)
 from mlbench.errors import MlbenchError, VariantFailed
 from mlbench.models import count_params
+from mlbench.train.fit import fit
 
 _PRUNABLE = ["Conv1d", "Conv2d", "Linear"]
 
@@ -51,7 +60,9 @@ class TorchQuantizeDynamic(Pass):
             raise MlbenchError(f"torch_quantize_dynamic.layers: unsupported {sorted(bad)}")
 
     def apply(self, art: Artifact, ctx: PassContext):
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import (
+            quantize_dynamic,  # on use: loads the quantized kernels
+        )
         model = copy_torch(art, "cpu")
         types = {getattr(nn, name) for name in self.layers}
         with warnings.catch_warnings():
@@ -75,6 +86,7 @@ class TorchQuantizeStatic(Pass):
     compile: bool = False
 
     def apply(self, art: Artifact, ctx: PassContext):
+        # torchao is optional and slow to import: on use
         from torchao.quantization.pt2e import allow_exported_model_train_eval
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
         from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
@@ -118,7 +130,6 @@ class PruneUnstructured(Pass):
             raise MlbenchError(f"prune_unstructured.scope must be global or layer, got {self.scope!r}")
 
     def apply(self, art: Artifact, ctx: PassContext):
-        from torch.nn.utils import prune
         model = copy_torch(art)
         targets = [(m, "weight") for _, m in modules_of(model, self.layers)]
         if not targets:
@@ -133,9 +144,9 @@ class PruneUnstructured(Pass):
         pruned = sum(int((m.weight == 0).sum()) for m, _ in targets)
         total = sum(m.weight.numel() for m, _ in targets)
         params, nonzero = count_params(model)
-        return Artifact(id="", format="torch", model=model), \
-            {"weight_sparsity": pruned / total, "params": params, "nonzero_params": nonzero,
-             "note": "unstructured zeros in dense tensors: no speedup with dense kernels"}
+        return Artifact(id="", format="torch", model=model, facts=Facts(params, nonzero),
+                        flags=["unstructured sparsity: dense kernels, so no speedup is expected"]), \
+            {"weight_sparsity": pruned / total, "params": params, "nonzero_params": nonzero}
 
 
 def _head(model: nn.Module, num_classes: int) -> nn.Module | None:
@@ -170,7 +181,7 @@ class PruneStructured(Pass):
             raise MlbenchError("prune_structured.round_to must be >= 1")
 
     def apply(self, art: Artifact, ctx: PassContext):
-        import torch_pruning as tp
+        import torch_pruning as tp  # on use: only structured pruning needs it
         model = copy_torch(art)
         example = ctx.data.x["test"][:2].float()
         head = _head(model, ctx.data.meta.num_classes)
@@ -183,7 +194,7 @@ class PruneStructured(Pass):
         pruner.step()
         after = count_params(model)[0]
         channels_after = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-        return Artifact(id="", format="torch", model=model.eval()), \
+        return Artifact(id="", format="torch", model=model.eval(), facts=Facts(after, after)), \
             {"params_before": before, "params_after": after,
              "conv_channels": {n: [channels_before[n], channels_after.get(n)] for n in channels_before}}
 
@@ -204,7 +215,6 @@ class Finetune(Pass):
             raise MlbenchError("finetune needs epochs >= 1 and lr > 0")
 
     def apply(self, art: Artifact, ctx: PassContext):
-        from mlbench.train import fit
         model = copy_torch(art, ctx.device)
         masks = {}
         if self.keep_sparsity:
@@ -224,6 +234,6 @@ class Finetune(Pass):
         res = fit(model, d.x["train"], d.y["train"], d.x["val"], d.y["val"], epochs=self.epochs,
                   post_step=keep_zeros if masks else None, seed=ctx.seed, desc="finetune", **kw)
         params_n, nonzero = count_params(model)
-        return Artifact(id="", format="torch", model=model.cpu().eval()), \
+        return Artifact(id="", format="torch", model=model.cpu().eval(), facts=Facts(params_n, nonzero)), \
             {"epochs": self.epochs, "best_epoch": res.best_epoch, "best_val_loss": res.best_val_loss,
              "params": params_n, "nonzero_params": nonzero}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,6 @@ class DataBundle:
         loaded, plus the metadata a model is built from. Part of the baseline cache key: the
         same config over changed data is a different baseline. Reads the arrays in place (no
         copy): about a second per GB."""
-        import hashlib
         h = hashlib.sha256(repr((self.meta.name, self.meta.input_shape, self.meta.num_classes)).encode())
         for s in SPLITS:
             tensors = [self.x[s], self.y[s], self.index[s]] + ([self.group[s]] if self.group else [])

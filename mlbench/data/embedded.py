@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 from sklearn import datasets as skd
 
-from mlbench.data.base import Dataset, DataMeta
+from mlbench.data.base import DataMeta, Dataset
 from mlbench.errors import MlbenchError
 
 
@@ -69,7 +70,6 @@ class NpzDataset(Dataset):
 def _check_headers(path: Path, where: str) -> None:
     """Each array's header must not claim more data than its member holds (a header that
     says 10^12 rows would otherwise make numpy try to allocate them)."""
-    import zipfile
     with zipfile.ZipFile(path) as z:
         for info in z.infolist():
             if info.filename not in ("x.npy", "y.npy", "group.npy"):
@@ -94,7 +94,6 @@ def read_npz_dataset(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | N
     """``x`` (N, ...) float features, ``y`` (N,) integer labels with at least two classes,
     optional ``group`` (N,) integers, from an ``.npz`` that holds no pickled objects.
     Anything else is one :class:`MlbenchError` naming the file and the problem."""
-    import zipfile
     where = f"data.path {path}"
     if not path.is_file():
         raise MlbenchError(f"{where}: no such file")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlbench.data.base import DataBundle, Dataset, DataMeta, check_arrays
+from mlbench.data.base import DataBundle, DataMeta, Dataset, check_arrays
 from mlbench.errors import MlbenchError
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlbench.data.base import Dataset, DataMeta, stratified_splits
+from mlbench.data.base import DataMeta, Dataset, stratified_splits
 from mlbench.errors import MlbenchError
 
 _INFO = {
@@ -39,7 +39,7 @@ class TorchvisionDataset(Dataset):
 
     def _load(self, train: bool):
         try:
-            import torchvision
+            import torchvision  # optional: only the downloader needs it
         except ImportError:
             raise MlbenchError(
                 f"data={self.name} needs torchvision: pip install torchvision "

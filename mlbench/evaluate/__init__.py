@@ -1,8 +1,21 @@
-"""Evaluation: the one loop, the metric definitions, and efficiency measurement."""
+"""Evaluation: the one loop, the metric table and definitions, and efficiency measurement.
 
-from mlbench.evaluate.efficiency import compare_efficiency, latency, peak_memory, throughput
-from mlbench.evaluate.loop import Evaluation, evaluate, predict_all
-from mlbench.evaluate.metrics import classification_metrics
+Names are imported on first use (PEP 562) so that reading the metric table
+(``mlbench.evaluate.registry``, needed to compose a config) does not import torch.
+"""
 
-__all__ = ["evaluate", "predict_all", "Evaluation", "classification_metrics", "latency",
-           "throughput", "peak_memory", "compare_efficiency"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {"evaluate": "loop", "predict_all": "loop", "Evaluation": "loop",
+         "classification_metrics": "metrics", "latency": "efficiency", "throughput": "efficiency",
+         "peak_memory": "efficiency", "compare_efficiency": "efficiency"}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"mlbench.evaluate.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'mlbench.evaluate' has no attribute {name!r}")

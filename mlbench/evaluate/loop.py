@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,3 +63,10 @@ def serving_batch(cfg) -> int:
     """The batch size quality metrics are measured at (``deployment.serving``): 1 when the
     model serves online, one request at a time; ``eval.batch_size`` when it serves batches."""
     return 1 if cfg.deployment.serving == "online" else int(cfg.eval.batch_size)
+
+
+def robust_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy where a prediction with any non-finite logit counts as wrong."""
+    finite = torch.isfinite(logits).all(1)
+    pred = torch.where(torch.isfinite(logits), logits, torch.full_like(logits, -math.inf)).argmax(1)
+    return float(((pred == y) & finite).double().mean())

@@ -19,6 +19,8 @@ from torchmetrics.functional.classification import (
     multiclass_recall,
 )
 
+from mlbench.evaluate.registry import METRICS, PREDICTIONS, names
+
 N_BINS = 15
 PROB_FLOOR = 1e-12  # NLL clamps the true-class probability here so a hard zero stays finite
 
@@ -93,7 +95,6 @@ def classwise_ece(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = N_BIN
         p = probs[:, k]
         hit = (labels == k).double()
         bins = confidence_bins(p, n_bins)
-        mass = torch.zeros(n_bins, dtype=p.dtype).index_add_(0, bins, torch.ones_like(p))
         gap = torch.zeros(n_bins, dtype=p.dtype).index_add_(0, bins, p - hit)
         total += float(gap.abs().sum()) / len(p)
     return total / probs.shape[1]
@@ -107,23 +108,25 @@ def per_class_recall(probs: torch.Tensor, labels: torch.Tensor) -> list[float | 
     return [float(r) if ok else None for r, ok in zip(rec, present)]
 
 
-def classification_metrics(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """The core vocabulary: accuracy, f1_macro, nll, brier, ece, ece_adaptive, mce,
-    classwise_ece, worst_class_recall (lowest recall over classes present)."""
-    c = probs.shape[1]
-    pred = probs.argmax(1)
+def accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of items whose top class is the label (torchmetrics, micro average)."""
+    return float(multiclass_accuracy(probs.argmax(1), labels, probs.shape[1], average="micro"))
+
+
+def f1_macro(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Unweighted mean over classes of per-class F1 (torchmetrics)."""
+    return float(multiclass_f1_score(probs.argmax(1), labels, probs.shape[1], average="macro"))
+
+
+def worst_class_recall(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Lowest recall over the classes present in ``labels``."""
     rec = [r for r in per_class_recall(probs, labels) if r is not None]
-    return {
-        "accuracy": float(multiclass_accuracy(pred, labels, c, average="micro")),
-        "f1_macro": float(multiclass_f1_score(pred, labels, c, average="macro")),
-        "nll": nll(probs, labels),
-        "brier": brier(probs, labels),
-        "ece": ece(probs, labels),
-        "ece_adaptive": ece_adaptive(probs, labels),
-        "mce": mce(probs, labels),
-        "classwise_ece": classwise_ece(probs, labels),
-        "worst_class_recall": min(rec) if rec else math.nan,
-    }
+    return min(rec) if rec else math.nan
+
+
+def classification_metrics(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Every metric of the table computed from predictions (``source=predictions``)."""
+    return {n: METRICS[n].function(probs, labels) for n in names(source=PREDICTIONS)}
 
 
 def check_probs(probs: torch.Tensor, atol: float = 1e-3) -> str | None:

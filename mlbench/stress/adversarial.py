@@ -22,8 +22,7 @@ from torch import nn
 
 from mlbench.data import DataMeta
 from mlbench.errors import MlbenchError
-from mlbench.stress.base import Stressor
-
+from mlbench.stress.base import InputStressor
 
 LOSSES = ("ce", "margin")
 
@@ -52,7 +51,7 @@ def _captum_classes():
       on the CPU and broadcasts them over the last input dimension instead of the batch;
       the override draws one radius per example, on the input's device.
     """
-    from captum.robust import FGSM, PGD
+    from captum.robust import FGSM, PGD  # captum is slow to import: on use
 
     class SignStep(FGSM):
         def __init__(self, *args, **kwargs):
@@ -85,7 +84,7 @@ def _captum_classes():
     return SignStep, StatedPGD
 
 
-class Attack(Stressor):
+class Attack(InputStressor):
     """``method``: ``fgsm`` (one signed-gradient step; for L2 one normalised-gradient step)
     or ``pgd`` (``steps`` projected steps of ``step_ratio * eps``, optional ``random_start``).
     ``norm``: ``Linf`` or ``L2``. ``eps``: radii in input units (pixels in [0, 1]; train-std
@@ -93,6 +92,9 @@ class Attack(Stressor):
     (Carlini-Wagner margin, the stronger choice for robust accuracy)."""
 
     kind = "adversarial"
+    condition_key = "eps"
+    crafted = True
+    figure = ("robust_accuracy_vs_eps.png", "eps", False)
 
     def __init__(self, method: str = "fgsm", norm: str = "Linf", eps: Sequence[float] = (0.02, 0.05),
                  steps: int = 10, step_ratio: float = 0.25, random_start: bool = False,
@@ -112,6 +114,13 @@ class Attack(Stressor):
         self.steps, self.step_ratio, self.random_start = steps, step_ratio, random_start
         self.loss, self.batch_size = loss, batch_size
         self.bounds = (-math.inf, math.inf)
+
+    def conditions(self) -> list[float]:
+        return self.eps
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor, eps: float, model: nn.Module | None = None,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return self.craft(model, x, y, eps, dtype)
 
     def describe(self) -> dict:
         return {"method": self.method, "norm": self.norm, "eps": self.eps,

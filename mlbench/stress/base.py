@@ -1,26 +1,95 @@
-"""Stressor contract.
+"""The stressor contract.
 
-A stressor is built from the ``stress`` config group (a multi-select list) and
-declares what it fits: ``modalities``. ``check(meta)`` runs when the run is set
-up (after the data is read, before any training): a corruption that does not
-fit the data, or an eps outside the input range, fails there with one line.
-Presets (``light``, ``full``) set ``when_unfit: skip`` so one preset serves
-image and tabular data; a stressor picked by name fails instead.
+A stressor is one entry of the multi-select ``stress`` config group. It declares
+the data it fits (``modalities``; ``check(meta)`` runs at set-up, before any
+training), its conditions (severities, radii, rates), and how it reaches a model:
+
+- :class:`InputStressor` perturbs the test inputs, ``perturb(x, y, condition, model)``.
+  ``crafted = True`` (attacks) means white-box: crafted on each differentiable variant,
+  and on the baseline and transferred for the others.
+- :class:`ModelStressor` perturbs the model, ``perturb(artifact, condition, trial, env)``,
+  repeated over ``trials``.
+- :class:`Comparison` compares something computed on each variant with the baseline's
+  (explanations); it perturbs nothing.
+
+Each yields :class:`StressRow` s from ``rows(env)``; the stage (``stress/stage.py``) is one
+loop over stressors that collects them. Each stressor also declares its summary
+(``summarize``), its headline figure per condition (the flat metric
+``stress/<name>/<condition>/accuracy``) and its plot. Presets (``light``, ``full``) set
+``when_unfit: skip`` so one preset serves image and tabular data; a stressor picked by
+name fails instead.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import math
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
+from scipy import stats as sps
 
 from mlbench.data import DataMeta
 from mlbench.errors import MlbenchError
 
 
+@dataclass
+class StressVariant:
+    """What a stressor may use of one variant: its artifact (format, capabilities) and runner."""
+
+    name: str
+    artifact: Any  # mlbench.compress.Artifact
+    runner: Any  # mlbench.backends.Runner
+
+
+@dataclass
+class StressEnv:
+    """What a stressor may use of the run: the test split, the variants (baseline first),
+    how to score a runner on inputs, how to build a runner for a perturbed artifact, and a
+    scratch folder."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    meta: DataMeta
+    device: torch.device
+    variants: list[StressVariant]
+    score: Callable[..., tuple[dict[str, Any], torch.Tensor]]  # (runner, x, base_probs=None) -> (row, probs)
+    accuracy: Callable[[Any], float]  # runner -> accuracy on the clean test split (non-finite = wrong)
+    runner_for: Callable[[Any], Any]  # artifact -> runner
+    workdir: Path
+    plots_dir: Path
+
+    @property
+    def baseline(self) -> StressVariant:
+        return self.variants[0]
+
+
+@dataclass
+class StressRow:
+    """One stressor × condition × variant: ``values`` are its figures as they appear in
+    summary.json (``accuracy``, ``ece``, paired ``delta_*`` with intervals, or a trial mean
+    with its t-interval). A row with ``skipped`` set says why the variant was not stressed."""
+
+    stressor: str
+    variant: str
+    condition: str | None
+    values: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None
+
+
 class Stressor:
     kind: ClassVar[str] = "stressor"
+    condition_key: ClassVar[str] = "conditions"  # the key of the per-condition table in summary.json
     modalities: ClassVar[tuple[str, ...]] = ("image", "tabular")
+    headline: ClassVar[str] = "accuracy"  # the figure a condition's flat metric reports ...
+    headline_name: ClassVar[str] = "accuracy"  # ... as metrics["stress/<name>/<condition>/<headline_name>"]
+    aggregate: ClassVar[str | None] = None  # "corruption": counts toward mean corruption accuracy/error
+    # a plot shared by every stressor of this class: file name, x label, log x axis
+    figure: ClassVar[tuple[str, str, bool] | None] = None
 
     def __init__(self, when_unfit: str = "error", seed: int = 0):
         if when_unfit not in ("error", "skip"):
@@ -28,6 +97,7 @@ class Stressor:
         self.when_unfit, self.seed = when_unfit, seed
         self.name = type(self).__name__
 
+    # -- set-up ---------------------------------------------------------------------
     def fits(self, meta: DataMeta) -> str | None:
         """Why this stressor does not fit the data, or None."""
         if meta.modality not in self.modalities:
@@ -43,9 +113,118 @@ class Stressor:
             return False
         raise MlbenchError(f"stress.{self.name}: {why}")
 
+    # -- what it declares -------------------------------------------------------------
+    def conditions(self) -> list[Any]:
+        return []
+
+    @staticmethod
+    def label(condition: Any) -> str:
+        """A condition as written in summary.json keys."""
+        return f"{condition:g}" if isinstance(condition, float) else str(condition)
+
+    def describe(self) -> dict[str, Any]:
+        """Fixed facts about the stressor, written into each variant's section."""
+        return {}
+
+    def rows(self, env: StressEnv) -> Iterator[StressRow]:
+        raise NotImplementedError
+
+    def summarize(self, section: dict[str, Any], base_section: dict[str, Any]) -> None:
+        """Add summary figures to a variant's section (in place), given the baseline's."""
+
+    def plot(self, sections: dict[str, dict[str, Any]], env: StressEnv) -> list[Path]:
+        """Plots of its own (beyond the shared ``figure``); ``sections`` by variant."""
+        return []
+
+
+class InputStressor(Stressor):
+    """Perturbs test inputs; every variant is scored on the same perturbed items (or, for a
+    crafted stressor, on items crafted against it where it is differentiable)."""
+
+    crafted: ClassVar[bool] = False
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor, condition: Any, model: torch.nn.Module | None = None,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        raise NotImplementedError
+
+    def rows(self, env: StressEnv) -> Iterator[StressRow]:
+        x, y = env.x, env.y
+        base = env.baseline
+        for c in self.conditions():
+            label = self.label(c)
+            if self.crafted:
+                dev, art = base.runner.input_device, base.artifact
+                base_x = self.perturb(x.to(dev), y.to(dev), c, art.model, art.dtype).cpu()
+            else:
+                base_x = self.perturb(x.to(env.device), y.to(env.device), c).cpu()
+            row, base_probs = env.score(base.runner, base_x)
+            if self.crafted:
+                row["mode"] = "white-box"
+            yield StressRow(self.name, base.name, label, row)
+            for v in env.variants[1:]:
+                if self.crafted and v.artifact.differentiable:
+                    dev, art = v.runner.input_device, v.artifact
+                    xv = self.perturb(x.to(dev), y.to(dev), c, art.model, art.dtype).cpu()
+                    row, _ = env.score(v.runner, xv, base_probs)
+                    row["mode"] = "white-box"
+                else:
+                    row, _ = env.score(v.runner, base_x, base_probs)
+                    if self.crafted:
+                        row["mode"] = "transfer (crafted on the float baseline)"
+                yield StressRow(self.name, v.name, label, row)
+
+
+class Unsupported(Exception):
+    """A model stressor cannot perturb this artifact (the reason is recorded, not raised)."""
+
+
+class ModelStressor(Stressor):
+    """Perturbs the model (its stored weights); each condition is tried ``trials`` times and
+    reported as the mean accuracy with a 95 % t-interval over trials."""
+
+    headline = "mean"
+    per_trial: ClassVar[tuple[str, ...]] = ()  # facts kept as one value per trial (others: the first)
+    trials: int = 1
+
+    def perturb(self, variant: StressVariant, condition: Any, trial: int, env: StressEnv
+                ) -> tuple[Any, dict[str, Any]]:
+        """A perturbed copy of the variant's artifact and facts about the perturbation;
+        raises :class:`Unsupported` when it cannot perturb this artifact."""
+        raise NotImplementedError
+
+    def rows(self, env: StressEnv) -> Iterator[StressRow]:
+        for v in env.variants:
+            try:
+                for c in self.conditions():
+                    accs, facts = [], []
+                    for trial in range(self.trials):
+                        faulty, info = self.perturb(v, c, trial, env)
+                        accs.append(env.accuracy(env.runner_for(faulty)))
+                        facts.append(info)
+                    merged = {k: [f[k] for f in facts] if k in self.per_trial else facts[0][k] for k in facts[0]}
+                    yield StressRow(self.name, v.name, self.label(c), {**trial_interval(accs), **merged})
+            except Unsupported as e:
+                yield StressRow(self.name, v.name, None, skipped=str(e))
+
+
+class Comparison(Stressor):
+    """Compares a per-variant computation with the baseline's; ``rows`` yields one row per
+    variant and measure (its ``condition_key`` table)."""
+
+
+def trial_interval(values: list[float]) -> dict[str, Any]:
+    """Mean of per-trial accuracies with a 95 % t-interval, clipped to [0, 1]."""
+    arr = np.asarray(values, dtype=np.float64)
+    mean = float(arr.mean())
+    if len(arr) > 1 and arr.std(ddof=1) > 0:
+        half = float(sps.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr)))
+    else:
+        half = 0.0
+    return {"mean": mean, "ci_low": max(0.0, mean - half), "ci_high": min(1.0, mean + half), "trials": values,
+            "interval": "95% t-interval over trials, clipped to [0, 1]"}
+
 
 def generator(seed: int, *parts: object, device: torch.device | str = "cpu") -> torch.Generator:
     """A torch generator seeded from the run seed and a condition's name."""
-    import zlib
     key = zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
     return torch.Generator(device=device).manual_seed((seed * 1_000_003 + key) % (2**63))

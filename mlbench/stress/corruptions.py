@@ -17,13 +17,17 @@ import torch.nn.functional as F
 
 from mlbench.data import DataMeta
 from mlbench.errors import MlbenchError
-from mlbench.stress.base import Stressor, generator
+from mlbench.stress.base import InputStressor, generator
 
 
-class Corruption(Stressor):
-    """Base: ``levels[s - 1]`` is the strength at severity ``s``."""
+class Corruption(InputStressor):
+    """Base: ``levels[s - 1]`` is the strength at severity ``s``. Summary: accuracy per
+    severity and the corruption error against this run's baseline."""
 
     kind = "corruption"
+    condition_key = "severities"
+    aggregate = "corruption"
+    figure = ("accuracy_vs_severity.png", "severity", False)
     modalities = ("image",)
     levels: tuple[float, ...] = ()
 
@@ -39,7 +43,19 @@ class Corruption(Stressor):
         self.range = meta.input_range
         return super().check(meta)
 
-    def perturb(self, x: torch.Tensor, y: torch.Tensor, severity: int) -> torch.Tensor:
+    def conditions(self) -> list[int]:
+        return self.severities
+
+    def summarize(self, section: dict, base_section: dict) -> None:
+        """``corruption_error``: the variant's error summed over the severities > 0 divided by
+        the baseline's (1.0 = as robust as the baseline; None when the baseline makes no error)."""
+        rows = {s: r for s, r in section["severities"].items() if s != "0"}
+        err_v = sum(1 - r["accuracy"] for r in rows.values())
+        err_b = sum(1 - base_section["severities"][s]["accuracy"] for s in rows)
+        section["corruption_error"] = err_v / err_b if err_b > 0 else None
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor, severity: int, model=None,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The corrupted batch; deterministic for (seed, corruption, severity)."""
         if severity == 0:
             return x.clone()

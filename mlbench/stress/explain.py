@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from mlbench.errors import MlbenchError
-from mlbench.stress.base import Stressor, generator
+from mlbench.stress.base import Comparison, StressEnv, StressRow, generator
+from mlbench.stress.plots import attribution_maps
 
 METHODS = ("integrated_gradients", "saliency")
 
@@ -39,8 +40,14 @@ def topk_overlap(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
     return (ma & mb).sum(1).double() / k
 
 
-class Explanations(Stressor):
+class Explanations(Comparison):
+    """Attributions of each differentiable variant against the baseline's on the first
+    ``n_items`` test items; one row per variant and method."""
+
     kind = "explanation"
+    condition_key = "methods"
+    headline = "spearman_mean"
+    headline_name = "spearman"
 
     def __init__(self, methods: Sequence[str] = METHODS, n_items: int = 64, ig_steps: int = 32,
                  topk: float = 0.1, infidelity_samples: int = 10, sensitivity_samples: int = 10,
@@ -53,9 +60,50 @@ class Explanations(Stressor):
             raise MlbenchError(f"explanations.topk must be in (0, 1], got {topk}")
         self.methods, self.n_items, self.ig_steps, self.topk = list(methods), n_items, ig_steps, topk
         self.infidelity_samples, self.sensitivity_samples = infidelity_samples, sensitivity_samples
+        self._shape: dict[str, int] = {}  # items and top-k, known once the data is seen
+        self._maps: dict[str, dict[str, torch.Tensor]] = {}  # method -> variant -> first attributions
+
+    def conditions(self) -> list[str]:
+        return self.methods
+
+    def describe(self) -> dict:
+        return dict(self._shape)
+
+    def rows(self, env: StressEnv):
+        n = min(self.n_items, len(env.y))
+        base = env.baseline
+        dev = base.runner.input_device
+        x, y = env.x[:n].to(dev), env.y[:n].to(dev)
+        k = self.k(x[0].numel())
+        self._shape = {"items": n, "topk": k}
+        base_attr = {m: self.attribute(base.artifact.model, x, y, m) for m in self.methods}
+        for v in env.variants:
+            if not v.artifact.differentiable:
+                yield StressRow(self.name, v.name, None,
+                                skipped="not differentiable (ONNX or quantized): no gradients for attributions")
+                continue
+            model, dtype, dev = v.artifact.model, v.artifact.dtype, v.runner.input_device
+            xv, yv = x.to(dev), y.to(dev)
+            for m in self.methods:
+                a = base_attr[m] if v is env.baseline else self.attribute(model, xv, yv, m, dtype)
+                rho = spearman(base_attr[m].cpu(), a.cpu())
+                ov = topk_overlap(base_attr[m].cpu(), a.cpu(), k)
+                self._maps.setdefault(m, {})[v.name] = a[:6].float().cpu()
+                yield StressRow(self.name, v.name, m, {
+                    "spearman_mean": float(rho.mean()), "spearman_median": float(rho.median()),
+                    "topk_overlap_mean": float(ov.mean()), **self.scores(model, xv, yv, m, a, dtype)})
+
+    def plot(self, sections: dict, env: StressEnv) -> list:
+        if env.meta.modality != "image":
+            return []
+        return [attribution_maps(self.name, m, per_variant, env.x, env.meta.input_shape, env.plots_dir)
+                for m, per_variant in self._maps.items()]
 
     def _method(self, name: str, model: nn.Module, dtype: torch.dtype):
-        from captum.attr import IntegratedGradients, Saliency
+        from captum.attr import (  # captum is slow to import: on use
+            IntegratedGradients,
+            Saliency,
+        )
 
         def forward(inp: torch.Tensor) -> torch.Tensor:
             return model(inp.to(dtype)).float()
@@ -74,7 +122,7 @@ class Explanations(Stressor):
                attributions: torch.Tensor, dtype: torch.dtype = torch.float32) -> dict[str, float]:
         """captum's infidelity (Gaussian input noise, std 0.003) and sensitivity_max
         (radius 0.02), averaged over items."""
-        from captum.metrics import infidelity, sensitivity_max
+        from captum.metrics import infidelity, sensitivity_max  # on use
         m, kw = self._method(method, model, dtype)
         g = generator(self.seed, "infidelity", method, device=x.device)
 

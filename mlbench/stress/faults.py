@@ -18,8 +18,15 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from mlbench.compress.base import Artifact
 from mlbench.errors import MlbenchError
-from mlbench.stress.base import Stressor
+from mlbench.stress.base import (
+    ModelStressor,
+    StressEnv,
+    StressVariant,
+    Unsupported,
+    generator,
+)
 
 _INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
@@ -108,12 +115,15 @@ def onnx_with_faults(path: Path, mode: str, rate: float, g: torch.Generator, wor
     return out, n, fmt
 
 
-class WeightFaults(Stressor):
+class WeightFaults(ModelStressor):
     """``mode``: ``bitflip`` (``rates`` are bit-error rates) or ``gaussian`` (``rates`` are the
     noise std relative to each tensor's std). Each rate is tried ``trials`` times with
     different seeds; accuracy is reported as mean with a 95 % t-interval over trials."""
 
     kind = "fault"
+    condition_key = "rates"
+    per_trial = ("bits_flipped",)
+    figure = ("accuracy_vs_bit_error_rate.png", "rate (bit-error rate or relative noise std)", True)
 
     def __init__(self, mode: str = "bitflip", rates: Sequence[float] = (1e-7, 1e-6, 1e-5), trials: int = 3,
                  when_unfit: str = "error", seed: int = 0):
@@ -125,3 +135,24 @@ class WeightFaults(Stressor):
         if trials < 1:
             raise MlbenchError("weight faults need trials >= 1")
         self.mode, self.rates, self.trials = mode, [float(r) for r in rates], trials
+
+    def conditions(self) -> list[float]:
+        return self.rates
+
+    def describe(self) -> dict:
+        return {"mode": self.mode}
+
+    def perturb(self, variant: StressVariant, rate: float, trial: int, env: StressEnv):
+        art = variant.artifact
+        g = generator(self.seed, self.name, variant.name, rate, trial)
+        if art.format == "torch":
+            if not art.differentiable:
+                raise Unsupported("quantized torch modules keep packed weights; fault injection is not supported")
+            faulty, n = torch_with_faults(art.model, self.mode, rate, g)
+            return (Artifact(id=f"{art.id}+faults", format="torch", model=faulty, dtype=art.dtype),
+                    {"bits_flipped": n, "format": str(art.dtype).replace("torch.", "")})
+        try:
+            path, n, fmt = onnx_with_faults(art.path, self.mode, rate, g, env.workdir)
+        except MlbenchError as e:  # e.g. gaussian noise on int8 weights
+            raise Unsupported(str(e).splitlines()[0]) from None
+        return Artifact(id=f"{art.id}+faults", format="onnx", path=path), {"bits_flipped": n, "format": fmt}

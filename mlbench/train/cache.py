@@ -26,7 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from filelock import FileLock
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file

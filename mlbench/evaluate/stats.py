@@ -18,6 +18,7 @@ import torch
 from scipy.stats import binom
 
 from mlbench.evaluate.metrics import N_BINS, PROB_FLOOR, confidence_bins
+from mlbench.evaluate.registry import PREDICTIONS, names
 
 
 @dataclass
@@ -126,10 +127,13 @@ def pair_columns(probs_base: torch.Tensor, probs_var: torch.Tensor, labels: torc
     return torch.cat(parts, dim=1).float(), layout
 
 
-DELTA_METRICS = ("accuracy", "f1_macro", "nll", "brier", "ece", "mce", "worst_class_recall")
+# the per-model metrics the table marks ``bootstrap``: each must be a function of per-item sums
+DELTA_METRICS = names(source=PREDICTIONS, bootstrap=True)
 
 
-def _metrics_from_sums(s: torch.Tensor, n: int, classes: int, bins: int, support: torch.Tensor):
+def _metrics_from_sums(s: torch.Tensor, n: int, classes: int, bins: int, support: torch.Tensor
+                       ) -> dict[str, torch.Tensor]:
+    """Each per-model metric, for every row of sums (one row per resample)."""
     acc = s[:, 0] / n
     nll = s[:, 1] / n
     brier = s[:, 2] / n
@@ -145,7 +149,12 @@ def _metrics_from_sums(s: torch.Tensor, n: int, classes: int, bins: int, support
     f1_macro = (f1 * valid).sum(1) / valid.sum(1).clamp_min(1)
     recall = torch.where(support > 0, tp / support.clamp_min(1e-12), torch.full_like(tp, float("inf")))
     worst = recall.amin(1)
-    return torch.stack([acc, f1_macro, nll, brier, ece, mce, worst], dim=1)
+    return {"accuracy": acc, "f1_macro": f1_macro, "nll": nll, "brier": brier, "ece": ece, "mce": mce,
+            "worst_class_recall": worst}
+
+
+def _stack(m: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.stack([m[k] for k in DELTA_METRICS], dim=1)
 
 
 def pair_statistic(layout: dict) -> tuple[Callable[[torch.Tensor, float], torch.Tensor], list[str]]:
@@ -158,8 +167,8 @@ def pair_statistic(layout: dict) -> tuple[Callable[[torch.Tensor, float], torch.
 
     def statistic(s: torch.Tensor, n: float) -> torch.Tensor:
         support = s[:, 2 * w + 1:2 * w + 1 + c]
-        mb = _metrics_from_sums(s[:, :w], n, c, bins, support)
-        mv = _metrics_from_sums(s[:, w:2 * w], n, c, bins, support)
+        mb = _stack(_metrics_from_sums(s[:, :w], n, c, bins, support))
+        mv = _stack(_metrics_from_sums(s[:, w:2 * w], n, c, bins, support))
         out = [mv - mb, (s[:, 2 * w:2 * w + 1] / n)]
         if groups:
             o = 2 * w + 1 + c
@@ -182,9 +191,11 @@ def pair_statistic(layout: dict) -> tuple[Callable[[torch.Tensor, float], torch.
 
 def paired_deltas(probs_base: torch.Tensor, probs_var: torch.Tensor, labels: torch.Tensor,
                   group: torch.Tensor | None = None, n_resamples: int = 2000, seed: int = 0,
-                  level: float = 0.95, device: torch.device | None = None) -> dict[str, dict]:
+                  level: float = 0.95, device: torch.device | None = None,
+                  metrics: tuple[str, ...] | None = None) -> dict[str, dict]:
     """Variant minus baseline for the core metrics on the same items, each with a paired
-    percentile bootstrap interval; accuracy also gets the exact McNemar p-value."""
+    percentile bootstrap interval; accuracy also gets the exact McNemar p-value.
+    ``metrics``: keep only these (the resamples are shared, so the intervals are the same)."""
     cols, layout = pair_columns(probs_base, probs_var, labels, group)
     stat, names = pair_statistic(layout)
     point, lo, hi = paired_bootstrap(cols, stat, n_resamples, seed, level, device)
@@ -194,6 +205,8 @@ def paired_deltas(probs_base: torch.Tensor, probs_var: torch.Tensor, labels: tor
     mc = mcnemar_exact(probs_base.argmax(1) == labels, probs_var.argmax(1) == labels)
     out["accuracy"]["p_value"] = mc["p_value"]
     out["accuracy"]["mcnemar_b"], out["accuracy"]["mcnemar_c"] = mc["b"], mc["c"]
+    if metrics is not None:
+        out = {k: v for k, v in out.items() if k in metrics}
     for v in out.values():
         v["significant"] = None if v["ci_low"] is None else not (v["ci_low"] <= 0.0 <= v["ci_high"])
     return out

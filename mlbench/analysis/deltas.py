@@ -1,0 +1,50 @@
+"""Paired comparisons of every variant with the baseline on the same test items:
+metric deltas with bootstrap intervals, timing ratios with round intervals, per-class
+recall changes, agreement, and compression-identified exemplars."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mlbench.analysis.timing import round_ratio
+from mlbench.data import DataBundle
+from mlbench.evaluate.fairness import exemplars, flips
+from mlbench.evaluate.stats import paired_deltas
+from mlbench.records import Live, VariantRecord
+
+RATIO_METRICS = {"latency_p50_ms": "latency_p50_ms_by_round", "throughput_sps": "throughput_sps_by_round",
+                 "size_bytes": None}  # metric -> its per-round figures (None: not timed)
+
+
+def compare_variants(records: dict[str, VariantRecord], live: dict[str, Live], base_name: str,
+                     data: DataBundle, resamples: int, level: float, seed: int,
+                     device: torch.device) -> list[dict[str, Any]]:
+    """Fill each measured record's deltas, per-class changes and agreement; returns the
+    compression-identified exemplars."""
+    base, base_live = records[base_name], live[base_name]
+    group = data.group["test"] if data.group is not None else None
+    use_group = group is not None and base.groups and "error" not in base.groups
+    pb = base_live.evaluation.probs
+    y = data.y["test"]
+    preds = {}
+    for name, lv in live.items():
+        rec = records[name]
+        pv = lv.evaluation.probs
+        preds[name] = pv.argmax(1)
+        rec.agreement = flips(pb.argmax(1), pv.argmax(1), y, data.index["test"])
+        rec.metrics["disagreement"] = rec.agreement["disagreement"]
+        rec.per_class_recall_delta = [None if a is None or b is None else a - b
+                                      for a, b in zip(rec.per_class_recall, base.per_class_recall)]
+        if name == base_name:
+            continue
+        rec.deltas = paired_deltas(pb, pv, y, group if use_group else None, n_resamples=resamples, seed=seed,
+                                   level=level, device=device)
+        for k, rounds_key in RATIO_METRICS.items():
+            if k in rec.metrics and k in base.metrics:
+                rec.deltas[k + "_ratio"] = {"value": rec.metrics[k] / base.metrics[k] if base.metrics[k] else None,
+                                            "ci_low": None, "ci_high": None}
+                if rounds_key and rec.timing.get(rounds_key) and base.timing.get(rounds_key):
+                    rec.deltas[k + "_ratio"].update(round_ratio(rec.timing[rounds_key], base.timing[rounds_key]))
+    return exemplars(preds, base_name, y, data.index["test"])

@@ -1,0 +1,101 @@
+"""Typed run records: what the stages produce, as plain data.
+
+Stages fill a :class:`VariantRecord` per variant and a :class:`RunRecord` for the run;
+:func:`mlbench.pipeline.summary` turns them into summary.json. Everything after that
+(requirements, recommendation, Pareto front, report, ``mlbench compare``) reads
+summary.json, never the live run. Live objects (models, runners, test outputs) stay in
+:class:`Live`, which the writer does not see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class VariantRecord:
+    """Everything measured for one variant; ``summary()`` is its entry in summary.json."""
+
+    name: str
+    description: str = ""
+    recipe: list[str] = field(default_factory=list)
+    status: str = "ok"
+    error: str | None = None
+    artifact_path: str | None = None
+    lineage: dict[str, Any] | None = None
+    backend: str = "torch"
+    runner: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, dict[str, float]] = field(default_factory=dict)
+    calibrator: dict[str, Any] | None = None
+    per_class_recall: list[float | None] = field(default_factory=list)
+    throughput: dict[str, float] = field(default_factory=dict)
+    deltas: dict[str, dict] = field(default_factory=dict)
+    per_class_recall_delta: list[float | None] = field(default_factory=list)
+    groups: dict[str, Any] | None = None
+    agreement: dict[str, Any] | None = None
+    serving: dict[str, Any] | None = None  # the batch-invariance check
+    timing: dict[str, list[float]] = field(default_factory=dict)  # per-round timing figures
+    flags: list[str] = field(default_factory=list)
+    stress: dict[str, Any] = field(default_factory=dict)
+    build_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "description": self.description, "recipe": self.recipe, "backend": self.backend,
+            "status": self.status, "error": self.error, "artifact": self.artifact_path,
+            "predictions": f"predictions/{self.name}.npz" if self.ok else None,
+            "metrics": self.metrics, "deltas": self.deltas, "flags": self.flags,
+        }
+        if self.lineage is not None:
+            out["lineage"] = self.lineage
+        if self.ok:
+            out.update({"runner": self.runner, "build_s": self.build_s,
+                        "throughput_sps_by_batch": self.throughput,
+                        "calibration": self.calibration, "calibrator": self.calibrator,
+                        "per_class": {"recall": self.per_class_recall,
+                                      "recall_delta": self.per_class_recall_delta},
+                        "groups": self.groups, "agreement": self.agreement, "stress": self.stress,
+                        "batch_invariance": self.serving, "timing_rounds": self.timing})
+        return out
+
+
+@dataclass
+class Live:
+    """The live objects of one measured variant, used by later stages of the same run:
+    its artifact, the runner it was evaluated with, and its test-split outputs."""
+
+    artifact: Any  # mlbench.compress.Artifact
+    runner: Any  # mlbench.backends.Runner
+    evaluation: Any  # mlbench.evaluate.loop.Evaluation (in the chosen calibration view)
+
+
+@dataclass
+class RunRecord:
+    """Run-level sections of summary.json, each filled by one stage."""
+
+    warnings: list[str] = field(default_factory=list)  # data: e.g. a small test split
+    stress_skipped: list[dict[str, str]] = field(default_factory=list)  # data: stressors that do not fit
+    timing: dict[str, Any] | None = None  # efficiency: machine state and reliability of the timings
+    bootstrap: dict[str, Any] | None = None  # compare: how the intervals were computed
+    exemplars: list[dict[str, Any]] = field(default_factory=list)  # compare
+    stress: dict[str, Any] | None = None  # stress
+    seed_spread: dict[str, Any] | None = None  # seeds
+    plots: list[str] = field(default_factory=list)  # every stage: plots written, relative to the run
+
+    def sections(self) -> dict[str, Any]:
+        """The sections as they appear in summary.json (absent when the stage did not run)."""
+        out: dict[str, Any] = {"exemplars": self.exemplars}
+        if self.warnings:
+            out["warnings"] = self.warnings
+        for k in ("timing", "bootstrap", "stress", "seed_spread"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
+        if self.plots:
+            out["plots"] = self.plots
+        return out

@@ -1,0 +1,58 @@
+"""The baseline: trained once per (data content, model, training recipe, seed, device) and
+kept in the content-addressed cache, so a sweep trains each baseline once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mlbench.data import DataBundle
+from mlbench.env import seed_everything
+from mlbench.train.cache import BaselineCache, content_hash
+from mlbench.train.fit import fit
+
+
+def fit_kwargs(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
+    """The training settings of ``cfg.train`` as keyword arguments of :func:`fit` (also used
+    by passes that fine-tune)."""
+    t = cfg.train
+    return {"batch_size": t.batch_size, "optimizer": instantiate(t.optimizer),
+            "scheduler": instantiate(t.scheduler) if t.scheduler else None, "patience": t.patience,
+            "label_smoothing": t.label_smoothing, "amp": t.amp, "channels_last": t.channels_last,
+            "device": device}
+
+
+def baseline_key(cfg: DictConfig, device: torch.device, seed: int, data_hash: str) -> str:
+    """Content hash of what determines the trained weights: the data as loaded (its content,
+    not only its config: a file rewritten at the same path is new data), model, training, seed."""
+    recipe = {"data": OmegaConf.to_container(cfg.data, resolve=True), "data_content": data_hash,
+              "model": OmegaConf.to_container(cfg.model, resolve=True),
+              "train": OmegaConf.to_container(cfg.train, resolve=True),
+              "seed": seed, "device": device.type, "mlbench_cache": 1}
+    return content_hash(recipe)
+
+
+def train_baseline(cfg: DictConfig, data: DataBundle, data_hash: str,
+                   model_factory: Callable[..., torch.nn.Module], device: torch.device,
+                   seed: int) -> tuple[torch.nn.Module, dict[str, Any], str]:
+    """Load the baseline for ``seed`` from the cache, or train and store it. Returns the model
+    (on the CPU, in eval mode), its training facts (``cache_hit`` included) and its key."""
+    key = baseline_key(cfg, device, seed, data_hash)
+    seed_everything(seed, deterministic=device.type == "cpu")
+    model = model_factory(input_shape=data.meta.input_shape, num_classes=data.meta.num_classes)
+
+    def train(m: torch.nn.Module) -> dict:
+        res = fit(m, data.x["train"], data.y["train"], data.x["val"], data.y["val"], epochs=cfg.train.epochs,
+                  seed=seed, desc=f"train {type(m).__name__}", **fit_kwargs(cfg, device))
+        return {"best_epoch": res.best_epoch, "best_val_loss": res.best_val_loss, "train_s": res.train_s,
+                "train_samples_per_s": res.samples_per_s, "history": res.history}
+
+    cache = BaselineCache(cfg.paths.cache_dir)
+    info, hit = cache.load_or_train(key, model, train, recipe={"seed": seed})
+    info = {k: v for k, v in info.items() if k != "recipe"}
+    info["cache_hit"] = hit
+    return model.cpu().eval(), info, key
