@@ -57,22 +57,28 @@ def fail(e: BaseException, run_dir: Path | None = None) -> None:
 WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 
 
-def _run(cfg: DictConfig) -> float | None:
-    # imported here, not at the top: `mlbench --help` and config errors need none of torch
-    from mlbench import pipeline
-    from mlbench.analysis.decision import objective
-    from mlbench.analysis.report import print_table
-    from mlbench.progress import console
+def guarded(fn: Callable[[DictConfig, Path], dict], cfg: DictConfig) -> tuple[dict, Path]:
+    """Run ``fn(cfg, run_dir)``; a mistake the user can fix ends in one ``error:`` line."""
     quiet_libraries()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        summary = pipeline.run(cfg, run_dir)
+        return fn(cfg, run_dir), run_dir
     except MlbenchError as e:
         fail(e, run_dir)
     except OSError as e:
         if e.errno not in WRITE_ERRORS:
             raise
         fail(e, run_dir)
+    raise AssertionError("unreachable")
+
+
+def _run(cfg: DictConfig) -> float | None:
+    # imported here, not at the top: `mlbench --help` and config errors need none of torch
+    from mlbench import pipeline
+    from mlbench.analysis.decision import objective
+    from mlbench.analysis.report import print_table
+    from mlbench.progress import console
+    summary, run_dir = guarded(pipeline.run, cfg)
     print_table(summary, run_dir)
     rec = summary["recommended"]
     if rec["variant"]:
@@ -82,6 +88,27 @@ def _run(cfg: DictConfig) -> float | None:
         if cfg.requirements.fail_if_none:
             sys.exit(3)
     return objective(summary, cfg)
+
+
+def _datacheck(cfg: DictConfig) -> None:
+    # imported here, not at the top: `mlbench --help` and config errors need none of torch
+    from mlbench import pipeline
+    from mlbench.datacheck.stage import print_findings
+    from mlbench.progress import console
+    summary, run_dir = guarded(pipeline.run_datacheck, cfg)
+    section = summary.get("datacheck")
+    if section is None:
+        console.print("no data checks configured (datacheck=none)")
+        return
+    print_findings(section)
+    console.print(f"run directory: [bold]{run_dir}[/]")
+    gate = [r for r in cfg.requirements.checks if r.data is not None]
+    if gate and cfg.requirements.fail_if_none:
+        from mlbench.analysis.requirements import check_data
+        failed = [c["requirement"] for c in (check_data(r, section) for r in gate) if not c["passed"]]
+        if failed:
+            console.print(f"[yellow]data requirements not met[/]: {'; '.join(failed)}")
+            sys.exit(3)
 
 
 def hydra_entry(fn: Callable[[DictConfig], Any]) -> None:
@@ -109,6 +136,10 @@ def main() -> None:
     if not any(a in ("--help", "-h", "--cfg", "-c", "--info", "--hydra-help") or a.startswith("--cfg")
                for a in sys.argv[1:]) and not (len(sys.argv) > 1 and sys.argv[1] == "compare"):
         _check_results_folder(sys.argv[1:])
+    if len(sys.argv) > 1 and sys.argv[1] == "datacheck":
+        del sys.argv[1]
+        hydra_entry(_datacheck)
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "compare":
         from mlbench.analysis.compare import (
             main as compare_main,  # only for this subcommand

@@ -1,6 +1,6 @@
 """The run: stages in order over one typed context.
 
-setup -> data -> baseline (train or cache) -> variants (build, measure) -> efficiency
+setup -> data -> baseline (train or cache) -> datacheck -> variants (build, measure) -> efficiency
 (interleaved timing) -> compare (paired deltas) -> stress -> seeds -> write (summary.json,
 predictions, requirements and recommendation, report).
 
@@ -30,12 +30,15 @@ from mlbench import SCHEMA_VERSION, __version__
 from mlbench.analysis.decision import decide
 from mlbench.analysis.deltas import compare_variants
 from mlbench.analysis.history import record as record_history
-from mlbench.analysis.plots import exemplar_grid
-from mlbench.analysis.report import write_report
+from mlbench.analysis.report import write_datacheck_report, write_report
 from mlbench.backends import BACKEND_OF, runner_for
 from mlbench.calibrate import Calibrator
 from mlbench.compress import Artifact, Facts, Pass, PassContext
 from mlbench.data import DataBundle, Dataset
+from mlbench.data.base import ALLOW_NONFINITE
+from mlbench.datacheck import Check, CheckContext
+from mlbench.datacheck.stage import feature_source, print_findings, run_checks
+from mlbench.datacheck.stage import select as select_checks
 from mlbench.deploy import onnx_metadata
 from mlbench.env import environment, resolve_device, seed_everything, set_threads
 from mlbench.errors import MlbenchError
@@ -44,6 +47,7 @@ from mlbench.evaluate.efficiency import compare_efficiency
 from mlbench.evaluate.loop import evaluate, robust_accuracy, serving_batch
 from mlbench.evaluate.measure import measure
 from mlbench.models import count_params
+from mlbench.plotting import exemplar_grid
 from mlbench.progress import console
 from mlbench.records import Live, RunRecord, VariantRecord
 from mlbench.results import save_predictions, write_json
@@ -83,6 +87,8 @@ class RunContext:
     calibrator_factory: Callable[[], Calibrator] | None = None
     specs: list[VariantSpec] = field(default_factory=list)
     stressors: list[Stressor] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    check_skipped: list[dict[str, str]] = field(default_factory=list)
     data: DataBundle | None = None
     data_hash: str = ""
     baseline: Artifact | None = None
@@ -106,6 +112,19 @@ def _instantiate(node: Any, what: str):
             raise MlbenchError(f"{what}: {cause}") from None
         msg = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
         raise MlbenchError(f"{what}: {msg}") from None
+
+
+def _components(group: Any, where: str, kind: type, what: str) -> list:
+    """The entries of a multi-select config group (``stress``, ``datacheck``), each built and
+    named after its key."""
+    out = []
+    for name, node in (group or {}).items():
+        obj = _instantiate(node, f"{where}.{name}")
+        if not isinstance(obj, kind):
+            raise MlbenchError(f"{where}.{name}: {type(obj).__name__} is not {what}")
+        obj.name = name
+        out.append(obj)
+    return out
 
 
 def setup(ctx: RunContext) -> None:
@@ -137,12 +156,8 @@ def setup(ctx: RunContext) -> None:
                 raise MlbenchError(f"variants.{name}: {type(p).__name__} is not a compression pass")
         ctx.specs.append(VariantSpec(name, spec.description, passes,
                                      OmegaConf.to_container(spec.runner, resolve=True)))
-    for name, node in (cfg.stress or {}).items():
-        st = _instantiate(node, f"stress.{name}")
-        if not isinstance(st, Stressor):
-            raise MlbenchError(f"stress.{name}: {type(st).__name__} is not a stressor")
-        st.name = name
-        ctx.stressors.append(st)
+    ctx.stressors = _components(cfg.stress, "stress", Stressor, "a stressor")
+    ctx.checks = _components(cfg.datacheck, "datacheck", Check, "a data check")
 
 
 # --------------------------------------------------------------------------- data
@@ -155,6 +170,8 @@ def load_data(ctx: RunContext) -> None:
         if not st.check(ctx.data.meta):
             ctx.run.stress_skipped.append({"stressor": st.name, "reason": st.fits(ctx.data.meta)})
             ctx.stressors.remove(st)
+    if ctx.checks:
+        ctx.checks, ctx.check_skipped = select_checks(ctx.checks, ctx.data)
     if sizes["test"] < MIN_TEST_ITEMS:
         half = 1.96 * math.sqrt(0.9 * 0.1 / sizes["test"])
         msg = (f"the test split has {sizes['test']} items (< {MIN_TEST_ITEMS}): at accuracy 0.9 a 95 % interval "
@@ -176,6 +193,30 @@ def baseline(ctx: RunContext) -> None:
     ctx.baseline = Artifact(id=key, format="torch", model=model, files=[path], facts=Facts(*count_params(model)))
     verb = "loaded from cache" if info["cache_hit"] else f"trained in {info['train_s']:.1f} s"
     console.print(f"[bold]baseline[/] {type(model).__name__} {verb} (id {key}, best epoch {info['best_epoch']})")
+
+
+# --------------------------------------------------------------------------- datacheck
+
+def accuracy_target(cfg: DictConfig) -> float | None:
+    """The strictest absolute accuracy requirement (``accuracy >= x``), if any."""
+    values = [float(r.value) for r in cfg.requirements.checks
+              if r.metric is not None and r.metric.value == "accuracy" and r.op in (">=", ">") and r.value is not None]
+    return max(values) if values else None
+
+
+def datacheck(ctx: RunContext) -> None:
+    """The configured data checks on the loaded splits (features for images: the baseline's
+    penultimate-layer embeddings)."""
+    if not ctx.checks:
+        return
+    model = ctx.baseline.model if ctx.baseline is not None else None
+    features, space = feature_source(ctx.data, model, ctx.device)
+    cctx = CheckContext(ctx.data, features, space, ctx.cfg.seed, ctx.device, ctx.run_dir / "plots",
+                        accuracy_target(ctx.cfg))
+    section = run_checks(ctx.checks, cctx, ctx.check_skipped, ctx.run_dir)
+    ctx.run.plots += section.pop("plots")
+    ctx.run.datacheck = section
+    print_findings(section, full=False)
 
 
 # --------------------------------------------------------------------------- variants
@@ -414,8 +455,30 @@ def write(ctx: RunContext) -> dict[str, Any]:
     return s
 
 
-STAGES: list[Callable[[RunContext], None]] = [setup, load_data, baseline, variants, efficiency, compare, stress,
-                                              seeds]
+STAGES: list[Callable[[RunContext], None]] = [setup, load_data, baseline, datacheck, variants, efficiency, compare,
+                                              stress, seeds]
+
+
+def run_datacheck(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """``mlbench datacheck``: the data checks alone (the baseline is trained, or read from the
+    cache, only when image checks need its embeddings); writes summary.json and the report."""
+    ctx = RunContext(cfg=cfg, run_dir=run_dir)
+    setup(ctx)
+    ctx.stressors, ctx.specs = [], []
+    token = ALLOW_NONFINITE.set(True)  # NaN/inf features are findings here, not errors
+    try:
+        load_data(ctx)
+    finally:
+        ALLOW_NONFINITE.reset(token)
+    if ctx.data.meta.modality == "image" and ctx.checks:  # image checks use the baseline's embeddings
+        baseline(ctx)
+    datacheck(ctx)
+    s = summary(ctx)
+    s["variants"] = {}
+    write_datacheck_report(s, run_dir)
+    s["run"]["wall_s"] = time.perf_counter() - ctx.t0
+    write_json(run_dir / "summary.json", s)
+    return s
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

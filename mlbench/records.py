@@ -85,6 +85,7 @@ class RunRecord:
     bootstrap: dict[str, Any] | None = None  # compare: how the intervals were computed
     exemplars: list[dict[str, Any]] = field(default_factory=list)  # compare
     stress: dict[str, Any] | None = None  # stress
+    datacheck: dict[str, Any] | None = None  # datacheck
     seed_spread: dict[str, Any] | None = None  # seeds
     plots: list[str] = field(default_factory=list)  # every stage: plots written, relative to the run
 
@@ -93,7 +94,7 @@ class RunRecord:
         out: dict[str, Any] = {"exemplars": self.exemplars}
         if self.warnings:
             out["warnings"] = self.warnings
-        for k in ("timing", "bootstrap", "stress", "seed_spread"):
+        for k in ("timing", "bootstrap", "stress", "seed_spread", "datacheck"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
         if self.plots:

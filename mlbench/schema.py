@@ -139,9 +139,12 @@ class AxisConf:
 
 @dataclass
 class RequirementConf:
-    """``metric op value`` or ``metric max_degradation [relative]`` against the baseline."""
+    """``metric op value`` or ``metric max_degradation [relative]`` against the baseline, or
+    ``data op value``: a condition on a data-check figure (``datacheck.figures`` in summary.json,
+    e.g. ``cross_split_duplicates``, ``label_issue_rate``, ``accuracy_achievable``)."""
 
-    metric: Metric = MISSING  # type: ignore[valid-type]
+    metric: Optional[Metric] = None  # type: ignore[valid-type]
+    data: Optional[str] = None
     op: Optional[str] = None  # >= | <= | > | <
     value: Optional[float] = None
     max_degradation: Optional[float] = None
@@ -209,6 +212,7 @@ class RootConf:
     variants: Dict[str, Any] = field(default_factory=dict)
     backend: BackendConf = field(default_factory=BackendConf)
     stress: Any = None
+    datacheck: Any = None
     requirements: RequirementsConf = field(default_factory=RequirementsConf)
     analysis: AnalysisConf = field(default_factory=AnalysisConf)
     eval: EvalConf = field(default_factory=EvalConf)

@@ -17,6 +17,13 @@ from mlbench.schema import CONF_DIR, register
 ROOT = Path(__file__).resolve().parent.parent
 register()
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one intra-op thread per test worker (and per CLI run it starts): with as many workers as
+    # cores, torch's default of all cores per process oversubscribes the machine
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+    torch.set_num_threads(1)
+
 
 @pytest.fixture
 def make_cfg(tmp_path):

@@ -248,10 +248,10 @@ def test_every_stress_option_runs_under_smoke(tmp_path, data):
         tabular_only = target in ("FeatureNoise", "MissingFeatures", "ScalingDrift")
         if (data == "digits" and not tabular_only) or (data == "wine" and not image_only):
             fits.append(n)
-    out = run_cli("debug=smoke", f"data={data}", f"stress=[{','.join(fits)}]",
-                  "variants=[ort_int8_dynamic]", "eval.efficiency=false",
-                  "deployment.invariance_items=0", "stress.pgd.steps=2", "stress.pgd_l2.steps=2",
-                  "stress.explanations.n_items=8", cwd=tmp_path, timeout=900)
+    out = run_cli("debug=smoke", f"data={data}", f"stress=[{','.join(fits)}]", "variants=[]",
+                  "eval.efficiency=false", "deployment.invariance_items=0", "datacheck=none", "train.epochs=2",
+                  "stress.pgd.steps=2", "stress.pgd_l2.steps=2", "stress.explanations.n_items=8",
+                  "stress.bitflip.trials=1", "stress.weight_noise.trials=1", cwd=tmp_path, timeout=900)
     assert out.returncode == 0, out.stdout + out.stderr
     (run_dir,) = run_dirs(tmp_path)
     s = json.loads((run_dir / "summary.json").read_text())

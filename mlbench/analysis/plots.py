@@ -50,29 +50,6 @@ def reliability_diagram(curves: dict[str, tuple[torch.Tensor, torch.Tensor]], pa
     return path
 
 
-def exemplar_grid(images: torch.Tensor, captions: list[str], path: Path, title: str) -> Path:
-    """A grid of input images (C, H, W in [0, 1]) with captions."""
-    n = len(images)
-    cols = min(8, n)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows + 0.4), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, img, cap in zip(axes.flat, images, captions):
-        img = img.float()
-        if img.shape[0] == 1:
-            ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
-        else:
-            ax.imshow(img.permute(1, 2, 0).clamp(0, 1))
-        ax.set_title(cap, fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def throughput_plot(curves: dict[str, dict[str, float]], path: Path) -> Path | None:
     """Samples per second against batch size, one line per variant (log-log): where
     compression starts to pay."""

@@ -187,10 +187,82 @@ def build_report(summary: dict, plots: list[str]) -> Doc:
         doc.h2(f"Seed-to-seed spread of the baseline (seeds {sp['seeds']})")
         doc.table(["metric", "mean", "std", "min", "max"],
                   [[k, _fmt(v["mean"]), _fmt(v["std"]), _fmt(v["min"]), _fmt(v["max"])] for k, v in sp["metrics"].items()])
+    datacheck_section(doc, summary)
     doc.h2("Plots")
     for p in plots:
         doc.image(p, p)
     return doc
+
+
+def datacheck_section(doc: Doc, summary: dict) -> None:
+    """Findings, the figures requirements can name, and the per-check details."""
+    dc = summary.get("datacheck")
+    if not dc:
+        return
+    c = dc["counts"]
+    doc.h2(f"Data checks ({c['fail']} fail, {c['warn']} warn, {c['info']} info)")
+    doc.p(f"Features for distance-based checks: {dc['space']}. Items are dataset indices.")
+    doc.table(["severity", "check", "finding", "count", "items"],
+              [[f"**{f['severity']}**" if f["severity"] != "info" else "info", f["check"], f["message"],
+                str(f["count"]), ", ".join(map(str, f["items"][:10])) + (" …" if len(f["items"]) > 10 else "")]
+               for f in dc["findings"]])
+    if dc["figures"]:
+        doc.table(["figure", "value"], [[k, _fmt(v)] for k, v in dc["figures"].items()])
+    for s in dc["skipped"]:
+        doc.p(f"skipped **{s['check']}**: {s['reason']}")
+    checks = dc["checks"]
+    for name, sec in checks.items():
+        if "ber_mst" in sec:
+            doc.h3(f"Complexity ({name}, {sec['items']} train items)")
+            doc.table(["figure", "value", "convention"], [
+                ["Bayes error, MST", f"[{sec['ber_mst']['lower']:.4f}, {sec['ber_mst']['upper']:.4f}]",
+                 sec["conventions"]["ber_mst"]],
+                ["Bayes error, 1-NN", f"[{sec['ber_1nn']['lower']:.4f}, {sec['ber_1nn']['upper']:.4f}]",
+                 sec["conventions"]["ber_1nn"]],
+                ["F1", _fmt(sec["f1"]), sec["conventions"]["f1"]], ["N1", _fmt(sec["n1"]), sec["conventions"]["n1"]],
+                ["intrinsic dimension (TwoNN)", _fmt(sec["intrinsic_dimension"], 2), ""]])
+        if "issues" in sec and "noise_matrix" in sec:
+            doc.h3(f"Label issues ({name}): {len(sec['issues'])} listed, estimated noise rate {sec['noise_rate']:.3f}")
+            doc.p(f"{sec['model']}; {sec['method']}.")
+            if "planted" in sec:
+                pl = sec["planted"]
+                doc.p(f"Against the {pl['flipped']} planted flips: precision {pl['precision']:.3f}, "
+                      f"recall {pl['recall']:.3f}.")
+            doc.table(["rank", "index", "given", "suggested", "self-confidence"],
+                      [[str(r["rank"]), str(r["index"]), str(r["given"]), str(r["suggested"]),
+                        f"{r['self_confidence']:.3f}"] for r in sec["issues"][:20]])
+        if "ks" in sec and "mmd" in sec:
+            k, m, dcl = sec["ks"], sec["mmd"], sec["domain_classifier"]
+            doc.h3(f"Train/test shift ({name}, {sec['space']})")
+            doc.items([f"KS per feature (BH): {len(k['features_shifted'])} shifted, smallest corrected p {k['p_value']:.3g}",
+                       f"MMD² {m['statistic']:.4g}, permutation p {m['p_value']:.3g} ({m['permutations']} permutations)",
+                       f"domain classifier AUC {dcl['auc']:.3f} [{dcl['ci_low']:.3f}, {dcl['ci_high']:.3f}]"])
+        if "needed_train_items" in sec or "sizes" in sec and "form" in sec:
+            doc.h3(f"Sufficiency ({name})")
+            doc.table(["train items", *map(str, sec["sizes"])], [["proxy test error", *[f"{e:.4f}" for e in sec["error"]]]])
+            if sec.get("fit"):
+                f = sec["fit"]
+                doc.p(f"{sec['form']}: a = {f['a']:.3g}, b = {f['b']:.3g}, c = {f['c']:.3g}"
+                      + (f"; accuracy {sec['target_accuracy']:g} needs about {sec['needed_train_items']:,.0f} items"
+                         if sec.get("needed_train_items") else ""))
+
+
+def write_datacheck_report(summary: dict, run_dir: Path) -> tuple[Path, Path]:
+    """report.md and report.html of a ``mlbench datacheck`` run."""
+    doc = Doc()
+    d = summary["data"]
+    doc.h1(f"mlbench datacheck · {d['name']}")
+    doc.items([f"run `{summary['run']['id']}`, started {summary['run']['started']}",
+               f"data: {d['n_train']} train / {d['n_val']} val / {d['n_calib']} calib / {d['n_test']} test, "
+               f"{d['num_classes']} classes"])
+    datacheck_section(doc, summary)
+    doc.h2("Plots")
+    for p in summary.get("plots", []):
+        doc.image(p, p)
+    md, htm = run_dir / "report.md", run_dir / "report.html"
+    atomic_write(md, to_markdown(doc))
+    atomic_write(htm, to_html(doc, run_dir, f"mlbench datacheck · {d['name']}"))
+    return md, htm
 
 
 def _serving_line(summary: dict) -> list[str]:

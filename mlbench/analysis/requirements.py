@@ -26,6 +26,8 @@ def _get(req: Any, key: str, default=None):
 
 
 def describe(req: Any) -> str:
+    if _get(req, "data") is not None:
+        return f"data: {_get(req, 'data')} {_get(req, 'op')} {_get(req, 'value'):g}"
     key = metric_key(_get(req, "metric"), _get(req, "stress"), _get(req, "condition"))
     if _get(req, "max_degradation") is not None:
         kind = "relative" if _get(req, "relative", False) else "absolute"
@@ -35,6 +37,12 @@ def describe(req: Any) -> str:
 
 
 def validate(req: Any) -> None:
+    if (_get(req, "metric") is None) == (_get(req, "data") is None):
+        raise MlbenchError("a requirement names either a metric or a data figure (data: ...), not both or neither")
+    if _get(req, "data") is not None:
+        if _get(req, "op") not in OPS or _get(req, "value") is None or _get(req, "max_degradation") is not None:
+            raise MlbenchError(f"data requirement {_get(req, 'data')}: give op (one of {list(OPS)}) and value")
+        return
     has_threshold = _get(req, "op") is not None or _get(req, "value") is not None
     has_degradation = _get(req, "max_degradation") is not None
     if has_threshold == has_degradation:
@@ -52,6 +60,22 @@ def _delta(variant: dict, req: Any) -> dict | None:
         rows = sec.get("severities") or sec.get("eps") or {}
         return (rows.get(str(_get(req, "condition"))) or {}).get("delta_accuracy")
     return (variant.get("deltas") or {}).get(metric)
+
+
+def check_data(req: Any, datacheck: dict | None) -> dict:
+    """A condition on the data (``datacheck.figures``): the same verdict for every variant."""
+    name = _get(req, "data")
+    out = {"requirement": describe(req), "metric": f"data/{name}", "passed": False, "value": None,
+           "threshold": float(_get(req, "value")), "margin": None, "basis": "data check"}
+    value = ((datacheck or {}).get("figures") or {}).get(name)
+    if value is None:
+        out["reason"] = (f"not measured: no data check computed {name} (see datacheck=full)" if datacheck
+                         else "not measured: data checks did not run (datacheck=none)")
+        return out
+    op = _get(req, "op")
+    out.update(value=value, margin=(value - out["threshold"]) if op in (">=", ">") else out["threshold"] - value,
+               passed=bool(OPS[op](value, out["threshold"])))
+    return out
 
 
 def check_one(req: Any, variant: dict, baseline: dict, is_baseline: bool, use_bound: bool) -> dict:
@@ -103,7 +127,8 @@ def check_requirements(summary: dict, reqs: list, use_bound: bool = False) -> di
     base = summary["variants"][base_name]
     out = {}
     for name, v in summary["variants"].items():
-        checks = [check_one(r, v, base, name == base_name, use_bound) for r in reqs]
+        checks = [check_data(r, summary.get("datacheck")) if _get(r, "data") is not None
+                  else check_one(r, v, base, name == base_name, use_bound) for r in reqs]
         out[name] = {"passed": v.get("status") == "ok" and all(c["passed"] for c in checks), "checks": checks}
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,12 +100,17 @@ def stratified_splits(
     return out
 
 
+# `mlbench datacheck` reads data with NaN/inf features (they are its findings); training does not
+ALLOW_NONFINITE: contextvars.ContextVar[bool] = contextvars.ContextVar("allow_nonfinite", default=False)
+
+
 def check_arrays(x: np.ndarray, y: np.ndarray, num_classes: int, name: str) -> None:
-    """Reject NaN/inf features and labels outside [0, num_classes)."""
+    """Reject NaN/inf features (unless ``ALLOW_NONFINITE`` is set) and labels outside
+    [0, num_classes)."""
     if len(x) != len(y):
         raise MlbenchError(f"data '{name}': {len(x)} feature rows but {len(y)} labels")
     bad = ~np.isfinite(x)
-    if bad.any():
+    if bad.any() and not ALLOW_NONFINITE.get():
         rows = np.unique(np.nonzero(bad.reshape(len(x), -1))[0])
         raise MlbenchError(
             f"data '{name}': {int(bad.sum())} NaN/inf feature values in {len(rows)} rows "
@@ -154,8 +160,8 @@ class Dataset:
     def bundle(self, x, y, group, meta: DataMeta, parts: dict[str, np.ndarray], extras=None):
         x = x.astype(np.float32)
         if self.modality == "tabular":
-            mean = x[parts["train"]].mean(axis=0)
-            std = x[parts["train"]].std(axis=0)
+            mean = np.nanmean(x[parts["train"]], axis=0)  # nan-aware: only `mlbench datacheck` sees NaN here
+            std = np.nanstd(x[parts["train"]], axis=0)
             std = np.where(std < 1e-8, 1.0, std)
             x = (x - mean) / std
             meta.normalization = {

@@ -8,6 +8,8 @@ from pathlib import Path
 import matplotlib
 import torch
 
+from mlbench.plotting import save_figure
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -19,14 +21,6 @@ def _grid(n: int):
     for ax in axes.flat[n:]:
         ax.axis("off")
     return fig, list(axes.flat)
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def condition_lines(tables: dict[str, dict[str, dict]], value_key: str, xlabel: str, path: Path,
@@ -53,7 +47,7 @@ def condition_lines(tables: dict[str, dict[str, dict]], value_key: str, xlabel: 
         ax.set_ylabel("accuracy", fontsize=8)
         ax.set_ylim(0, 1.02)
     axes[0].legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def attribution_maps(name: str, method: str, per_variant: dict[str, torch.Tensor], x: torch.Tensor,
@@ -73,4 +67,4 @@ def attribution_maps(name: str, method: str, per_variant: dict[str, torch.Tensor
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"{method} attributions (|attribution| summed over channels)", fontsize=8)
-    return _save(fig, plots_dir / f"attribution_maps_{name}_{method}.png")
+    return save_figure(fig, plots_dir / f"attribution_maps_{name}_{method}.png")

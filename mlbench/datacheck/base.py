@@ -1,0 +1,131 @@
+"""The data-check contract.
+
+A check is one entry of the multi-select ``datacheck`` config group. It declares the
+data it fits (``modalities``, or ``fits(meta)``) and implements ``run(ctx)``, which
+returns :class:`Finding` s (each with a severity, a count and the items concerned, as
+indices into the dataset), named figures (the numbers requirements can state conditions
+on) and a section for summary.json. A check that does not fit the data is skipped with
+its reason recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from mlbench.data import DataBundle, DataMeta
+from mlbench.errors import MlbenchError
+
+SEVERITIES = ("info", "warn", "fail")
+MAX_ITEMS_LISTED = 50
+
+
+@dataclass
+class Finding:
+    """One observation: ``items`` are dataset indices (``DataBundle.index``), at most 50 listed;
+    ``count`` is how many there are in all."""
+
+    check: str
+    severity: str
+    message: str
+    count: int = 0
+    items: list[int] = field(default_factory=list)
+    split: str | None = None
+
+    def __post_init__(self):
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}")
+        self.items = [int(i) for i in self.items[:MAX_ITEMS_LISTED]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CheckResult:
+    findings: list[Finding] = field(default_factory=list)
+    figures: dict[str, float | int | None] = field(default_factory=dict)  # requirement-ready numbers
+    section: dict[str, Any] = field(default_factory=dict)  # everything else, for summary.json
+    plots: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class CheckContext:
+    """What a check may use: the data, features per split (inputs for tabular data; for images
+    the baseline's penultimate-layer embeddings when a baseline exists), the run's seed and
+    requirements, and where plots go."""
+
+    data: DataBundle
+    features: Callable[[str], torch.Tensor]
+    embedding_space: str  # "inputs" or "penultimate layer of the baseline"
+    seed: int
+    device: torch.device
+    plots_dir: Path
+    accuracy_target: float | None = None  # the strictest absolute accuracy requirement, if any
+
+    def inputs(self, split: str) -> np.ndarray:
+        """Inputs flattened to (n, features), float64."""
+        return self.data.x[split].flatten(1).double().numpy()
+
+    def proxy_features(self, split: str, max_inputs: int = 1024) -> np.ndarray:
+        """Features for a fast proxy model: the inputs when they have at most ``max_inputs``
+        values, else the embeddings."""
+        x = self.data.x[split]
+        if x[0].numel() <= max_inputs:
+            return self.inputs(split)
+        return self.features(split).double().cpu().numpy()
+
+
+class Check:
+    modalities: ClassVar[tuple[str, ...]] = ("image", "tabular")
+
+    def __init__(self, when_unfit: str = "skip"):
+        if when_unfit not in ("error", "skip"):
+            raise MlbenchError(f"datacheck when_unfit must be error or skip, got {when_unfit!r}")
+        self.when_unfit = when_unfit
+        self.name = type(self).__name__
+
+    def fits(self, data: DataBundle) -> str | None:
+        """Why this check does not fit the data, or None."""
+        if data.meta.modality not in self.modalities:
+            return f"needs {' or '.join(self.modalities)} data; {data.meta.name} is {data.meta.modality}"
+        return None
+
+    def validate(self, data: DataBundle) -> None:
+        """Raise :class:`MlbenchError` when the data makes this check impossible (not merely
+        unfit): it fails the run before any work."""
+
+    def run(self, ctx: CheckContext) -> CheckResult:
+        raise NotImplementedError
+
+
+def penultimate(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512,
+                device: torch.device | str = "cpu") -> torch.Tensor:
+    """The input of the model's last ``nn.Linear`` (its penultimate-layer embedding)."""
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if not linears:
+        raise MlbenchError(f"{type(model).__name__} has no Linear layer to take embeddings from")
+    got: list[torch.Tensor] = []
+    hook = linears[-1].register_forward_hook(lambda mod, inp, out: got.append(inp[0].detach().float().cpu()))
+    try:
+        model = model.to(device).eval()
+        with torch.inference_mode():
+            for i in range(0, len(x), batch_size):
+                model(x[i:i + batch_size].to(device))
+    finally:
+        hook.remove()
+    return torch.cat(got) if got else torch.empty(0)
+
+
+def power_law(n: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
+    """The learning-curve model of the sufficiency check: err(n) = a·n^(−b) + c."""
+    return a * np.power(n, -b) + c
+
+
+def describe_meta(meta: DataMeta) -> str:
+    return f"{meta.name} ({meta.modality}, {meta.num_classes} classes)"

@@ -1,0 +1,176 @@
+"""Two-sample tests and data-complexity statistics on feature matrices.
+
+Written here, batched in torch: the permutation test runs every permutation as one
+matrix product (on the GPU when the tensors are there), which no library offers;
+the rest call scipy and scikit-learn (``ks_2samp``, ``false_discovery_control``,
+``LogisticRegression``, ``roc_auc_score``, ``minimum_spanning_tree``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats as sps
+from scipy.sparse.csgraph import minimum_spanning_tree
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+
+
+def ks_features(a: np.ndarray, b: np.ndarray, alpha: float = 0.05, correction: str = "bh") -> dict[str, Any]:
+    """Two-sample Kolmogorov–Smirnov test per feature (``scipy.stats.ks_2samp``), corrected for
+    the number of features: Benjamini–Hochberg (``bh``) or Bonferroni (``bonferroni``).
+    ``drift`` when any corrected p-value is below ``alpha``; ``p_value`` is the smallest
+    corrected one."""
+    stats, p = [], []
+    for j in range(a.shape[1]):
+        if np.ptp(a[:, j]) == 0 and np.ptp(b[:, j]) == 0 and a[0, j] == b[0, j]:
+            stats.append(0.0)
+            p.append(1.0)  # the same constant on both sides
+            continue
+        r = sps.ks_2samp(a[:, j], b[:, j])
+        stats.append(float(r.statistic))
+        p.append(float(r.pvalue))
+    p_arr = np.asarray(p)
+    if correction == "bh":
+        adj = sps.false_discovery_control(p_arr, method="bh")
+    elif correction == "bonferroni":
+        adj = np.minimum(1.0, p_arr * len(p_arr))
+    else:
+        raise ValueError(f"correction must be bh or bonferroni, got {correction!r}")
+    shifted = np.flatnonzero(adj < alpha)
+    return {"statistic": float(max(stats)) if stats else 0.0, "p_value": float(adj.min()) if len(adj) else 1.0,
+            "drift": bool(len(shifted)), "features_shifted": shifted.tolist(), "correction": correction,
+            "p_values": adj.tolist()}
+
+
+def median_bandwidth(z: torch.Tensor, max_items: int = 1000) -> float:
+    """The median pairwise Euclidean distance (on at most ``max_items`` items)."""
+    s = z[:max_items]
+    d = torch.cdist(s, s)
+    iu = torch.triu_indices(len(s), len(s), 1, device=s.device)
+    med = d[iu[0], iu[1]].median()
+    return float(med) if float(med) > 0 else 1.0
+
+
+def mmd_test(a: torch.Tensor, b: torch.Tensor, permutations: int = 1000, seed: int = 0,
+             bandwidth: float | None = None, chunk: int = 250) -> dict[str, Any]:
+    """Maximum mean discrepancy with an RBF kernel exp(-d² / (2 σ²)), σ the median pairwise
+    distance of the pooled sample, and a permutation p-value p = (b + 1) / (m + 1), where b
+    counts the m permutations whose MMD² (biased V-statistic) is at least the observed one.
+    All permutations are one batched computation: with w the ±1/n weights of a labelling,
+    MMD² = wᵀ K w, so a (chunk × N) matrix of labellings gives a chunk of statistics at once."""
+    z = torch.cat([a, b]).double()
+    n_a, n = len(a), len(a) + len(b)
+    sigma = bandwidth or median_bandwidth(z)
+    k = torch.exp(-torch.cdist(z, z).pow(2) / (2 * sigma ** 2))
+    w0 = torch.cat([torch.full((n_a,), 1.0 / n_a), torch.full((n - n_a,), -1.0 / (n - n_a))]).to(z)
+    observed = float(w0 @ k @ w0)
+    g = torch.Generator().manual_seed(seed)
+    exceed = 0
+    for start in range(0, permutations, chunk):
+        m = min(chunk, permutations - start)
+        perm = torch.argsort(torch.rand(m, n, generator=g), dim=1).to(z.device)
+        w = w0[perm]  # each row: the same weights over a shuffled labelling
+        stat = ((w @ k) * w).sum(1)
+        exceed += int((stat >= observed - 1e-12).sum())
+    p = (exceed + 1) / (permutations + 1)
+    return {"statistic": observed, "p_value": p, "bandwidth": sigma, "permutations": permutations}
+
+
+def domain_classifier(a: np.ndarray, b: np.ndarray, folds: int = 5, seed: int = 0, resamples: int = 200,
+                      level: float = 0.95) -> dict[str, Any]:
+    """Classifier two-sample test: logistic regression told to separate sample ``a`` from
+    ``b``, scored by the AUC of its out-of-fold probabilities (0.5 = indistinguishable), with
+    a percentile bootstrap interval over items."""
+    x = np.concatenate([a, b]).astype(np.float64)
+    y = np.concatenate([np.zeros(len(a)), np.ones(len(b))]).astype(int)
+    scores = np.zeros(len(y))
+    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        scaler = StandardScaler().fit(x[tr])
+        clf = LogisticRegression(max_iter=500).fit(scaler.transform(x[tr]), y[tr])
+        scores[te] = clf.predict_proba(scaler.transform(x[te]))[:, 1]
+    auc = float(roc_auc_score(y, scores))
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(resamples):
+        i = rng.integers(0, len(y), len(y))
+        if len(np.unique(y[i])) == 2:
+            boot.append(roc_auc_score(y[i], scores[i]))
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return {"auc": auc, "ci_low": float(lo), "ci_high": float(hi), "drift": bool(lo > 0.5), "folds": folds}
+
+
+# ------------------------------------------------------------------------- complexity
+
+def lower_from_upper(upper: float, classes: int) -> float:
+    """Cover–Hart: the Bayes error R* ≥ ((M−1)/M)·(1 − √(1 − (M/(M−1))·R)) for an estimate R of
+    the asymptotic 1-NN error, with M classes."""
+    m = classes
+    inner = max(0.0, 1 - (m / (m - 1)) * upper)
+    return ((m - 1) / m) * (1 - math.sqrt(inner))
+
+
+def _mst_edges(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    d[d == 0] = 1e-12  # csgraph treats 0 as "no edge": keep duplicates connected
+    np.fill_diagonal(d, 0)
+    tree = minimum_spanning_tree(d).tocoo()
+    return tree.row, tree.col
+
+
+def ber_bounds(x: np.ndarray, y: np.ndarray, method: str = "mst") -> dict[str, float]:
+    """Bounds on the Bayes error rate. ``mst`` (Friedman–Rafsky style): upper = the number of
+    minimum-spanning-tree edges joining two classes / (2n); ``knn``: upper = the leave-one-out
+    1-NN error. Lower bound from the upper by Cover–Hart (:func:`lower_from_upper`)."""
+    classes = len(np.unique(y))
+    if method == "mst":
+        r, c = _mst_edges(x)
+        upper = float((y[r] != y[c]).sum()) / (2 * len(y))
+    elif method == "knn":
+        d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+        np.fill_diagonal(d, np.inf)
+        upper = float((y[d.argmin(1)] != y).mean())
+    else:
+        raise ValueError(f"method must be mst or knn, got {method!r}")
+    upper = min(upper, (classes - 1) / classes)
+    return {"upper": upper, "lower": lower_from_upper(upper, classes)}
+
+
+def fisher_ratio(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Fisher's discriminant ratio, the multi-class form of Ho & Basu's F1 (Mollineda et al.):
+    the largest over features of Σ_c n_c (μ_c − μ)² / Σ_c Σ_{i∈c} (x_i − μ_c)². Reported with
+    the complexity form of Lorena et al. (2019), 1 / (1 + ratio): lower = easier."""
+    mu = x.mean(0)
+    between = np.zeros(x.shape[1])
+    within = np.zeros(x.shape[1])
+    for c in np.unique(y):
+        xc = x[y == c]
+        between += len(xc) * (xc.mean(0) - mu) ** 2
+        within += ((xc - xc.mean(0)) ** 2).sum(0)
+    ratio = np.where(within > 0, between / np.where(within > 0, within, 1), 0.0)
+    best = float(ratio.max())
+    return {"fisher_ratio": best, "f1": 1 / (1 + best)}
+
+
+def border_fraction(x: np.ndarray, y: np.ndarray) -> float:
+    """N1 (Ho & Basu; Lorena et al. 2019): the fraction of items joined by a minimum-spanning-tree
+    edge to an item of another class (0 = classes apart, near 1 = mixed)."""
+    r, c = _mst_edges(x)
+    cross = y[r] != y[c]
+    return len(np.union1d(r[cross], c[cross])) / len(y)
+
+
+def intrinsic_dimension(x: np.ndarray) -> float:
+    """TwoNN estimate (Facco et al. 2017): d = n / Σ log(r₂ / r₁), r₁ and r₂ the distances to
+    each item's first and second nearest neighbours (items with r₁ = 0 are left out)."""
+    d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    part = np.sort(d, axis=1)[:, :2]
+    keep = part[:, 0] > 0
+    mu = part[keep, 1] / part[keep, 0]
+    return float(keep.sum() / np.log(mu).sum())

@@ -1,0 +1,294 @@
+"""Data checks against planted truth and independent implementations."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli, run_dirs
+from scipy import stats as sps
+from sklearn.datasets import make_blobs
+from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import NearestNeighbors
+
+from mlbench.analysis.requirements import check_requirements
+from mlbench.data import Digits, Synthetic
+from mlbench.datacheck import (
+    Check,
+    CheckContext,
+    LabelErrors,
+    Leakage,
+    Lint,
+    Shift,
+    nearest_distances,
+)
+from mlbench.datacheck.stage import feature_source, select
+from mlbench.errors import MlbenchError
+from mlbench.evaluate.twosample import (
+    ber_bounds,
+    border_fraction,
+    domain_classifier,
+    fisher_ratio,
+    intrinsic_dimension,
+    ks_features,
+    lower_from_upper,
+    mmd_test,
+)
+
+
+def _ctx(data, tmp_path, target=None):
+    features, space = feature_source(data, None, torch.device("cpu"))
+    return CheckContext(data, features, space, 0, torch.device("cpu"), tmp_path, target)
+
+
+# ------------------------------------------------------------------ complexity: published values
+
+def test_ber_bounds_reproduce_the_published_values():
+    x, y = make_blobs(n_samples=50, centers=2, n_features=2, random_state=0)
+    mst, knn = ber_bounds(x, y, "mst"), ber_bounds(x, y, "knn")
+    assert mst["upper"] == pytest.approx(0.02) and mst["lower"] == pytest.approx(0.0101, abs=1e-4)
+    assert knn["upper"] == pytest.approx(0.04) and knn["lower"] == pytest.approx(0.0204, abs=1e-4)
+
+
+def test_cover_hart_lower_bound_worked_example():
+    # M = 3, R = 0.3: (2/3) (1 - sqrt(1 - 1.5 * 0.3)) = (2/3)(1 - sqrt(0.55))
+    assert lower_from_upper(0.3, 3) == pytest.approx((2 / 3) * (1 - math.sqrt(0.55)))
+    assert lower_from_upper(0.0, 10) == 0.0
+
+
+def test_complexity_orders_easy_and_hard_data():
+    easy_x, easy_y = make_blobs(400, centers=[[0, 0], [20, 20]], random_state=1)
+    hard_x, hard_y = make_blobs(400, centers=[[0, 0], [0.5, 0.5]], random_state=1)
+    assert ber_bounds(easy_x, easy_y)["upper"] == 1 / 800  # the tree must cross once: 1 edge / (2n)
+    # true Bayes error of the hard pair: Phi(-0.354) = 0.36 (the 1-NN figures are estimates from
+    # 400 items, so its lower bound may land a little above)
+    mst, knn = ber_bounds(hard_x, hard_y, "mst"), ber_bounds(hard_x, hard_y, "knn")
+    assert 0.1 < mst["lower"] < 0.36 < knn["upper"] and knn["lower"] > 0.25
+    assert fisher_ratio(easy_x, easy_y)["f1"] < 0.05 < fisher_ratio(hard_x, hard_y)["f1"]
+    assert border_fraction(easy_x, easy_y) < 0.02 < 0.5 < border_fraction(hard_x, hard_y)
+
+
+def test_intrinsic_dimension_of_a_planted_manifold():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(1500, 3))
+    x = z @ rng.normal(size=(3, 20))  # a 3-D linear manifold in 20-D
+    assert intrinsic_dimension(x) == pytest.approx(3, abs=0.5)
+
+
+# ------------------------------------------------------------------ two-sample tests
+
+def test_ks_matches_scipy_and_hand_written_bh():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(300, 6)), rng.normal(size=(250, 6))
+    b[:, 2] += 0.5  # planted shift in feature 2
+    out = ks_features(a, b, 0.05, "bh")
+    raw = np.array([sps.ks_2samp(a[:, j], b[:, j]).pvalue for j in range(6)])
+    order = np.argsort(raw)
+    bh = np.empty(6)
+    bh[order] = np.minimum.accumulate((raw[order] * 6 / np.arange(1, 7))[::-1])[::-1]
+    assert np.allclose(out["p_values"], np.minimum(bh, 1))
+    assert out["features_shifted"] == [2] and out["drift"]
+    bonf = ks_features(a, b, 0.05, "bonferroni")
+    assert np.allclose(bonf["p_values"], np.minimum(raw * 6, 1))
+
+
+def test_mmd_statistic_is_the_v_statistic_and_the_p_value_counts_permutations():
+    rng = np.random.default_rng(1)
+    a, b = torch.tensor(rng.normal(size=(40, 3))), torch.tensor(rng.normal(size=(30, 3)) + 1.0)
+    out = mmd_test(a, b, permutations=199, seed=0)
+    s = out["bandwidth"]
+
+    def k(x, y):
+        return torch.exp(-torch.cdist(x, y) ** 2 / (2 * s * s))
+
+    v = float(k(a, a).mean() + k(b, b).mean() - 2 * k(a, b).mean())
+    assert out["statistic"] == pytest.approx(v, rel=1e-6)
+    assert out["p_value"] == pytest.approx(1 / 200)  # shifted by one std: no permutation reaches it
+    z = torch.cat([a, b])
+    iu = torch.triu_indices(70, 70, 1)
+    assert s == pytest.approx(float(torch.cdist(z, z)[iu[0], iu[1]].median()), rel=1e-6)
+
+
+def test_null_keeps_mmd_and_ks_false_positive_rates_at_alpha():
+    """100 same-distribution pairs: rejections at alpha = 0.05 within the binomial 99 % interval."""
+    rng = np.random.default_rng(2)
+    trials, hits_mmd, hits_ks = 100, 0, 0
+    for t in range(trials):
+        a, b = rng.normal(size=(40, 2)), rng.normal(size=(40, 2))
+        hits_mmd += mmd_test(torch.tensor(a), torch.tensor(b), permutations=99, seed=t)["p_value"] < 0.05
+        hits_ks += ks_features(a, b, 0.05, "bh")["drift"]
+    lo, hi = sps.binom.ppf([0.005, 0.995], trials, 0.05)
+    assert lo <= hits_mmd <= hi and lo <= hits_ks <= hi
+
+
+def test_domain_classifier_auc_is_roc_auc_and_detects_a_planted_shift():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(300, 4))
+    shifted = domain_classifier(a, rng.normal(size=(300, 4)) + [1.0, 0, 0, 0], seed=0)
+    null = domain_classifier(a, rng.normal(size=(300, 4)), seed=0)
+    assert shifted["drift"] and shifted["ci_low"] > 0.6
+    assert not null["drift"] and null["ci_low"] <= 0.5 <= null["ci_high"] + 0.05
+    # the AUC is scikit-learn's on the out-of-fold scores: perfectly separated data gives 1
+    far = domain_classifier(a, a + 50.0, seed=0)
+    assert far["auc"] == pytest.approx(roc_auc_score([0] * 300 + [1] * 300, [0] * 300 + [1] * 300))
+
+
+def test_nearest_distances_match_sklearn_in_chunks():
+    rng = np.random.default_rng(4)
+    ref, q = rng.normal(size=(500, 8)).astype(np.float32), rng.normal(size=(120, 8)).astype(np.float32)
+    want = NearestNeighbors(n_neighbors=1).fit(ref).kneighbors(q)[0][:, 0]
+    got = nearest_distances(torch.tensor(q), torch.tensor(ref), chunk_bytes=4 * 500 * 7)  # 7 rows a chunk
+    assert np.allclose(got.numpy(), want, atol=1e-4)
+    self_nn = nearest_distances(torch.tensor(ref[:50]), torch.tensor(ref), exclude_self=True)
+    want_self = NearestNeighbors(n_neighbors=2).fit(ref).kneighbors(ref[:50])[0][:, 1]
+    assert np.allclose(self_nn.numpy(), want_self, atol=1e-4)
+
+
+# ------------------------------------------------------------------ checks on planted truth
+
+def test_leakage_finds_exactly_the_planted_cross_split_duplicates(tmp_path):
+    d = Digits().load()
+    planted = [3, 10, 50, 77, 120]
+    for j, i in enumerate(planted):
+        d.x["test"][j] = d.x["train"][i]
+    d.x["val"][0] = d.x["train"][5] + 1e-3  # a near duplicate, not exact
+    res = Leakage(threshold=0.05).run(_ctx(d, tmp_path))
+    assert res.figures["cross_split_duplicates"] == 5
+    fail = next(f for f in res.findings if f.severity == "fail" and f.split == "test")
+    assert fail.items == d.index["test"][:5].tolist()
+    assert res.figures["near_duplicates"] >= 1
+    near = next(f for f in res.findings if f.split == "val")
+    assert int(d.index["val"][0]) in near.items
+
+
+def test_lint_finds_planted_problems(tmp_path):
+    d = Synthetic(n=600, dims=6).load()
+    d.x["train"][4, 1] = float("nan")
+    d.x["train"][:, 5] = 2.0  # a constant feature
+    d.x["train"][7] = d.x["train"][8]  # an exact duplicate within train
+    d.x["test"][0, 0] = 1e3  # an outlier
+    res = Lint().run(_ctx(d, tmp_path))
+    text = " | ".join(f.message for f in res.findings)
+    assert res.figures["nonfinite_items"] == 1 and "NaN/inf" in text
+    assert res.section["constant_features"] == [5]
+    assert res.figures["within_split_duplicates"] == 1
+    out = next(f for f in res.findings if "robust" in f.message and f.split == "test")
+    assert int(d.index["test"][0]) in out.items
+
+
+def test_lint_on_images_finds_out_of_range_and_blank_items(tmp_path):
+    d = Digits().load()
+    d.x["test"][2] = 0.0  # blank
+    d.x["val"][1, 0, 0, 0] = 1.5  # outside [0, 1]
+    res = Lint().run(_ctx(d, tmp_path))
+    assert res.figures["out_of_range_items"] == 1
+    assert any("blank test" in f.message and int(d.index["test"][2]) in f.items for f in res.findings)
+
+
+def test_shift_detects_a_planted_feature_shift_and_not_the_null(tmp_path):
+    d = Synthetic(n=3000, dims=8, seed=1).load()
+    base = Shift(permutations=200).run(_ctx(d, tmp_path))
+    assert base.figures["shift_detected"] == 0
+    d.x["test"][:, 3] += 1.0
+    res = Shift(permutations=200).run(_ctx(d, tmp_path))
+    assert res.figures["shift_detected"] == 1
+    shifted = res.section["ks"]["features_shifted"]
+    assert 3 in shifted and len(shifted) <= 2  # BH controls the false-discovery rate, not every false one
+    assert res.section["mmd"]["p_value"] < 0.01 and res.section["domain_classifier"]["ci_low"] > 0.5
+
+
+def test_label_errors_recover_planted_flips(tmp_path):
+    d = Synthetic(n=3000, dims=16, separation=6.0, label_noise=0.1, seed=0).load()
+    res = LabelErrors(folds=5).run(_ctx(d, tmp_path))
+    pl = res.section["planted"]
+    assert pl["flipped"] == int(d.extras["flipped"].sum())
+    assert pl["precision"] > 0.8 and pl["recall"] > 0.6, pl
+    assert res.figures["label_noise_estimate"] == pytest.approx(0.1, abs=0.04)
+    top = res.section["issues"][0]
+    assert top["rank"] == 1 and top["given"] != top["suggested"]
+
+
+def test_label_errors_on_clean_data_flag_few(tmp_path):
+    d = Synthetic(n=3000, dims=16, separation=6.0, label_noise=0.0, seed=0).load()
+    res = LabelErrors().run(_ctx(d, tmp_path))
+    assert res.figures["label_issue_rate"] < 0.03
+
+
+def test_an_unfit_check_is_skipped_with_its_reason_and_an_impossible_one_fails(tmp_path):
+    class ImagesOnly(Check):
+        modalities = ("image",)
+
+    d = Synthetic(n=300, dims=4).load()
+    keep, skipped = select([ImagesOnly(), Lint()], d)
+    assert [type(c).__name__ for c in keep] == ["Lint"]
+    assert skipped[0]["check"] == "ImagesOnly" and "image" in skipped[0]["reason"]
+    with pytest.raises(MlbenchError, match="fewer than folds=500"):
+        select([LabelErrors(folds=500)], d)
+    d.y["train"][:] = 0
+    with pytest.raises(MlbenchError, match="checks need two or more"):
+        select([Lint()], d)
+
+
+def test_data_requirements_gate_every_variant():
+    summary = {"baseline": "baseline", "datacheck": {"figures": {"cross_split_duplicates": 3}},
+               "variants": {"baseline": {"status": "ok", "metrics": {"accuracy": 0.9}},
+                            "v": {"status": "ok", "metrics": {"accuracy": 0.95}}}}
+    reqs = [{"data": "cross_split_duplicates", "op": "<=", "value": 0}, {"metric": "accuracy", "op": ">=", "value": 0.5}]
+    res = check_requirements(summary, reqs)
+    assert not res["baseline"]["passed"] and not res["v"]["passed"]
+    assert res["v"]["checks"][0]["value"] == 3 and res["v"]["checks"][1]["passed"]
+    missing = check_requirements(summary, [{"data": "label_issue_rate", "op": "<=", "value": 0.1}])
+    assert "not measured" in missing["v"]["checks"][0]["reason"]
+    with pytest.raises(MlbenchError, match="either a metric or a data figure"):
+        check_requirements(summary, [{"data": "x", "metric": "accuracy", "op": "<=", "value": 1}])
+
+
+# ------------------------------------------------------------------ the command
+
+def test_datacheck_command_full_on_digits(tmp_path):
+    out = run_cli("datacheck", "datacheck=full", "debug=smoke", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    s = json.loads((run_dir / "summary.json").read_text())
+    dc = s["datacheck"]
+    assert s["variants"] == {} and dc["space"] == "penultimate layer of the baseline"
+    assert set(dc["checks"]) == {"lint", "leakage", "shift", "label_errors", "explore", "complexity", "sufficiency"}
+    for key in ("cross_split_duplicates", "near_duplicates", "shift_detected", "label_issue_rate", "ber_lower"):
+        assert key in dc["figures"], key
+    assert {"plots/pca.png", "plots/class_means.png", "plots/sufficiency.png"} <= set(s["plots"])
+    assert (run_dir / "report.html").is_file() and "Data checks" in (run_dir / "report.md").read_text()
+    assert "mlbench datacheck" in out.stdout
+
+
+def test_data_requirement_gates_the_datacheck_command(tmp_path):
+    d = Synthetic(n=400, dims=4).load()
+    x = torch.cat([d.x[s] for s in ("train", "val", "calib", "test")]).numpy()
+    y = torch.cat([d.y[s] for s in ("train", "val", "calib", "test")]).numpy()
+    x = np.concatenate([x, x[:40]])  # 40 exact copies: some land in another split
+    y = np.concatenate([y, y[:40]])
+    np.savez(tmp_path / "dup.npz", x=x, y=y)
+    out = run_cli("datacheck", "data=npz", f"data.path={tmp_path / 'dup.npz'}", "model=mlp",
+                  "requirements.checks=[{data: cross_split_duplicates, op: '<=', value: 0}]",
+                  "requirements.fail_if_none=true", cwd=tmp_path)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "data requirements not met" in out.stdout
+
+
+def test_nan_features_are_a_finding_of_the_datacheck_command_and_an_error_for_a_run(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    y = (x[:, 0] > 0).astype(int)
+    x[[3, 40, 41], 2] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x, y=y)
+    args = ("data=npz", f"data.path={tmp_path / 'nan.npz'}", "model=mlp")
+    out = run_cli("datacheck", *args, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    dc = json.loads((run_dir / "summary.json").read_text())["datacheck"]
+    assert dc["figures"]["nonfinite_items"] == 3 and dc["counts"]["fail"] >= 1
+    assert dc["notes"] and dc["figures"]["shift_detected"] in (0, 1)  # the other checks ran on imputed data
+    run = run_cli(*args, "debug=smoke", cwd=tmp_path)
+    assert run.returncode == 2 and "NaN/inf" in run.stderr
