@@ -90,6 +90,16 @@ def _run(cfg: DictConfig) -> float | None:
     return objective(summary, cfg)
 
 
+def _monitor(cfg: DictConfig) -> None:
+    # imported here, not at the top: `mlbench --help` and config errors need none of torch
+    from mlbench import pipeline
+    from mlbench.analysis.report import print_monitor
+    from mlbench.progress import console
+    summary, run_dir = guarded(pipeline.run_monitor_command, cfg)
+    print_monitor(summary)
+    console.print(f"run directory: [bold]{run_dir}[/]")
+
+
 def _datacheck(cfg: DictConfig) -> None:
     # imported here, not at the top: `mlbench --help` and config errors need none of torch
     from mlbench import pipeline
@@ -136,6 +146,10 @@ def main() -> None:
     if not any(a in ("--help", "-h", "--cfg", "-c", "--info", "--hydra-help") or a.startswith("--cfg")
                for a in sys.argv[1:]) and not (len(sys.argv) > 1 and sys.argv[1] == "compare"):
         _check_results_folder(sys.argv[1:])
+    if len(sys.argv) > 1 and sys.argv[1] == "monitor":
+        del sys.argv[1]
+        hydra_entry(_monitor)
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "datacheck":
         del sys.argv[1]
         hydra_entry(_datacheck)

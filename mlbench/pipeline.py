@@ -1,7 +1,7 @@
 """The run: stages in order over one typed context.
 
 setup -> data -> baseline (train or cache) -> datacheck -> variants (build, measure) -> efficiency
-(interleaved timing) -> compare (paired deltas) -> stress -> seeds -> write (summary.json,
+(interleaved timing) -> compare (paired deltas) -> stress -> monitor -> seeds -> write (summary.json,
 predictions, requirements and recommendation, report).
 
 Each stage is a function ``stage(ctx) -> None`` that reads the :class:`RunContext` and
@@ -47,6 +47,8 @@ from mlbench.evaluate.efficiency import compare_efficiency
 from mlbench.evaluate.loop import evaluate, robust_accuracy, serving_batch
 from mlbench.evaluate.measure import measure
 from mlbench.models import count_params
+from mlbench.monitor import Monitor
+from mlbench.monitor.stage import run_monitor
 from mlbench.plotting import exemplar_grid
 from mlbench.progress import console
 from mlbench.records import Live, RunRecord, VariantRecord
@@ -89,6 +91,7 @@ class RunContext:
     stressors: list[Stressor] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     check_skipped: list[dict[str, str]] = field(default_factory=list)
+    monitor: Monitor | None = None
     data: DataBundle | None = None
     data_hash: str = ""
     baseline: Artifact | None = None
@@ -158,6 +161,10 @@ def setup(ctx: RunContext) -> None:
                                      OmegaConf.to_container(spec.runner, resolve=True)))
     ctx.stressors = _components(cfg.stress, "stress", Stressor, "a stressor")
     ctx.checks = _components(cfg.datacheck, "datacheck", Check, "a data check")
+    if cfg.monitor and "_target_" in cfg.monitor:
+        ctx.monitor = _instantiate(cfg.monitor, "monitor")
+        if not isinstance(ctx.monitor, Monitor):
+            raise MlbenchError(f"monitor: {type(ctx.monitor).__name__} is not a mlbench.monitor.Monitor")
 
 
 # --------------------------------------------------------------------------- data
@@ -172,6 +179,8 @@ def load_data(ctx: RunContext) -> None:
             ctx.stressors.remove(st)
     if ctx.checks:
         ctx.checks, ctx.check_skipped = select_checks(ctx.checks, ctx.data)
+    if ctx.monitor is not None:
+        ctx.monitor.prepare(sizes["test"], ctx.data.group is not None)
     if sizes["test"] < MIN_TEST_ITEMS:
         half = 1.96 * math.sqrt(0.9 * 0.1 / sizes["test"])
         msg = (f"the test split has {sizes['test']} items (< {MIN_TEST_ITEMS}): at accuracy 0.9 a 95 % interval "
@@ -377,6 +386,23 @@ def stress(ctx: RunContext) -> None:
     ctx.run.plots += [str(p.relative_to(ctx.run_dir)) for p in out.plots]
 
 
+# --------------------------------------------------------------------------- monitor
+
+def monitor(ctx: RunContext) -> None:
+    """Shift detectors measured on scenarios built from the test split, for the baseline and
+    per variant (false alarms caused by compression alone; power with the variant deployed)."""
+    if ctx.monitor is None:
+        return
+    t0 = time.perf_counter()
+    section, metrics, plots = run_monitor(ctx.monitor, ctx.data, ctx.live, BASELINE, serving_batch(ctx.cfg),
+                                          ctx.device, ctx.run_dir / "plots", ctx.cfg.seed)
+    section["seconds"] = time.perf_counter() - t0
+    ctx.run.monitor = section
+    for name, m in metrics.items():
+        ctx.records[name].metrics.update(m)
+    ctx.run.plots += [str(p.relative_to(ctx.run_dir)) for p in plots]
+
+
 # --------------------------------------------------------------------------- seeds
 
 def seeds(ctx: RunContext) -> None:
@@ -456,7 +482,21 @@ def write(ctx: RunContext) -> dict[str, Any]:
 
 
 STAGES: list[Callable[[RunContext], None]] = [setup, load_data, baseline, datacheck, variants, efficiency, compare,
-                                              stress, seeds]
+                                              stress, monitor, seeds]
+MONITOR_STAGES = [setup, load_data, baseline, variants, compare, monitor]  # `mlbench monitor`
+
+
+def run_monitor_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """``mlbench monitor``: the baseline and the variants, then the monitoring stage (no data
+    checks, timing or stress); writes the run folder like a run."""
+    ctx = RunContext(cfg=cfg, run_dir=run_dir)
+    for stage in MONITOR_STAGES:
+        stage(ctx)
+        if stage is setup:
+            ctx.checks, ctx.stressors = [], []
+            if ctx.monitor is None:
+                raise MlbenchError("mlbench monitor needs a monitor config (monitor=light or monitor=full)")
+    return write(ctx)
 
 
 def run_datacheck(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

@@ -86,6 +86,7 @@ class RunRecord:
     exemplars: list[dict[str, Any]] = field(default_factory=list)  # compare
     stress: dict[str, Any] | None = None  # stress
     datacheck: dict[str, Any] | None = None  # datacheck
+    monitor: dict[str, Any] | None = None  # monitor
     seed_spread: dict[str, Any] | None = None  # seeds
     plots: list[str] = field(default_factory=list)  # every stage: plots written, relative to the run
 
@@ -94,7 +95,7 @@ class RunRecord:
         out: dict[str, Any] = {"exemplars": self.exemplars}
         if self.warnings:
             out["warnings"] = self.warnings
-        for k in ("timing", "bootstrap", "stress", "seed_spread", "datacheck"):
+        for k in ("timing", "bootstrap", "stress", "seed_spread", "datacheck", "monitor"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
         if self.plots:

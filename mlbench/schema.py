@@ -213,6 +213,7 @@ class RootConf:
     backend: BackendConf = field(default_factory=BackendConf)
     stress: Any = None
     datacheck: Any = None
+    monitor: Any = None
     requirements: RequirementsConf = field(default_factory=RequirementsConf)
     analysis: AnalysisConf = field(default_factory=AnalysisConf)
     eval: EvalConf = field(default_factory=EvalConf)

@@ -176,7 +176,7 @@ def test_the_config_vocabulary_is_the_table():
     assert [m.value for m in registry.Metric] == list(registry.METRICS)
     for spec in registry.METRICS.values():
         assert spec.source in (registry.PREDICTIONS, registry.TRAIN, registry.GROUPS, registry.COMPARISON,
-                               registry.EFFICIENCY, registry.MODEL, registry.STRESS), spec.name
+                               registry.EFFICIENCY, registry.MODEL, registry.STRESS, registry.MONITOR), spec.name
         assert (spec.fn is not None) == (spec.source == registry.PREDICTIONS), spec.name
 
 
@@ -215,7 +215,9 @@ def test_measured_metrics_match_independent_computations(smoke_run):
         sec = var["stress"]["fgsm"]["eps"]
         eps = next(iter(sec))
         assert m[registry.metric_key("stress_accuracy", "fgsm", eps)] == sec[eps]["accuracy"]
-        checked |= {"size_bytes", "disagreement", "generalization_gap", "train_accuracy", "latency_p50_ms",
+        fa = s["monitor"]["deployment"]["variants"][name]["false_alarms"]
+        assert m["monitor_false_alarm_rate"] == max(x["rate"] for x in fa.values())
+        checked |= {"monitor_false_alarm_rate", "size_bytes", "disagreement", "generalization_gap", "train_accuracy", "latency_p50_ms",
                     "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "throughput_sps", "load_s",
                     "peak_mem_bytes", "params", "nonzero_params", "mean_corruption_accuracy",
                     "mean_corruption_error", "stress_accuracy"}

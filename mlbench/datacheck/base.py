@@ -105,8 +105,9 @@ class Check:
 
 
 def penultimate(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512,
-                device: torch.device | str = "cpu") -> torch.Tensor:
-    """The input of the model's last ``nn.Linear`` (its penultimate-layer embedding)."""
+                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The input of the model's last ``nn.Linear`` (its penultimate-layer embedding), as float32;
+    inputs are cast to ``dtype``, the precision the model runs in."""
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     if not linears:
         raise MlbenchError(f"{type(model).__name__} has no Linear layer to take embeddings from")
@@ -116,7 +117,7 @@ def penultimate(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512,
         model = model.to(device).eval()
         with torch.inference_mode():
             for i in range(0, len(x), batch_size):
-                model(x[i:i + batch_size].to(device))
+                model(x[i:i + batch_size].to(device, dtype))
     finally:
         hook.remove()
     return torch.cat(got) if got else torch.empty(0)

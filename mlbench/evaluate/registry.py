@@ -26,6 +26,7 @@ COMPARISON = "comparison"    # variant against baseline on the same items
 EFFICIENCY = "efficiency"    # timed (latency, throughput, memory)
 MODEL = "model"              # facts of the artifact (size, parameters)
 STRESS = "stress"            # summaries of the stress stage
+MONITOR = "monitor"          # the monitoring stage
 
 # which tables show it ("tags")
 CALIBRATION = "calibration"  # the calibration-view table (one row per view)
@@ -122,6 +123,10 @@ METRICS: dict[str, MetricSpec] = {s.name: s for s in [
     MetricSpec("mean_corruption_error", False, STRESS,
                "mean over corruptions of the variant's summed error / the baseline's (1 = as robust)",
                section="robustness"),
+    MetricSpec("monitor_false_alarm_rate", False, MONITOR,
+               "largest false-alarm rate of the baseline's output-based shift detectors on this variant's "
+               "outputs without shift (monitor.deployment_window items, alpha = monitor.alpha)",
+               digits=3, tags=(COMPARE,), section="monitoring"),
     # accuracy under one named stressor at one condition (severity, eps or rate): a requirement
     # names ``stress`` and ``condition``; the value is metrics["stress/<stress>/<condition>/accuracy"]
     MetricSpec("stress_accuracy", True, STRESS, "accuracy under one stressor at one condition",

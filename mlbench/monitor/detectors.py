@@ -1,0 +1,238 @@
+"""Shift detectors and label-free estimators. Each detector is fitted on reference outputs
+(``fit(reference)``) and tests a window (``test(window) -> {statistic, p_value, drift}``);
+a :class:`View` holds a set of items' inputs, embeddings and softmax outputs.
+
+Two-sample statistics come from ``mlbench.evaluate.twosample`` (shared with the data checks);
+the streaming detectors are river's ADWIN, KSWIN and Page-Hinkley.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from scipy import stats as sps
+
+from mlbench.errors import MlbenchError
+from mlbench.evaluate.twosample import ks_features, mmd_test
+
+
+@dataclass
+class View:
+    """Outputs of the deployed model on some items: inputs (n, f), penultimate-layer embeddings
+    (n, d) or None, softmax probabilities (n, C)."""
+
+    inputs: np.ndarray
+    embeddings: np.ndarray | None
+    probs: np.ndarray
+
+    def take(self, idx: np.ndarray) -> View:
+        return View(self.inputs[idx], None if self.embeddings is None else self.embeddings[idx], self.probs[idx])
+
+
+def entropy(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, 1e-12, 1)
+    return -(q * np.log(q)).sum(1)
+
+
+class Detector:
+    name: ClassVar[str] = "detector"
+    needs: ClassVar[str] = "probs"  # "inputs", "embeddings" or "probs": what it reads from a View
+
+    def __init__(self, alpha: float = 0.05):
+        if not 0 < alpha < 1:
+            raise MlbenchError(f"detector alpha must be in (0, 1), got {alpha}")
+        self.alpha = alpha
+
+    def fits(self, reference: View, modality: str) -> str | None:
+        """Why this detector cannot run here, or None."""
+        if self.needs == "embeddings" and reference.embeddings is None:
+            return "needs embeddings (the deployed model is not differentiable, or has no linear head)"
+        if self.needs == "inputs" and modality == "image":
+            return "feature-wise tests on raw pixels are not meaningful; use the embeddings"
+        return None
+
+    def fit(self, reference: View) -> Detector:
+        self.ref = reference
+        return self
+
+    def test(self, window: View) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def _space(view: View, needs: str) -> np.ndarray:
+    return {"inputs": view.inputs, "embeddings": view.embeddings, "probs": view.probs}[needs]
+
+
+class FeatureKS(Detector):
+    """Two-sample KS per feature (inputs or embeddings), Bonferroni or Benjamini–Hochberg."""
+
+    def __init__(self, space: str = "embeddings", correction: str = "bonferroni", alpha: float = 0.05):
+        super().__init__(alpha)
+        if space not in ("inputs", "embeddings"):
+            raise MlbenchError(f"feature_ks.space must be inputs or embeddings, got {space!r}")
+        self.needs, self.correction = space, correction
+        self.name = f"ks_{space}"
+
+    def test(self, window: View) -> dict[str, Any]:
+        r = ks_features(_space(self.ref, self.needs), _space(window, self.needs), self.alpha, self.correction)
+        return {"statistic": r["statistic"], "p_value": r["p_value"], "drift": r["drift"]}
+
+
+class MMD(Detector):
+    """MMD with an RBF kernel (median-distance bandwidth) and a batched permutation p-value."""
+
+    def __init__(self, space: str = "embeddings", permutations: int = 100, max_reference: int = 500,
+                 alpha: float = 0.05, seed: int = 0):
+        super().__init__(alpha)
+        self.needs, self.permutations, self.max_reference, self.seed = space, permutations, max_reference, seed
+        self.name = f"mmd_{space}"
+
+    def test(self, window: View) -> dict[str, Any]:
+        a = torch.as_tensor(_space(self.ref, self.needs)[:self.max_reference], dtype=torch.float64)
+        b = torch.as_tensor(_space(window, self.needs), dtype=torch.float64)
+        r = mmd_test(a, b, self.permutations, self.seed)
+        return {"statistic": r["statistic"], "p_value": r["p_value"], "drift": r["p_value"] < self.alpha}
+
+
+class BBSDs(Detector):
+    """Black-box shift detection, soft: KS on each softmax output, Bonferroni (Lipton et al. 2018;
+    Rabanser et al. 2019)."""
+
+    name = "bbsd_soft"
+
+    def test(self, window: View) -> dict[str, Any]:
+        r = ks_features(self.ref.probs, window.probs, self.alpha, "bonferroni")
+        return {"statistic": r["statistic"], "p_value": r["p_value"], "drift": r["drift"]}
+
+
+class BBSDh(Detector):
+    """Black-box shift detection, hard: Pearson's chi-squared test of homogeneity of the
+    predicted-label counts, window against reference (a 2 × C table, empty classes left out;
+    the statistic of ``scipy.stats.chi2_contingency`` without its 2 × 2 continuity correction,
+    written out because scipy's per-call overhead is most of the cost here)."""
+
+    name = "bbsd_hard"
+
+    def fit(self, reference: View) -> Detector:
+        super().fit(reference)
+        self.ref_counts = np.bincount(reference.probs.argmax(1), minlength=reference.probs.shape[1])
+        return self
+
+    def test(self, window: View) -> dict[str, Any]:
+        table = np.stack([self.ref_counts, np.bincount(window.probs.argmax(1), minlength=len(self.ref_counts))])
+        table = table[:, table.sum(0) > 0].astype(float)
+        if table.shape[1] < 2:
+            return {"statistic": 0.0, "p_value": 1.0, "drift": False}
+        expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+        stat = float(((table - expected) ** 2 / expected).sum())
+        p = float(sps.chi2.sf(stat, table.shape[1] - 1))
+        return {"statistic": stat, "p_value": p, "drift": p < self.alpha}
+
+
+class ConfidenceShift(Detector):
+    """KS on the maximum softmax probability."""
+
+    name = "confidence"
+
+    def test(self, window: View) -> dict[str, Any]:
+        r = sps.ks_2samp(self.ref.probs.max(1), window.probs.max(1))
+        return {"statistic": float(r.statistic), "p_value": float(r.pvalue), "drift": bool(r.pvalue < self.alpha)}
+
+
+class EntropyShift(Detector):
+    """KS on the predictive entropy (nats)."""
+
+    name = "entropy"
+
+    def test(self, window: View) -> dict[str, Any]:
+        r = sps.ks_2samp(entropy(self.ref.probs), entropy(window.probs))
+        return {"statistic": float(r.statistic), "p_value": float(r.pvalue), "drift": bool(r.pvalue < self.alpha)}
+
+
+class DomainClassifier(Detector):
+    """A classifier told to separate reference from window (embeddings, logistic regression,
+    out-of-fold scores); p-value of the one-sided Mann–Whitney test that window items score
+    higher (the AUC's test)."""
+
+    def __init__(self, space: str = "embeddings", max_reference: int = 500, alpha: float = 0.05, seed: int = 0):
+        super().__init__(alpha)
+        self.needs, self.max_reference, self.seed = space, max_reference, seed
+        self.name = f"domain_classifier_{space}"
+
+    def test(self, window: View) -> dict[str, Any]:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
+        a = _space(self.ref, self.needs)[:self.max_reference]
+        b = _space(window, self.needs)
+        x = np.concatenate([a, b])
+        y = np.r_[np.zeros(len(a)), np.ones(len(b))]
+        folds = int(min(5, len(b)))
+        if folds < 2:
+            return {"statistic": 0.5, "p_value": 1.0, "drift": False}
+        mu, sd = x.mean(0), x.std(0) + 1e-8
+        s = cross_val_predict(LogisticRegression(max_iter=300), (x - mu) / sd, y,
+                              cv=StratifiedKFold(folds, shuffle=True, random_state=self.seed),
+                              method="predict_proba")[:, 1]
+        r = sps.mannwhitneyu(s[y == 1], s[y == 0], alternative="greater")
+        auc = float(r.statistic) / (len(a) * len(b))
+        return {"statistic": auc, "p_value": float(r.pvalue), "drift": bool(r.pvalue < self.alpha)}
+
+
+# ------------------------------------------------------------------------- estimators
+
+class BBSE:
+    """Black-box shift estimation (Lipton, Wang & Smola 2018): with C[i, j] = P(ŷ = i, y = j)
+    on the calib split and μ̂ the window's predicted-label distribution, importance weights
+    w = C⁻¹ μ̂ (least squares, clipped at 0), target priors q = w · p_ref (normalised), and
+    the label-shift-corrected accuracy Σ_j q_j · P(ŷ = j | y = j)."""
+
+    def fit(self, calib_probs: np.ndarray, calib_labels: np.ndarray) -> BBSE:
+        c = calib_probs.shape[1]
+        pred = calib_probs.argmax(1)
+        self.joint = np.zeros((c, c))
+        np.add.at(self.joint, (pred, calib_labels), 1)
+        self.joint /= len(calib_labels)
+        self.prior = np.bincount(calib_labels, minlength=c) / len(calib_labels)
+        self.recall = np.where(self.prior > 0, np.diag(self.joint) / np.where(self.prior > 0, self.prior, 1), 0)
+        return self
+
+    def estimate(self, window_probs: np.ndarray) -> dict[str, Any]:
+        c = self.joint.shape[0]
+        mu = np.bincount(window_probs.argmax(1), minlength=c) / len(window_probs)
+        w = np.clip(np.linalg.lstsq(self.joint, mu, rcond=None)[0], 0, None)  # μ̂ = C w
+        q = w * self.prior
+        q = q / q.sum() if q.sum() > 0 else self.prior
+        return {"priors": q, "weights": w, "accuracy": float((q * self.recall).sum())}
+
+
+class ATC:
+    """Average thresholded confidence (Garg et al. 2022): the threshold t makes the share of
+    calib items with confidence > t equal the calib accuracy; a window's accuracy estimate is
+    its share of items with confidence > t."""
+
+    def fit(self, calib_probs: np.ndarray, calib_labels: np.ndarray) -> ATC:
+        conf = calib_probs.max(1)
+        acc = float((calib_probs.argmax(1) == calib_labels).mean())
+        self.threshold = float(np.quantile(conf, 1 - acc))
+        return self
+
+    def estimate(self, window_probs: np.ndarray) -> float:
+        return float((window_probs.max(1) > self.threshold).mean())
+
+
+def streaming_detectors(seed: int = 0) -> dict[str, Any]:
+    """river's drift detectors on the 0/1 error stream."""
+    from river import drift  # river is only needed when labels arrive as a stream
+    return {"adwin": drift.ADWIN(), "kswin": drift.KSWIN(seed=seed), "page_hinkley": drift.PageHinkley()}
+
+
+DETECTORS = {"ks_inputs": lambda a, s: FeatureKS("inputs", "bonferroni", a),
+             "ks_embeddings": lambda a, s: FeatureKS("embeddings", "bonferroni", a),
+             "mmd_inputs": lambda a, s: MMD("inputs", alpha=a, seed=s),
+             "mmd_embeddings": lambda a, s: MMD("embeddings", alpha=a, seed=s),
+             "bbsd_soft": lambda a, s: BBSDs(a), "bbsd_hard": lambda a, s: BBSDh(a),
+             "confidence": lambda a, s: ConfidenceShift(a), "entropy": lambda a, s: EntropyShift(a),
+             "domain_classifier_embeddings": lambda a, s: DomainClassifier("embeddings", alpha=a, seed=s)}

@@ -1,0 +1,134 @@
+"""The monitoring stage: after the variants, the detectors measured on shift scenarios built
+from the held-out test split (reference: the calib split), for the baseline and per variant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlbench.data import DataBundle
+from mlbench.datacheck.base import penultimate
+from mlbench.errors import MlbenchError
+from mlbench.evaluate.loop import evaluate
+from mlbench.monitor.detectors import ATC, BBSE, View
+from mlbench.monitor.plots import estimate_plot, power_plot
+from mlbench.monitor.protocol import OUTPUT_DETECTORS, Monitor, Pools, failing_loudly
+from mlbench.monitor.scenarios import Scenario
+from mlbench.progress import console
+
+AUTO_CORRUPTION = {"image": "gaussian_noise", "tabular": "feature_noise"}
+
+
+def corruption(name: str, data: DataBundle, seed: int):
+    """The stress corruption a covariate scenario names (``auto``: gaussian noise on images,
+    feature noise on tabular data), checked against the data."""
+    from mlbench import stress
+    name = AUTO_CORRUPTION[data.meta.modality] if name == "auto" else name
+    cls = {"gaussian_noise": stress.GaussianNoise, "shot_noise": stress.ShotNoise,
+           "impulse_noise": stress.ImpulseNoise, "gaussian_blur": stress.GaussianBlur, "contrast": stress.Contrast,
+           "brightness": stress.Brightness, "pixelate": stress.Pixelate, "occlusion": stress.Occlusion,
+           "feature_noise": stress.FeatureNoise, "missing_features": stress.MissingFeatures,
+           "scaling_drift": stress.ScalingDrift}.get(name)
+    if cls is None:
+        raise MlbenchError(f"monitor covariate scenario: unknown corruption {name!r}")
+    c = cls(severities=[1], when_unfit="error", seed=seed)
+    c.name = name
+    c.check(data.meta)
+    return c
+
+
+def view(runner, artifact, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device) -> View:
+    probs = evaluate(runner, x, y, batch_size=batch_size).logits.softmax(1).double().numpy()
+    emb = None
+    if artifact.differentiable:
+        emb = penultimate(artifact.model, x, device=runner.input_device, dtype=artifact.dtype).double().numpy()
+    return View(x.flatten(1).double().numpy(), emb, probs)
+
+
+def pools_for(mon: Monitor, runner, artifact, data: DataBundle, batch_size: int, device: torch.device,
+              perturbed_x: dict[str, torch.Tensor]) -> Pools:
+    p = Pools(view(runner, artifact, data.x["calib"], data.y["calib"], batch_size, device),
+              view(runner, artifact, data.x["test"], data.y["test"], batch_size, device))
+    for label, x in perturbed_x.items():
+        p.perturbed[label] = view(runner, artifact, x, data.y["test"], batch_size, device)
+    return p
+
+
+def run_monitor(mon: Monitor, data: DataBundle, live: dict[str, Any], base_name: str, batch_size: int,
+                device: torch.device, plots_dir: Path, seed: int) -> tuple[dict[str, Any], dict[str, dict], list[Path]]:
+    """Returns the ``monitor`` section, per-variant metrics and the plots written."""
+    y = data.y["test"].numpy()
+    group = data.group["test"].numpy() if data.group is not None else None
+    modality = data.meta.modality
+    perturbed = {}
+    for sc in mon.covariate():
+        c = corruption(sc.corruption, data, seed)
+        perturbed[sc.label] = c.perturb(data.x["test"].to(device), data.y["test"].to(device), int(sc.param)).cpu()
+    base = live[base_name]
+    console.print("[bold]monitor[/] detectors on shift scenarios")
+    pools = pools_for(mon, base.runner, base.artifact, data, batch_size, device, perturbed)
+    skipped: list[dict] = []
+    dets = mon._detectors(mon.detectors, pools.reference, modality, skipped)
+    calib_y = data.y["calib"].numpy()
+    est = (BBSE().fit(pools.reference.probs, calib_y), ATC().fit(pools.reference.probs, calib_y))
+    rows, estimates = mon.power(pools, y, group, mon.scenarios, mon.windows, dets, mon.repetitions, est)
+    section: dict[str, Any] = {
+        "reference": f"calib split ({len(calib_y)} items), baseline outputs", "pool": f"test split ({len(y)} items)",
+        "alpha": mon.alpha, "repetitions": mon.repetitions, "windows": mon.windows,
+        "scenarios": [s.label for s in mon.scenarios], "detectors": list(dets), "skipped": skipped + mon.dropped,
+        "power": rows, "estimates": estimates, "streams": mon.streams(pools, y, group),
+        "interval": "Clopper–Pearson 95 % over repetitions",
+    }
+    if mon.failing_loudly:
+        section["failing_loudly"] = failing_loudly(rows, list(dets))
+    metrics: dict[str, dict] = {}
+    deployment: dict[str, Any] = {}
+    out_dets = [d for d in OUTPUT_DETECTORS if d in dets]
+    n = mon.deployment_window
+    for name, lv in live.items():
+        try:
+            deployment[name], metrics[name] = _deployed(mon, name, lv, base_name, pools, rows, dets, out_dets, y, group,
+                                                        data, batch_size, device, perturbed, modality)
+        except Exception as e:  # noqa: BLE001 - one variant's monitor must not lose the run
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            deployment[name] = {"error": f"{type(e).__name__}: {first}"}
+            metrics[name] = {"monitor_false_alarm_rate": None}
+    section["deployment"] = {"window": n, "variants": deployment,
+                             "note": "false_alarms: the baseline's monitor on the variant's outputs with no shift; "
+                                     "power: detectors fitted on the variant's own reference"}
+    plots = [power_plot(rows, plots_dir / "monitor_power.png")]
+    if estimates:
+        plots.append(estimate_plot(estimates, plots_dir / "monitor_estimates.png"))
+    return section, metrics, [p for p in plots if p is not None]
+
+
+def _deployed(mon: Monitor, name: str, lv: Any, base_name: str, pools: Pools, rows: list[dict], dets: dict,
+              out_dets: list[str], y: np.ndarray, group: np.ndarray | None, data: DataBundle, batch_size: int,
+              device: torch.device, perturbed: dict, modality: str) -> tuple[dict, dict]:
+    """One variant's false alarms under the baseline's monitor and its detectors' power."""
+    n = mon.deployment_window
+    base_power = {(r["scenario"], r["detector"]): r for r in rows if r["window"] == n}
+    vp = pools if name == base_name else pools_for(mon, lv.runner, lv.artifact, data, batch_size, device, perturbed)
+    # compression alone: the baseline's monitor watching this variant's outputs, no shift
+    if name == base_name and n in mon.windows:  # the null rows measured above
+        fa = [r for r in rows if r["kind"] == "none" and r["window"] == n and r["detector"] in out_dets]
+    else:
+        fa, _ = mon.power(Pools(pools.reference, vp.clean), y, group, [Scenario("none")], [n],
+                          {d: dets[d] for d in out_dets}, mon.repetitions, salt=1)
+    # the detectors' power when this variant is the deployed model (fitted on its own reference);
+    # concept drift is left out: no output detector can see it by construction
+    shifted = [s for s in mon.scenarios if s.kind not in ("none", "concept")]
+    if name == base_name and n in mon.windows:  # measured above
+        pw = [r for r in rows if r["window"] == n and r["detector"] in out_dets and r["kind"] in
+              {s.kind for s in shifted}]
+    else:
+        own = mon._detectors(out_dets, vp.reference, modality, [])
+        pw, _ = mon.power(vp, y, group, shifted, [n], own, mon.deployment_repetitions, salt=2)
+    return ({"false_alarms": {r["detector"]: {k: r[k] for k in ("rate", "ci_low", "ci_high")} for r in fa},
+             "power": {f"{r['scenario']}/{r['detector']}": {
+                 "variant": r["rate"], "baseline": base_power.get((r["scenario"], r["detector"]), {}).get("rate")}
+                 for r in pw}},
+            {"monitor_false_alarm_rate": max((r["rate"] for r in fa), default=None)})
