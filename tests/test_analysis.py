@@ -241,3 +241,18 @@ def test_compare_reads_a_run_written_before_the_records_refactor(smoke_run, tmp_
     assert float(old_rows["onnx_fp32"]["accuracy"]) == pytest.approx(0.9866, abs=1e-4)
     md = (tmp_path / "cmp" / "compare.md").read_text()
     assert "onnx_fp32" in md and "run_0.1.0" in md
+
+
+@pytest.mark.parametrize("key", ["severities", "eps"])
+def test_a_stress_degradation_limit_reads_the_paired_bound_whatever_the_condition_key(key):
+    delta = {"value": -0.02, "ci_low": -0.08, "ci_high": 0.01}
+    summary = {"baseline": "baseline", "variants": {
+        "baseline": {"status": "ok", "metrics": {"stress/s/3/accuracy": 0.90},
+                     "stress": {"s": {"kind": "k", key: {"3": {"accuracy": 0.90}}}}},
+        "v": {"status": "ok", "metrics": {"stress/s/3/accuracy": 0.88},
+              "stress": {"s": {"kind": "k", key: {"3": {"accuracy": 0.88, "delta_accuracy": delta}}}}}}}
+    req = {"metric": "stress_accuracy", "stress": "s", "condition": "3", "max_degradation": 0.05}
+    point = check_requirements(summary, [req])["v"]["checks"][0]
+    bound = check_requirements(summary, [{**req, "use_bound": True}])["v"]["checks"][0]
+    assert point["passed"] and point["degradation"] == pytest.approx(0.02)
+    assert not bound["passed"] and bound["degradation"] == pytest.approx(0.08) and bound["basis"] == "95% CI bound"

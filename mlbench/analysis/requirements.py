@@ -57,8 +57,12 @@ def _delta(variant: dict, req: Any) -> dict | None:
     metric = _get(req, "metric")
     if metric == "stress_accuracy":
         sec = (variant.get("stress") or {}).get(_get(req, "stress"), {})
-        rows = sec.get("severities") or sec.get("eps") or {}
-        return (rows.get(str(_get(req, "condition"))) or {}).get("delta_accuracy")
+        cond = str(_get(req, "condition"))
+        # a stressor's per-condition table is whichever entry of its section is keyed by conditions
+        for table in sec.values():
+            if isinstance(table, dict) and isinstance(table.get(cond), dict):
+                return table[cond].get("delta_accuracy")
+        return None
     return (variant.get("deltas") or {}).get(metric)
 
 
