@@ -31,6 +31,7 @@ from mlbench.analysis.decision import decide
 from mlbench.analysis.deltas import compare_variants
 from mlbench.analysis.history import record as record_history
 from mlbench.analysis.report import write_datacheck_report, write_report
+from mlbench.analysis.requirements import validate as validate_requirement
 from mlbench.backends import BACKEND_OF, runner_for
 from mlbench.calibrate import Calibrator
 from mlbench.compress import Artifact, Facts, Pass, PassContext
@@ -134,6 +135,8 @@ def setup(ctx: RunContext) -> None:
     """Everything that can fail on a config value fails here, before any work."""
     cfg = ctx.cfg
     check_values(cfg)
+    for req in OmegaConf.to_container(cfg.requirements.checks, resolve=True, enum_to_str=True):
+        validate_requirement(req)
     ctx.started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     ctx.t0 = time.perf_counter()
     ctx.device = resolve_device(cfg.device)

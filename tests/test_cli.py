@@ -89,7 +89,13 @@ BAD = [
     (["data=wine", "model=mlp", "stress=[gaussian_blur]"], "needs image data"),
     (["stress=[fgsm]", "stress.fgsm.eps=[0.1,3.0]"], "outside the input range"),
     (["+variants.onnx_fp32.pases=[]"], "unknown key(s) ['pases']"),
+    (["datacheck.leakage.threshold=-1"], "leakage.threshold must be >= 0"),
+    (["monitor.alpha=0"], "monitor.alpha must be in (0, 1)"),
+    (["monitor.scenarios=[{kind: covariate, corruption: gausian_noise, param: 3}]"], "unknown corruption 'gausian_noise'"),
+    (["monitor.windows=[5000]", "monitor.when_unfit=error"], "larger than the held-out test split"),
+    (["requirements.checks=[{data: x, metric: accuracy, op: '<=', value: 1}]"], "either a metric or a data figure"),
 ]
+SET_UP = 5  # the last cases are config mistakes of the new stages: they must fail before any training
 
 
 @pytest.mark.parametrize("args,message", BAD)
@@ -103,6 +109,8 @@ def test_bad_input_is_one_clear_line_and_leaves_runs_alone(smoke_run, args, mess
     assert len(lines) == 1 and message in lines[0], out.stdout
     assert "Traceback" not in out.stdout + out.stderr
     assert _digest(run_dir) == before
+    if (args, message) in BAD[-SET_UP:]:
+        assert "baseline" not in out.stdout, out.stdout  # failed at set-up, before any work
 
 
 def test_unknown_names_fail_at_compose(tmp_path):

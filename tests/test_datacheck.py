@@ -292,3 +292,27 @@ def test_nan_features_are_a_finding_of_the_datacheck_command_and_an_error_for_a_
     assert dc["notes"] and dc["figures"]["shift_detected"] in (0, 1)  # the other checks ran on imputed data
     run = run_cli(*args, "debug=smoke", cwd=tmp_path)
     assert run.returncode == 2 and "NaN/inf" in run.stderr
+
+
+def test_fisher_ratio_and_border_fraction_worked_examples():
+    # one feature: class 0 at {0, 2}, class 1 at {10, 12}; mu = 6, class means 1 and 11
+    # between = 2·25 + 2·25 = 100, within = 1 + 1 + 1 + 1 = 4: ratio 25, F1 = 1/26
+    x = np.array([[0.0, 5.0], [2.0, 9.0], [10.0, 5.0], [12.0, 9.0]])  # feature 2 says nothing: ratio 0
+    y = np.array([0, 0, 1, 1])
+    f = fisher_ratio(x, y)
+    assert f["fisher_ratio"] == pytest.approx(25.0) and f["f1"] == pytest.approx(1 / 26)
+    # points on a line 0, 1, 2, 3, 10 with labels a a b b b: the MST is the chain; one cross edge (1-2)
+    line = np.array([[0.0], [1.0], [2.0], [3.0], [10.0]])
+    assert border_fraction(line, np.array([0, 0, 1, 1, 1])) == pytest.approx(2 / 5)
+    assert ber_bounds(line, np.array([0, 0, 1, 1, 1]), "mst")["upper"] == pytest.approx(1 / 10)
+
+
+def test_the_sufficiency_fit_recovers_a_planted_learning_curve():
+    from mlbench.datacheck.checks import _fit, _needed
+    n = np.array([100, 200, 400, 700, 1000], dtype=float)
+    a, b, c = 3.0, 0.6, 0.02
+    fit = _fit(n, a * n ** -b + c)
+    assert fit == pytest.approx((a, b, c), rel=1e-3)
+    # closed form: err(n) = 0.05 at n = (a / (0.05 - c))^(1/b)
+    assert _needed(fit, 0.05) == pytest.approx((3.0 / 0.03) ** (1 / 0.6), rel=1e-2)
+    assert _needed(fit, 0.01) == math.inf  # below the fitted floor c: out of reach

@@ -98,7 +98,7 @@ def test_null_false_positive_rates_stay_at_alpha():
     ref, _ = _world(seed=1)
     pool, y = _world(seed=4)
     mon = Monitor(windows=[50], repetitions=200, detectors=["bbsd_soft", "bbsd_hard", "confidence", "entropy"])
-    dets = {n: d for n, d in mon._detectors(mon.detectors, ref, "tabular", []).items()}
+    dets = {n: d for n, d in mon.detectors_for(mon.detectors, ref, "tabular", []).items()}
     rows, _ = mon.power(Pools(ref, pool), y, None, [Scenario("none")], [50], dets, 200)
     lo, hi = sps.binom.ppf([0.005, 0.995], 200, 0.05) / 200
     for r in rows:

@@ -24,7 +24,6 @@ from mlbench.data import SPLITS
 from mlbench.datacheck.base import Check, CheckContext, CheckResult, Finding, power_law
 from mlbench.datacheck.plots import (
     class_means,
-    exemplar_grid,
     pca_scatter,
     sufficiency_plot,
 )
@@ -38,6 +37,7 @@ from mlbench.evaluate.twosample import (
     ks_features,
     mmd_test,
 )
+from mlbench.plotting import exemplar_grid
 
 
 def _proxy(seed: int) -> Any:
@@ -185,11 +185,11 @@ class Leakage(Check):
         cross = 0
         pairs = []
         for s in ("val", "calib", "test"):
-            hit = [i for i, h in enumerate(_row_hashes(d.x[s])) if h in owner and owner[h][0] == "train"]
+            hashes = _row_hashes(d.x[s])
+            hit = [i for i, h in enumerate(hashes) if h in owner]
             if hit:
                 cross += len(hit)
-                pairs += [[int(d.index[s][i]), int(d.index["train"][owner[_row_hashes(d.x[s][i:i + 1])[0]][1]])]
-                          for i in hit[:20]]
+                pairs += [[int(d.index[s][i]), int(d.index["train"][owner[hashes[i]][1]])] for i in hit[:20]]
                 out.findings.append(Finding(self.name, "fail", f"{len(hit)} {s} items also in train (exact)",
                                             len(hit), _ids(ctx, s, hit), s))
         out.figures["cross_split_duplicates"] = cross

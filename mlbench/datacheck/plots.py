@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mlbench.datacheck.base import power_law  # noqa: E402
-from mlbench.plotting import exemplar_grid, save_figure  # noqa: E402,F401  (shared with the run report)
+from mlbench.plotting import save_figure  # noqa: E402
 
 
 def pca_scatter(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], path: Path) -> Path:

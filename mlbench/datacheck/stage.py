@@ -16,9 +16,10 @@ import torch
 from rich.table import Table
 
 from mlbench.data import DataBundle
-from mlbench.datacheck.base import Check, CheckContext, Finding, penultimate
+from mlbench.datacheck.base import Check, CheckContext, Finding
 from mlbench.datacheck.checks import Lint
 from mlbench.errors import MlbenchError
+from mlbench.models import penultimate
 from mlbench.progress import console
 
 

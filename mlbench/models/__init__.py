@@ -116,3 +116,22 @@ def count_params(model: nn.Module) -> tuple[int, int]:
 
 
 __all__ = ["MLP", "CNN", "ResNet", "count_params"]
+
+
+def penultimate(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512,
+                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The input of the model's last ``nn.Linear`` (its penultimate-layer embedding), as float32;
+    inputs are cast to ``dtype``, the precision the model runs in."""
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if not linears:
+        raise MlbenchError(f"{type(model).__name__} has no Linear layer to take embeddings from")
+    got: list[torch.Tensor] = []
+    hook = linears[-1].register_forward_hook(lambda mod, inp, out: got.append(inp[0].detach().float().cpu()))
+    try:
+        model = model.to(device).eval()
+        with torch.inference_mode():
+            for i in range(0, len(x), batch_size):
+                model(x[i:i + batch_size].to(device, dtype))
+    finally:
+        hook.remove()
+    return torch.cat(got) if got else torch.empty(0)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import yaml
+from hydra.utils import get_class
 from scipy import stats as sps
 
 from mlbench.errors import MlbenchError
@@ -28,8 +30,28 @@ from mlbench.monitor.detectors import (
     streaming_detectors,
 )
 from mlbench.monitor.scenarios import Scenario, parse
+from mlbench.schema import CONF_DIR
+from mlbench.stress.corruptions import Corruption
 
 OUTPUT_DETECTORS = ("bbsd_soft", "bbsd_hard", "confidence", "entropy")
+
+
+def corruption_class(name: str) -> type[Corruption] | None:
+    """The corruption class a covariate scenario names: an option of ``conf/stress`` whose target
+    is a :class:`Corruption` (None for ``auto``, resolved per modality), or one :class:`MlbenchError`."""
+    if name == "auto":
+        return None
+    options = {}
+    for path in sorted((CONF_DIR / "stress").glob("*.yaml")):
+        node = (yaml.safe_load(path.read_text()) or {}).get(path.stem)
+        if isinstance(node, dict) and "_target_" in node:
+            cls = get_class(node["_target_"])
+            if issubclass(cls, Corruption):
+                options[path.stem] = cls
+    if name not in options:
+        raise MlbenchError(f"monitor covariate scenario: unknown corruption {name!r}; one of auto, "
+                           + ", ".join(options))
+    return options[name]
 
 
 def rate_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -68,6 +90,9 @@ class Monitor:
         if bad:
             raise MlbenchError(f"monitor.detectors: unknown {bad}; known: {sorted(DETECTORS)}")
         self.scenarios = [parse(dict(s)) for s in scenarios]
+        for s in self.scenarios:  # a misspelt corruption fails at set-up, not after the variants
+            if s.kind == "covariate":
+                corruption_class(s.corruption)
         if not any(s.kind == "none" for s in self.scenarios):
             self.scenarios.insert(0, Scenario("none"))  # the null is always measured
         self.windows, self.repetitions, self.detectors = sorted(int(w) for w in windows), repetitions, list(detectors)
@@ -112,7 +137,8 @@ class Monitor:
         return out
 
     # ------------------------------------------------------------------ the protocol
-    def _detectors(self, names: Sequence[str], ref: View, modality: str, skipped: list) -> dict[str, Detector]:
+    def detectors_for(self, names: Sequence[str], ref: View, modality: str, skipped: list) -> dict[str, Detector]:
+        """The named detectors fitted on ``ref``; those that cannot run here go to ``skipped``."""
         out = {}
         for n in names:
             d = DETECTORS[n](self.alpha, self.seed)

@@ -10,30 +10,29 @@ import numpy as np
 import torch
 
 from mlbench.data import DataBundle
-from mlbench.datacheck.base import penultimate
-from mlbench.errors import MlbenchError
 from mlbench.evaluate.loop import evaluate
+from mlbench.models import penultimate
 from mlbench.monitor.detectors import ATC, BBSE, View
 from mlbench.monitor.plots import estimate_plot, power_plot
-from mlbench.monitor.protocol import OUTPUT_DETECTORS, Monitor, Pools, failing_loudly
+from mlbench.monitor.protocol import (
+    OUTPUT_DETECTORS,
+    Monitor,
+    Pools,
+    corruption_class,
+    failing_loudly,
+)
 from mlbench.monitor.scenarios import Scenario
 from mlbench.progress import console
+from mlbench.stress.corruptions import Corruption
 
 AUTO_CORRUPTION = {"image": "gaussian_noise", "tabular": "feature_noise"}
 
 
-def corruption(name: str, data: DataBundle, seed: int):
-    """The stress corruption a covariate scenario names (``auto``: gaussian noise on images,
-    feature noise on tabular data), checked against the data."""
-    from mlbench import stress
+def corruption(name: str, data: DataBundle, seed: int) -> Corruption:
+    """The stress corruption a covariate scenario names — an option of ``conf/stress`` (``auto``:
+    gaussian noise on images, feature noise on tabular data) — checked against the data."""
     name = AUTO_CORRUPTION[data.meta.modality] if name == "auto" else name
-    cls = {"gaussian_noise": stress.GaussianNoise, "shot_noise": stress.ShotNoise,
-           "impulse_noise": stress.ImpulseNoise, "gaussian_blur": stress.GaussianBlur, "contrast": stress.Contrast,
-           "brightness": stress.Brightness, "pixelate": stress.Pixelate, "occlusion": stress.Occlusion,
-           "feature_noise": stress.FeatureNoise, "missing_features": stress.MissingFeatures,
-           "scaling_drift": stress.ScalingDrift}.get(name)
-    if cls is None:
-        raise MlbenchError(f"monitor covariate scenario: unknown corruption {name!r}")
+    cls = corruption_class(name)
     c = cls(severities=[1], when_unfit="error", seed=seed)
     c.name = name
     c.check(data.meta)
@@ -71,7 +70,7 @@ def run_monitor(mon: Monitor, data: DataBundle, live: dict[str, Any], base_name:
     console.print("[bold]monitor[/] detectors on shift scenarios")
     pools = pools_for(mon, base.runner, base.artifact, data, batch_size, device, perturbed)
     skipped: list[dict] = []
-    dets = mon._detectors(mon.detectors, pools.reference, modality, skipped)
+    dets = mon.detectors_for(mon.detectors, pools.reference, modality, skipped)
     calib_y = data.y["calib"].numpy()
     est = (BBSE().fit(pools.reference.probs, calib_y), ATC().fit(pools.reference.probs, calib_y))
     rows, estimates = mon.power(pools, y, group, mon.scenarios, mon.windows, dets, mon.repetitions, est)
@@ -125,7 +124,7 @@ def _deployed(mon: Monitor, name: str, lv: Any, base_name: str, pools: Pools, ro
         pw = [r for r in rows if r["window"] == n and r["detector"] in out_dets and r["kind"] in
               {s.kind for s in shifted}]
     else:
-        own = mon._detectors(out_dets, vp.reference, modality, [])
+        own = mon.detectors_for(out_dets, vp.reference, modality, [])
         pw, _ = mon.power(vp, y, group, shifted, [n], own, mon.deployment_repetitions, salt=2)
     return ({"false_alarms": {r["detector"]: {k: r[k] for k in ("rate", "ci_low", "ci_high")} for r in fa},
              "power": {f"{r['scenario']}/{r['detector']}": {
