@@ -100,6 +100,21 @@ def _monitor(cfg: DictConfig) -> None:
     console.print(f"run directory: [bold]{run_dir}[/]")
 
 
+def _cycle(cfg: DictConfig) -> None:
+    # imported here, not at the top: `mlbench --help` and config errors need none of torch
+    from mlbench.cycle.report import print_cycle
+    from mlbench.cycle.stage import run_cycle_command
+    from mlbench.progress import console
+    try:
+        summary, run_dir = guarded(run_cycle_command, cfg)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: the finished periods are saved; run the same command with "
+                          "cycle.resume=true to continue")
+        sys.exit(130)
+    print_cycle(summary)
+    console.print(f"run directory: [bold]{run_dir}[/]")
+
+
 def _datacheck(cfg: DictConfig) -> None:
     # imported here, not at the top: `mlbench --help` and config errors need none of torch
     from mlbench import pipeline
@@ -149,6 +164,10 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "monitor":
         del sys.argv[1]
         hydra_entry(_monitor)
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "cycle":
+        del sys.argv[1]
+        hydra_entry(_cycle)
         return
     if len(sys.argv) > 1 and sys.argv[1] == "datacheck":
         del sys.argv[1]

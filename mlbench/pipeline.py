@@ -105,7 +105,8 @@ class RunContext:
 
 # --------------------------------------------------------------------------- setup
 
-def _instantiate(node: Any, what: str):
+def instantiate_checked(node: Any, what: str) -> Any:
+    """``hydra.utils.instantiate``; a constructor error becomes one MlbenchError naming ``what``."""
     try:
         return instantiate(node)
     except Exception as e:  # Hydra wraps constructor errors in InstantiationException
@@ -123,7 +124,7 @@ def _components(group: Any, where: str, kind: type, what: str) -> list:
     named after its key."""
     out = []
     for name, node in (group or {}).items():
-        obj = _instantiate(node, f"{where}.{name}")
+        obj = instantiate_checked(node, f"{where}.{name}")
         if not isinstance(obj, kind):
             raise MlbenchError(f"{where}.{name}: {type(obj).__name__} is not {what}")
         obj.name = name
@@ -143,8 +144,8 @@ def setup(ctx: RunContext) -> None:
     set_threads(cfg.backend.threads)
     seed_everything(cfg.seed, deterministic=ctx.device.type == "cpu")
     ctx.env = environment(ctx.device)
-    ctx.dataset = _instantiate(cfg.data, "data")
-    ctx.model_factory = _instantiate(cfg.model, "model")
+    ctx.dataset = instantiate_checked(cfg.data, "data")
+    ctx.model_factory = instantiate_checked(cfg.model, "model")
     if cfg.calibrate and "_target_" in cfg.calibrate:
         ctx.calibrator_factory = lambda node=cfg.calibrate: instantiate(node)
         ctx.calibrator_factory()  # fail now on bad arguments
@@ -156,7 +157,7 @@ def setup(ctx: RunContext) -> None:
         spec = OmegaConf.merge(OmegaConf.structured(VariantConf), spec)
         if name == BASELINE:
             raise MlbenchError(f"'{BASELINE}' is reserved for the trained model; rename that variant")
-        passes = [_instantiate(p, f"variants.{name}.passes[{i}]") for i, p in enumerate(spec.passes)]
+        passes = [instantiate_checked(p, f"variants.{name}.passes[{i}]") for i, p in enumerate(spec.passes)]
         for p in passes:
             if not isinstance(p, Pass):
                 raise MlbenchError(f"variants.{name}: {type(p).__name__} is not a compression pass")
@@ -165,7 +166,7 @@ def setup(ctx: RunContext) -> None:
     ctx.stressors = _components(cfg.stress, "stress", Stressor, "a stressor")
     ctx.checks = _components(cfg.datacheck, "datacheck", Check, "a data check")
     if cfg.monitor and "_target_" in cfg.monitor:
-        ctx.monitor = _instantiate(cfg.monitor, "monitor")
+        ctx.monitor = instantiate_checked(cfg.monitor, "monitor")
         if not isinstance(ctx.monitor, Monitor):
             raise MlbenchError(f"monitor: {type(ctx.monitor).__name__} is not a mlbench.monitor.Monitor")
 

@@ -214,6 +214,7 @@ class RootConf:
     stress: Any = None
     datacheck: Any = None
     monitor: Any = None
+    cycle: Any = None  # read by `mlbench cycle` only
     requirements: RequirementsConf = field(default_factory=RequirementsConf)
     analysis: AnalysisConf = field(default_factory=AnalysisConf)
     eval: EvalConf = field(default_factory=EvalConf)

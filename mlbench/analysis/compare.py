@@ -116,6 +116,55 @@ def rows_of(runs: list[tuple[Path, dict]], roots: list[Path], metrics: list[str]
     return rows
 
 
+CYCLE_COLUMNS = ["mean_accuracy", "min_accuracy", "final_accuracy", "periods_below_target", "retrains",
+                 "deployments", "refused", "failed", "labelled_items_used", "compute_s"]
+
+
+def cycle_rows(runs: list[tuple[Path, dict]], roots: list[Path]) -> list[dict]:
+    """One row per policy of every ``mlbench cycle`` run (its ``cycle`` section)."""
+    labels = _labels(runs, roots)
+    out = []
+    for d, s in runs:
+        c = s.get("cycle")
+        if not c:
+            continue
+        sched = ", ".join(f"{e['from']}: {e['scenario']}" for e in c["changes"])
+        for policy, row in c["table"].items():
+            out.append({"run": labels[d], "run_dir": str(d), "data": s["data"]["name"], "schedule": sched,
+                        "recipe": c["recipe"], "policy": policy, **{k: row.get(k) for k in CYCLE_COLUMNS},
+                        "interval_s": (c.get("interval") or {}).get("interval_s")})
+    return out
+
+
+def print_cycle_rows(rows: list[dict]) -> None:
+    t = Table(title="mlbench compare · update cycles")
+    for c in ["run", "policy", "mean acc", "min acc", "final", "below", "retrains", "deployed", "labels",
+              "compute s", "interval s"]:
+        t.add_column(c, justify="left" if c in ("run", "policy") else "right", overflow="fold")
+    for r in rows:
+        t.add_row(r["run"], r["policy"], _f(r["mean_accuracy"], 3), _f(r["min_accuracy"], 3),
+                  _f(r["final_accuracy"], 3), _f(r["periods_below_target"]), _f(r["retrains"]),
+                  _f(r["deployments"]), _f(r["labelled_items_used"]), _f(r["compute_s"], 1), _f(r["interval_s"], 2))
+    console.print(t)
+
+
+def write_cycle_rows(rows: list[dict], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    cols = ["run", "data", "schedule", "recipe", "policy", *CYCLE_COLUMNS, "interval_s", "run_dir"]
+    with open(out / "cycle.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    doc = Doc()
+    doc.h1("Update cycles")
+    doc.table(["run", "data", "schedule", "recipe", "policy", *CYCLE_COLUMNS, "interval_s"],
+              [[r["run"], r["data"], r["schedule"], str(r["recipe"]), r["policy"],
+                *[_f(r[k], 3) for k in CYCLE_COLUMNS], _f(r["interval_s"], 2)] for r in rows])
+    (out / "cycle.md").write_text(to_markdown(doc))
+    (out / "cycle.html").write_text(to_html(doc, out, "mlbench compare · update cycles"))
+    return [out / "cycle.csv", out / "cycle.md", out / "cycle.html"]
+
+
 def cross_run(runs: list[tuple[Path, dict]], roots: list[Path], paired: bool) -> list[dict]:
     """Changes of each later run's variants against the first run's same-named variant."""
     (ref_dir, ref), out = runs[0], []
@@ -230,10 +279,16 @@ def compare(paths: list[Path], out: Path | None = None, metrics: list[str] | Non
     paired = len(runs) <= PAIRED_RUN_LIMIT if paired is None else paired
     changes = cross_run(runs, paths, paired) if len(runs) > 1 else []
     title = "mlbench compare · " + ", ".join(p.name for p in paths)
+    cycles = cycle_rows(runs, paths)
     if not quiet:
-        print_rows(rows, metrics, title)
+        if rows or not cycles:
+            print_rows(rows, metrics, title)
+        if cycles:
+            print_cycle_rows(cycles)
     out = out or results_root() / "compare" / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     files = write_outputs(rows, changes, metrics, out, title)
+    if cycles:
+        files += write_cycle_rows(cycles, out)
     if not quiet:
         console.print("wrote " + ", ".join(str(f) for f in files))
     return files

@@ -15,7 +15,8 @@ from mlbench.progress import console
 from mlbench.results import atomic_write, read_predictions
 
 
-def _fmt(v: Any, digits: int = 4) -> str:
+def fmt(v: Any, digits: int = 4) -> str:
+    """A figure for a table: "–" when missing, floats to ``digits`` decimals."""
     if v is None:
         return "–"
     if isinstance(v, float):
@@ -51,11 +52,11 @@ def print_table(summary: dict, run_dir: Path) -> None:
             t.add_row(name, v.get("backend", ""), "[red]failed[/]", (v.get("error") or "")[:60], *[""] * 8)
             continue
         m = v["metrics"]
-        t.add_row(name, v["backend"], _fmt(m.get("accuracy")), _delta(v["deltas"].get("accuracy"), 3),
-                  _fmt(m.get("ece")), _fmt(m.get("nll")), _fmt(m.get("latency_p50_ms"), 3),
-                  _fmt(m.get("latency_p99_ms"), 3), _fmt(m.get("throughput_sps"), 0),
+        t.add_row(name, v["backend"], fmt(m.get("accuracy")), _delta(v["deltas"].get("accuracy"), 3),
+                  fmt(m.get("ece")), fmt(m.get("nll")), fmt(m.get("latency_p50_ms"), 3),
+                  fmt(m.get("latency_p99_ms"), 3), fmt(m.get("throughput_sps"), 0),
                   _kb(m.get("size_bytes")), f"{m.get('nonzero_params', 0):,}/{m.get('params', 0):,}",
-                  _fmt(m.get("mean_corruption_accuracy"), 3))
+                  fmt(m.get("mean_corruption_accuracy"), 3))
     console.print(t)
     console.print("[dim]* interval excludes 0 (paired bootstrap); latency at batch 1, "
                   f"throughput at batch {summary['run']['config']['eval']['batch_size']}; "
@@ -130,9 +131,9 @@ def build_report(summary: dict, plots: list[str]) -> Doc:
             continue
         m = v["metrics"]
         req = v.get("requirements")
-        rows.append([name, v["backend"], " → ".join(v["recipe"]) or "(trained)", _fmt(m.get("accuracy")),
-                     _fmt(m.get("ece")), _fmt(m.get("latency_p50_ms"), 3), _fmt(m.get("latency_p99_ms"), 3),
-                     _fmt(m.get("throughput_sps"), 0), _kb(m.get("size_bytes")),
+        rows.append([name, v["backend"], " → ".join(v["recipe"]) or "(trained)", fmt(m.get("accuracy")),
+                     fmt(m.get("ece")), fmt(m.get("latency_p50_ms"), 3), fmt(m.get("latency_p99_ms"), 3),
+                     fmt(m.get("throughput_sps"), 0), _kb(m.get("size_bytes")),
                      "" if req is None else ("pass" if req["passed"] else "fail")])
     doc.h2("Variants")
     doc.table(["variant", "backend", "recipe", "accuracy", "ece", "p50 ms", "p99 ms", "samples/s", "size KB",
@@ -144,14 +145,14 @@ def build_report(summary: dict, plots: list[str]) -> Doc:
         doc.h2("Deltas against the baseline (variant − baseline, 95 % CI)")
         doc.table(["variant", *keys, "McNemar p"],
                   [[n, *[_delta(summary["variants"][n]["deltas"].get(k)) for k in keys],
-                    _fmt(summary["variants"][n]["deltas"]["accuracy"].get("p_value"), 4)] for n in names])
+                    fmt(summary["variants"][n]["deltas"]["accuracy"].get("p_value"), 4)] for n in names])
         doc.h2("Calibration views (ECE / NLL)")
         doc.p("uncalibrated: softmax of the logits; carried: the baseline's calibrator applied to the variant; "
               "refit: a calibrator fitted to the variant on the calib split.")
         crows = []
         for n in ["baseline", *names]:
             cal = summary["variants"][n].get("calibration") or {}
-            crows.append([n, *[f"{_fmt(cal.get(view, {}).get('ece'))} / {_fmt(cal.get(view, {}).get('nll'))}"
+            crows.append([n, *[f"{fmt(cal.get(view, {}).get('ece'))} / {fmt(cal.get(view, {}).get('nll'))}"
                                for view in ("uncalibrated", "carried", "refit")]])
         doc.table(["variant", "uncalibrated", "carried", "refit"], crows)
         classes = summary["data"]["class_names"]
@@ -167,8 +168,8 @@ def build_report(summary: dict, plots: list[str]) -> Doc:
         doc.h2("Groups")
         doc.table(["variant", "per-group accuracy", "worst group", "demographic parity diff", "equalized odds diff"],
                   [[n, ", ".join(f"{k}: {a:.3f}" for k, a in g.get("per_group_accuracy", {}).items()),
-                    _fmt(g.get("worst_group_accuracy")), _fmt(g.get("demographic_parity_difference")),
-                    _fmt(g.get("equalized_odds_difference"))] if "error" not in g else [n, g["error"], "", "", ""]
+                    fmt(g.get("worst_group_accuracy")), fmt(g.get("demographic_parity_difference")),
+                    fmt(g.get("equalized_odds_difference"))] if "error" not in g else [n, g["error"], "", "", ""]
                    for n, g in groups.items()])
     ex = summary.get("exemplars") or []
     if ex:
@@ -186,7 +187,7 @@ def build_report(summary: dict, plots: list[str]) -> Doc:
         sp = summary["seed_spread"]
         doc.h2(f"Seed-to-seed spread of the baseline (seeds {sp['seeds']})")
         doc.table(["metric", "mean", "std", "min", "max"],
-                  [[k, _fmt(v["mean"]), _fmt(v["std"]), _fmt(v["min"]), _fmt(v["max"])] for k, v in sp["metrics"].items()])
+                  [[k, fmt(v["mean"]), fmt(v["std"]), fmt(v["min"]), fmt(v["max"])] for k, v in sp["metrics"].items()])
     datacheck_section(doc, summary)
     monitor_section(doc, summary)
     doc.h2("Plots")
@@ -223,7 +224,7 @@ def monitor_section(doc: Doc, summary: dict) -> None:
         doc.h3(f"Streaming detectors on the error stream ({st['scenario']} from item {st['change_at']}, "
                f"{st['repetitions']} streams; {st['library']})")
         doc.table(["detector", "detected", "mean delay (items)", "false alarms before the change (mean)"],
-                  [[n, f"{s['detected']:.2f}", _fmt(s["delay_mean"], 1), f"{s['false_alarms_mean']:.2f}"]
+                  [[n, f"{s['detected']:.2f}", fmt(s["delay_mean"], 1), f"{s['false_alarms_mean']:.2f}"]
                    for n, s in st["detectors"].items()])
     fl = mon.get("failing_loudly")
     if fl:
@@ -241,7 +242,7 @@ def monitor_section(doc: Doc, summary: dict) -> None:
                    for n, v in dep["variants"].items()])
         keys = sorted({k for v in dep["variants"].values() for k in v["power"]})
         doc.table(["scenario/detector", *dep["variants"]],
-                  [[k, *[_fmt((v["power"].get(k) or {}).get("variant"), 2) for v in dep["variants"].values()]]
+                  [[k, *[fmt((v["power"].get(k) or {}).get("variant"), 2) for v in dep["variants"].values()]]
                    for k in keys])
     for s in mon.get("skipped", []):
         doc.p("skipped " + ", ".join(f"{k} {v}" for k, v in s.items()))
@@ -259,7 +260,7 @@ def print_monitor(summary: dict) -> None:
         t.add_column(d, justify="right")
     for sc in mon["scenarios"]:
         cells = {r["detector"]: r["rate"] for r in mon["power"] if r["scenario"] == sc and r["window"] == w}
-        t.add_row(sc, *[_fmt(cells.get(d), 2) for d in mon["detectors"]])
+        t.add_row(sc, *[fmt(cells.get(d), 2) for d in mon["detectors"]])
     console.print(t)
     dep = mon["deployment"]
     console.print("false alarms of compression alone (baseline monitor, no shift, n = "
@@ -280,7 +281,7 @@ def datacheck_section(doc: Doc, summary: dict) -> None:
                 str(f["count"]), ", ".join(map(str, f["items"][:10])) + (" …" if len(f["items"]) > 10 else "")]
                for f in dc["findings"]])
     if dc["figures"]:
-        doc.table(["figure", "value"], [[k, _fmt(v)] for k, v in dc["figures"].items()])
+        doc.table(["figure", "value"], [[k, fmt(v)] for k, v in dc["figures"].items()])
     for s in dc["skipped"]:
         doc.p(f"skipped **{s['check']}**: {s['reason']}")
     checks = dc["checks"]
@@ -292,8 +293,8 @@ def datacheck_section(doc: Doc, summary: dict) -> None:
                  sec["conventions"]["ber_mst"]],
                 ["Bayes error, 1-NN", f"[{sec['ber_1nn']['lower']:.4f}, {sec['ber_1nn']['upper']:.4f}]",
                  sec["conventions"]["ber_1nn"]],
-                ["F1", _fmt(sec["f1"]), sec["conventions"]["f1"]], ["N1", _fmt(sec["n1"]), sec["conventions"]["n1"]],
-                ["intrinsic dimension (TwoNN)", _fmt(sec["intrinsic_dimension"], 2), ""]])
+                ["F1", fmt(sec["f1"]), sec["conventions"]["f1"]], ["N1", fmt(sec["n1"]), sec["conventions"]["n1"]],
+                ["intrinsic dimension (TwoNN)", fmt(sec["intrinsic_dimension"], 2), ""]])
         if "issues" in sec and "noise_matrix" in sec:
             doc.h3(f"Label issues ({name}): {len(sec['issues'])} listed, estimated noise rate {sec['noise_rate']:.3f}")
             doc.p(f"{sec['model']}; {sec['method']}.")
@@ -360,7 +361,7 @@ def _timing_section(doc, summary: dict) -> None:
         f"timings: {verdict}",
         f"batch-1 latency with {t['latency_threads']} intra-op thread(s), throughput with {t['throughput_threads']}; "
         f"{t['cpu_count']} CPUs; {t['rounds']} interleaved rounds",
-        *[f"{name}: other processes kept {_fmt(c.get('other_busy_cores'), 2)} cores busy; load average "
+        *[f"{name}: other processes kept {fmt(c.get('other_busy_cores'), 2)} cores busy; load average "
           f"{c['loadavg_before']:.2f} before, {c['loadavg_after']:.2f} after" for name, c in ph.items()],
         f"rules: unreliable when a runner's per-round p50 spans more than {1 + t['tolerance']:.2f}x, or other "
         "processes kept more cores busy than the timing left free (+0.25). Ratio intervals: sign-test interval "
@@ -380,7 +381,7 @@ def _timing_section(doc, summary: dict) -> None:
                 cells.append(f"{r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]" + (" tie" if r.get("tie") else ""))
         spread = t["round_spread"].get(n)
         if any(cells):
-            rows.append([n, *cells, _fmt(spread, 3)])
+            rows.append([n, *cells, fmt(spread, 3)])
     if rows:
         doc.table(["variant", "p50 latency ÷ baseline", "throughput ÷ baseline", "round spread (max/min p50)"], rows)
 
@@ -421,8 +422,8 @@ def _stress_sections(doc, summary: dict) -> None:
             for c in corr:
                 sec = v["stress"][c]
                 accs = " / ".join(f"{r['accuracy']:.3f}" for _, r in sorted(sec["severities"].items(), key=lambda kv: int(kv[0])))
-                cells.append(f"{accs} (CE {_fmt(sec.get('corruption_error'), 2)})")
-            rows.append([n, _fmt(v["metrics"].get("mean_corruption_accuracy")), *cells])
+                cells.append(f"{accs} (CE {fmt(sec.get('corruption_error'), 2)})")
+            rows.append([n, fmt(v["metrics"].get("mean_corruption_accuracy")), *cells])
         sev = ", ".join(sorted(first[corr[0]]["severities"], key=int))
         doc.p(f"Accuracy per corruption at severities {sev}; CE = Σ errors / Σ baseline errors.")
         doc.table(["variant", "mCA", *corr], rows)
@@ -460,7 +461,7 @@ def _stress_sections(doc, summary: dict) -> None:
                 rows.append([n, f"skipped: {sec['skipped']}", "", "", ""])
                 continue
             for meth, r in sec.get("methods", {}).items():
-                rows.append([n + f" · {meth}", _fmt(r["spearman_mean"], 3), _fmt(r["topk_overlap_mean"], 3),
-                             _fmt(r["infidelity"], 4), _fmt(r["sensitivity_max"], 4)])
+                rows.append([n + f" · {meth}", fmt(r["spearman_mean"], 3), fmt(r["topk_overlap_mean"], 3),
+                             fmt(r["infidelity"], 4), fmt(r["sensitivity_max"], 4)])
         doc.h3(f"Explanation shift ({name}, against the baseline's attributions)")
         doc.table(["variant · method", "Spearman (mean)", "top-k overlap", "infidelity", "sensitivity max"], rows)

@@ -1,0 +1,87 @@
+"""What a cycle's timeline says: the policy table, the time to recover after each drift, the
+cycle time per stage and the shortest update interval it sustains."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mlbench.cycle.loop import STAGES, UPDATE_STAGES
+
+
+def onsets(rows: list[dict]) -> list[dict[str, Any]]:
+    """Periods where the world's shift changes kind (none → covariate, covariate → none, ...);
+    a severity rising within one kind is the same drift going on."""
+    out = []
+    for prev, cur in zip(rows, rows[1:], strict=False):
+        if cur["kind"] != prev["kind"]:
+            out.append({"period": cur["period"], "from": prev["scenario"], "to": cur["scenario"]})
+    return out
+
+
+def recovery(rows: list[dict], drifts: list[dict], tolerance: float) -> list[dict[str, Any]]:
+    """Per drift: accuracy before it (mean over the periods since the previous change), the
+    lowest accuracy after it, and the periods until accuracy is back within ``tolerance`` of the
+    level before (0: it never fell below; None: not back before the next change or the end)."""
+    acc = {r["period"]: r["accuracy"] for r in rows}
+    starts = [0] + [d["period"] for d in drifts] + [len(rows)]
+    out = []
+    for i, d in enumerate(drifts):
+        before = [acc[t] for t in range(starts[i], d["period"])]
+        after = list(range(d["period"], starts[i + 2]))
+        level = float(np.mean(before))
+        back = next((t for t in after if acc[t] >= level - tolerance), None)
+        out.append({**d, "accuracy_before": level, "lowest_after": min(acc[t] for t in after),
+                    "periods_to_recover": None if back is None else back - d["period"]})
+    return out
+
+
+def policy_table(rows: list[dict], target: float | None, tolerance: float) -> dict[str, Any]:
+    acc = np.array([r["accuracy"] for r in rows])
+    updates = [r["update"] for r in rows if r["update"] is not None]
+    done = [u for u in updates if u["status"] in ("deployed", "refused", "failed")]
+    compute = sum(sum(r["seconds"].values()) for r in rows)
+    return {
+        "mean_accuracy": float(acc.mean()), "min_accuracy": float(acc.min()), "final_accuracy": float(acc[-1]),
+        "periods_below_target": None if target is None else int((acc < target).sum()),
+        "alarms": sum(bool(r["alarm"] or r["error_alarm"]) for r in rows),
+        "retrains": len(done), "deployments": sum(u["status"] == "deployed" for u in done),
+        "refused": sum(u["status"] == "refused" for u in done), "failed": sum(u["status"] == "failed" for u in done),
+        "skipped": sum(u["status"] == "skipped" for u in updates),
+        "labelled_items_used": int(sum(r["n"] for r in rows if r["period"] in
+                                       {t for u in done for t in [*u["train_periods"], u["holdout_period"]]})),
+        "compute_s": float(compute),
+        "recovery": recovery(rows, onsets(rows), tolerance),
+    }
+
+
+def _stat(v: list[float]) -> dict[str, float] | None:
+    if not v:
+        return None
+    return {"median": float(np.median(v)), "min": float(np.min(v)), "max": float(np.max(v)), "n": len(v)}
+
+
+def stage_times(timelines: dict[str, list[dict]]) -> dict[str, Any]:
+    """Seconds per stage over every period (score, monitor) and every completed update
+    (data check, train, compress, evaluate, gate), all policies together."""
+    rows = [r for rs in timelines.values() for r in rs]
+    upd = [r["update"] for r in rows if r["update"] is not None and r["update"]["status"] in ("deployed", "refused")]
+    out = {s: _stat([r["seconds"][s] for r in rows if s in r["seconds"]]) for s in ("score", "monitor")}
+    out.update({s: _stat([u["seconds"][s] for u in upd if s in u["seconds"]]) for s in UPDATE_STAGES})
+    return {s: out[s] for s in STAGES}
+
+
+def interval(stages: dict[str, Any], timelines: dict[str, list[dict]], window_items: int) -> dict[str, Any] | None:
+    """The shortest update interval this machine sustains for the recipe and window: the
+    median update (data check + train + compress + evaluate + gate) plus the median time to
+    score and monitor a period. Range: the fastest and slowest update."""
+    upd = [u for rs in timelines.values() for r in rs if (u := r["update"]) and u["status"] in ("deployed", "refused")]
+    if not upd:
+        return None
+    totals = [sum(u["seconds"].get(s, 0.0) for s in UPDATE_STAGES) for u in upd]
+    per_period = (stages["score"] or {}).get("median", 0.0) + (stages["monitor"] or {}).get("median", 0.0)
+    return {"interval_s": float(np.median(totals)) + per_period, "update_s_median": float(np.median(totals)),
+            "update_s_min": float(np.min(totals)), "update_s_max": float(np.max(totals)),
+            "score_and_monitor_s": per_period, "updates": len(totals), "window_items": window_items,
+            "train_items_median": float(np.median([u["n_train"] for u in upd]))}

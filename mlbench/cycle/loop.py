@@ -1,0 +1,538 @@
+"""The update cycle: a simulated deployment over a stream that changes.
+
+Each period, for every policy: score the period with the deployed model → monitor it (the
+monitoring stage's detectors on the model's outputs, river's detector on the error stream of
+the labels that have arrived, ATC's label-free accuracy estimate) → the policy decides → an
+update: data checks on the new training window (the data-check stage's checks), retrain
+(warm start from the dense weights the deployed model was compressed from, or from scratch),
+rebuild the deployment recipe (an option of ``conf/variants``), evaluate the candidate and the
+deployed model on the newest labelled period, and gate on the requirements → deploy only if
+every requirement passes. A refused, failed or impossible update keeps the deployed model, so
+no period ends with nothing deployed. Every stage is timed.
+
+The state after each finished period (rows, the deployed models' files, the error streams) is
+written to ``<cache_dir>/cycles/<config hash>``; ``cycle.resume=true`` continues from there.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mlbench.analysis.requirements import check_data, check_one
+from mlbench.analysis.requirements import validate as validate_requirement
+from mlbench.backends import Runner, runner_for
+from mlbench.compress import Artifact, Facts, Pass, PassContext
+from mlbench.cycle.policies import Policy, Signals, make
+from mlbench.cycle.stream import Stream, schedule
+from mlbench.data import DataBundle
+from mlbench.datacheck import Check, CheckContext
+from mlbench.datacheck.stage import feature_source, run_checks
+from mlbench.datacheck.stage import select as select_checks
+from mlbench.errors import MlbenchError
+from mlbench.evaluate.efficiency import latency
+from mlbench.evaluate.loop import evaluate
+from mlbench.evaluate.stats import paired_deltas
+from mlbench.models import count_params
+from mlbench.monitor.detectors import ATC, View, streaming_detectors
+from mlbench.monitor.protocol import Monitor
+from mlbench.progress import console
+from mlbench.train import content_hash, fit, load_weights, save_weights
+from mlbench.train.baseline import fit_kwargs
+
+STAGES = ("score", "monitor", "datacheck", "train", "compress", "evaluate", "gate")
+UPDATE_STAGES = ("datacheck", "train", "compress", "evaluate", "gate")
+OUTPUT_ONLY = ("bbsd_soft", "bbsd_hard", "confidence", "entropy", "ks_inputs", "mmd_inputs")
+DEFAULT_GATE = ({"metric": "accuracy", "op": ">=", "value": 0.85},
+                {"metric": "accuracy", "max_degradation": 0.05})
+STATE_VERSION = 1
+
+
+class Cycle:
+    """The ``cycle`` config group: the stream (periods, items per period, label delay, drift
+    schedule), the policies, the update (window, warm start, epochs, recipe) and its gate
+    (requirements judged on the newest labelled period against the model deployed now)."""
+
+    def __init__(self, periods: int = 12, period_size: int = 50, label_delay: int = 1, window: int = 3,
+                 schedule: list[dict] = (), policies: list[str] = ("never", "drift", "oracle"), every: int = 3,
+                 detectors: list[str] = ("bbsd_soft",), error_detector: str | None = "adwin", alpha: float = 0.05,
+                 warm_start: bool = True, epochs: int = 5, batch_size: int = 16,
+                 auto_corruption: dict[str, str] | None = None, recipe: str | None = "structured50_ft_ort_int8",
+                 requirements: list[dict] = DEFAULT_GATE, use_bound: bool = False,
+                 accuracy_target: float | None = None, recovery_tolerance: float = 0.05,
+                 scaling: list[int] = (1, 2, 4), latency_calls: int = 100, resume: bool = False, seed: int = 0):
+        if periods < 2 or period_size < 10:
+            raise MlbenchError(f"cycle needs periods >= 2 and period_size >= 10, got {periods} and {period_size}")
+        if not 0 <= label_delay < periods:
+            raise MlbenchError(f"cycle.label_delay {label_delay}: labels of period t arrive at the end of period "
+                               f"t + delay, so a delay of {periods} or more periods never delivers a label "
+                               f"within the {periods}-period stream")
+        if window < 2:
+            raise MlbenchError(f"cycle.window must be >= 2 labelled periods (the newest is held out), got {window}")
+        if not policies or len(set(policies)) != len(policies):
+            raise MlbenchError(f"cycle.policies must be a non-empty list without repeats, got {list(policies)}")
+        bad = [d for d in detectors if d not in OUTPUT_ONLY]
+        if bad:
+            raise MlbenchError(f"cycle.detectors: {bad} cannot watch a deployed (compressed) model; one of "
+                               f"{', '.join(OUTPUT_ONLY)}")
+        if error_detector not in (None, "adwin", "kswin", "page_hinkley"):
+            raise MlbenchError(f"cycle.error_detector must be adwin, kswin, page_hinkley or null, got {error_detector!r}")
+        if batch_size < 2:
+            raise MlbenchError(f"cycle.batch_size must be >= 2, got {batch_size}")
+        if epochs < 1 or not 0 < alpha < 1 or not 0 <= recovery_tolerance < 1:
+            raise MlbenchError("cycle needs epochs >= 1, alpha in (0, 1) and recovery_tolerance in [0, 1)")
+        if not scaling or min(scaling) < 1 or latency_calls < 10:
+            raise MlbenchError("cycle.scaling needs window multiples >= 1 and latency_calls >= 10")
+        self.requirements = [dict(r) for r in requirements]
+        for r in self.requirements:
+            validate_requirement(r)
+        self.periods, self.period_size, self.label_delay, self.window = periods, period_size, label_delay, window
+        self.scenarios = schedule_of(schedule, periods)
+        self.schedule = [dict(e) for e in schedule]
+        self.accuracy_target = accuracy_target if accuracy_target is not None else gate_target(self.requirements)
+        self.policies: list[Policy] = [make(p, every, self.accuracy_target) for p in policies]
+        self.every, self.detectors, self.error_detector, self.alpha = every, list(detectors), error_detector, alpha
+        self.warm_start, self.epochs, self.batch_size, self.recipe = warm_start, epochs, batch_size, recipe
+        self.auto_corruption = dict(auto_corruption or {"image": "gaussian_blur", "tabular": "feature_noise"})
+        self.use_bound, self.recovery_tolerance = use_bound, recovery_tolerance
+        self.scaling, self.latency_calls, self.resume, self.seed = sorted(set(scaling)), latency_calls, resume, seed
+
+
+def schedule_of(entries, periods: int):
+    return schedule([dict(e) for e in entries], periods)
+
+
+def gate_target(reqs: list[dict]) -> float | None:
+    """The strictest ``accuracy >= x`` of the gate (the accuracy target of the timeline)."""
+    vals = [float(r["value"]) for r in reqs if r.get("metric") == "accuracy" and r.get("op") in (">=", ">")]
+    return max(vals) if vals else None
+
+
+# --------------------------------------------------------------------------- the deployed model
+
+@dataclass
+class Deployed:
+    """A model in service: the artifact and its runner, the dense torch model it was compressed
+    from (warm starts continue from it), and what its monitor compares against."""
+
+    version: int
+    trained_at: int | None  # the period at whose end it was trained (None: the initial model)
+    window: list[int]
+    dense: torch.nn.Module
+    artifact: Artifact
+    runner: Runner
+    folder: Path
+    reference: View | None = None
+    detectors: dict = field(default_factory=dict)
+    atc: ATC | None = None
+    figures: dict[str, float] = field(default_factory=dict)  # size, latency when it was deployed
+
+    def describe(self, root: Path) -> dict[str, Any]:
+        return {"version": self.version, "trained_at": self.trained_at, "window": self.window,
+                "folder": str(self.folder.relative_to(root)), "format": self.artifact.format, "id": self.artifact.id,
+                "path": None if self.artifact.path is None else str(self.artifact.path.relative_to(root)),
+                "files": [str(f.relative_to(root)) for f in self.artifact.files], "figures": self.figures}
+
+
+@dataclass
+class PolicyState:
+    policy: Policy
+    deployed: Deployed
+    rows: list[dict] = field(default_factory=list)
+    errors: list[int] = field(default_factory=list)  # error stream of the deployed version so far
+    preds: dict[int, list[int]] = field(default_factory=dict)  # period -> predictions, until labels arrive
+    stream_detector: Any = None
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
+
+
+def view(probs: torch.Tensor, x: torch.Tensor) -> View:
+    return View(x.flatten(1).double().numpy(), None, probs.double().numpy())
+
+
+# --------------------------------------------------------------------------- the engine
+
+class Engine:
+    """Runs the cycle of one config: the stream, the policies' deployments, their updates."""
+
+    def __init__(self, cyc: Cycle, cfg: DictConfig, data: DataBundle, data_hash: str, stream: Stream,
+                 model_factory: Callable[..., torch.nn.Module], baseline: torch.nn.Module, device: torch.device,
+                 checks: list[Check], recipe: list[Pass], batch_size: int):
+        self.cyc, self.cfg, self.data, self.device, self.recipe = cyc, cfg, data, device, recipe
+        self.model_factory, self.baseline, self.checks = model_factory, baseline, checks
+        self.batch_size, self.stream = batch_size, stream
+        self.metric_reqs = [r for r in cyc.requirements if r.get("data") is None]
+        self.data_reqs = [r for r in cyc.requirements if r.get("data") is not None]
+        config = OmegaConf.to_container(cfg, resolve=True)
+        config["cycle"].pop("resume", None)
+        config.pop("paths", None)
+        self.key = content_hash({"config": config, "data": data_hash, "state": STATE_VERSION})
+        self.state_dir = Path(cfg.paths.cache_dir) / "cycles" / self.key
+
+    # ------------------------------------------------------------------ pieces
+    def fit_kwargs(self, device: torch.device) -> dict[str, Any]:
+        """The run's training settings with the cycle's batch size (windows are small: more steps)."""
+        return {**fit_kwargs(self.cfg, device), "batch_size": self.cyc.batch_size}
+
+    def _seed(self, *parts: int) -> int:
+        return int(np.random.SeedSequence([self.cyc.seed, *parts]).generate_state(1)[0] % (2**31))
+
+    def bundle(self, train_periods: list[int], hold: int) -> DataBundle:
+        """The update's data: train = the window's older periods; test = the newest labelled
+        period, which only the gate, the parity check and the monitor's reference read, so the
+        gate's figures are not biased by model selection; val = the training items (training
+        keeps its last-best weights on them: no selection on the held-out period); calib = the
+        training inputs (static quantization's calibration)."""
+        x_tr, y_tr = self.stream.labelled(train_periods)
+        x_ho, y_ho = self.stream.items(hold)
+        idx_tr = torch.cat([self.stream.index[self.stream.periods[t].idx] for t in train_periods])
+        idx_ho = self.stream.index[self.stream.periods[hold].idx]
+        return DataBundle(meta=self.data.meta, x={"train": x_tr, "val": x_tr, "calib": x_tr, "test": x_ho},
+                          y={"train": y_tr, "val": y_tr, "calib": y_tr, "test": y_ho},
+                          index={"train": idx_tr, "val": idx_tr, "calib": idx_tr, "test": idx_ho})
+
+    def compress(self, dense: torch.nn.Module, bundle: DataBundle, workdir: Path, seed: int,
+                 device: torch.device) -> Artifact:
+        """The deployment recipe applied to a trained model (no recipe: the model itself)."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        art = Artifact(id=content_hash({"weights": [float(p.detach().double().sum()) for p in dense.parameters()]}),
+                       format="torch", model=dense, facts=Facts(*count_params(dense)))
+        for step, p in enumerate(self.recipe):
+            art = p(art, PassContext(data=bundle, device=device, workdir=workdir, seed=seed,
+                                     fit_kwargs=self.fit_kwargs(device), step=step))
+        if art.format == "torch":
+            path = workdir / "model.safetensors"
+            save_weights(art.model, path)
+            art.files = [path]
+        return art
+
+    def serve(self, art: Artifact, device: torch.device) -> Runner:
+        return runner_for(art, self.cfg.backend, device)
+
+    def figures(self, art: Artifact, runner: Runner, x: torch.Tensor) -> dict[str, float]:
+        lat = latency(runner, x, warmup=5, min_calls=self.cyc.latency_calls, min_time_s=0.0)
+        return {"size_bytes": float(sum(f.stat().st_size for f in art.files)),
+                "latency_p50_ms": lat["latency_p50_ms"], "latency_p99_ms": lat["latency_p99_ms"],
+                "params": float(art.facts.params or 0)}
+
+    def watch(self, dep: Deployed, x: torch.Tensor, y: torch.Tensor) -> Deployed:
+        """Fit the deployed model's monitor: detectors and ATC on its outputs for held-out
+        labelled items."""
+        probs = evaluate(dep.runner, x, y, batch_size=self.batch_size).probs
+        dep.reference = view(probs, x)
+        skipped: list[dict] = []
+        dep.detectors = Monitor(detectors=self.cyc.detectors, alpha=self.cyc.alpha, seed=self.cyc.seed).detectors_for(
+            self.cyc.detectors, dep.reference, self.data.meta.modality, skipped)
+        if skipped:
+            raise MlbenchError("cycle.detectors: " + "; ".join(f"{s['detector']}: {s['reason']}" for s in skipped))
+        dep.atc = ATC().fit(dep.reference.probs, y.numpy())
+        return dep
+
+    def check_window(self, bundle: DataBundle, dense: torch.nn.Module, device: torch.device) -> dict | None:
+        """The data-check stage's checks on the update's window (train vs the held-out period)."""
+        if not self.checks:
+            return None
+        # the checks compare the splits: train (the window) against test (the held-out period) only
+        bundle = dataclasses.replace(bundle, **{k: {**getattr(bundle, k), "val": getattr(bundle, k)["val"][:0],
+                                                    "calib": getattr(bundle, k)["calib"][:0]}
+                                                for k in ("x", "y", "index")})
+        checks, skipped = select_checks([copy.copy(c) for c in self.checks], bundle)
+        features, space = feature_source(bundle, dense, device)
+        with tempfile.TemporaryDirectory() as tmp:
+            ctx = CheckContext(bundle, features, space, self.cyc.seed, device, Path(tmp), self.cyc.accuracy_target)
+            section = run_checks(checks, ctx, skipped, Path(tmp))
+        return {"counts": section["counts"], "figures": section["figures"],
+                "findings": [f"{f['severity']} {f['check']}: {f['message']}" for f in section["findings"]
+                             if f["severity"] != "info"]}
+
+    def candidate(self, source: torch.nn.Module, train_periods: list[int], hold: int, seed: int, workdir: Path,
+                  device: torch.device, current: Deployed) -> tuple[dict, Deployed | None]:
+        """One update: data checks, training, the recipe, evaluation and the gate. Returns its
+        record and the model to deploy (None when the gate refuses or a step fails)."""
+        rec: dict[str, Any] = {"train_periods": train_periods, "holdout_period": hold, "seconds": {}}
+        sec, clock = rec["seconds"], time.perf_counter
+        bundle = self.bundle(train_periods, hold)
+        rec["n_train"], rec["n_holdout"] = len(bundle.y["train"]), len(bundle.y["test"])
+        step = "datacheck"
+        try:
+            t0 = clock()
+            dc = self.check_window(bundle, current.dense, device)
+            rec["datacheck"] = dc
+            sec["datacheck"] = clock() - t0
+            step, t0 = "train", clock()
+            if self.cyc.warm_start:
+                model = copy.deepcopy(source)
+            else:
+                torch.manual_seed(seed)
+                model = self.model_factory(input_shape=self.data.meta.input_shape,
+                                           num_classes=self.data.meta.num_classes)
+            res = fit(model, bundle.x["train"], bundle.y["train"], bundle.x["val"], bundle.y["val"],
+                      epochs=self.cyc.epochs, seed=seed, desc="retrain", **self.fit_kwargs(device))
+            model = model.cpu().eval()
+            rec["train"] = {"best_epoch": res.best_epoch, "best_val_loss": res.best_val_loss}
+            sec["train"] = clock() - t0
+            step, t0 = "compress", clock()
+            art = self.compress(model, bundle, workdir, seed, device)
+            save_weights(model, workdir / "dense.safetensors")
+            sec["compress"] = clock() - t0
+            step, t0 = "evaluate", clock()
+            runner = self.serve(art, device)
+            x_ho, y_ho = bundle.x["test"], bundle.y["test"]
+            cand = evaluate(runner, x_ho, y_ho, batch_size=self.batch_size)
+            if cand.problem:
+                raise MlbenchError(f"the candidate's outputs are not probabilities ({cand.problem})")
+            cur = evaluate(current.runner, x_ho, y_ho, batch_size=self.batch_size)
+            figs = self.figures(art, runner, x_ho)
+            sec["evaluate"] = clock() - t0
+            step, t0 = "gate", clock()
+            deltas = paired_deltas(cur.probs, cand.probs, y_ho, n_resamples=1000, seed=seed,
+                                   metrics=("accuracy", "ece", "nll", "brier"))
+            variant = {"status": "ok", "metrics": {**cand.metrics, **figs}, "deltas": deltas}
+            deployed_now = {"status": "ok", "metrics": {**cur.metrics, **current.figures}}
+            checks = [check_one(r, variant, deployed_now, False, self.cyc.use_bound) for r in self.metric_reqs]
+            checks += [check_data(r, dc) for r in self.data_reqs]
+            sec["gate"] = clock() - t0
+        except Exception as e:  # noqa: BLE001 - a failed update keeps the deployed model
+            shutil.rmtree(workdir, ignore_errors=True)
+            rec.update(status="failed", reason=f"{step}: {_first_line(e)}")
+            return rec, None
+        rec["candidate"] = {k: variant["metrics"].get(k) for k in ("accuracy", "ece", "nll", *figs)}
+        rec["deployed_now"] = {k: cur.metrics.get(k) for k in ("accuracy", "ece", "nll")}
+        rec["delta_accuracy"] = deltas["accuracy"]
+        rec["checks"] = [{k: c.get(k) for k in ("requirement", "passed", "value", "margin", "reason")} for c in checks]
+        failed = [c for c in checks if not c["passed"]]
+        if failed:
+            shutil.rmtree(workdir, ignore_errors=True)
+            rec.update(status="refused", reason="; ".join(
+                c["requirement"] + (f" (value {c['value']:.4g})" if isinstance(c.get("value"), float) else
+                                    f" ({c.get('reason')})" if c.get("reason") else "") for c in failed))
+            return rec, None
+        rec.update(status="deployed", reason=None)
+        dep = Deployed(current.version + 1, None, [*train_periods, hold], model, art, runner, workdir, figures=figs)
+        return rec, self.watch(dep, x_ho, y_ho)
+
+    # ------------------------------------------------------------------ the initial deployment
+    def initial(self) -> Deployed:
+        """The baseline through the recipe (calibration and parity on its validation split, so no
+        stream item is touched), watched on its validation split."""
+        d = self.data
+        bundle = DataBundle(meta=d.meta, x={"train": d.x["train"], "val": d.x["val"], "calib": d.x["val"],
+                                            "test": d.x["val"]},
+                            y={"train": d.y["train"], "val": d.y["val"], "calib": d.y["val"], "test": d.y["val"]},
+                            index={"train": d.index["train"], "val": d.index["val"], "calib": d.index["val"],
+                                   "test": d.index["val"]})
+        folder = self.state_dir / "initial"
+        if folder.exists():
+            shutil.rmtree(folder)
+        try:
+            art = self.compress(self.baseline, bundle, folder, self.cyc.seed, self.device)
+        except Exception as e:  # noqa: BLE001 - reported in one line
+            raise MlbenchError(f"cycle: the recipe {self.cyc.recipe} fails on the initial model ({_first_line(e)})") from None
+        save_weights(self.baseline, folder / "dense.safetensors")
+        runner = self.serve(art, self.device)
+        dep = Deployed(0, None, [], self.baseline, art, runner, folder, figures=self.figures(art, runner, d.x["val"]))
+        return self.watch(dep, d.x["val"], d.y["val"])
+
+    # ------------------------------------------------------------------ one period
+    def labelled_window(self, ps: PolicyState, t: int) -> list[int]:
+        """The labelled periods an update at the end of period ``t`` trains on (the newest held out)."""
+        if ps.policy.oracle:
+            return list(range(t + 1))
+        last = t - self.cyc.label_delay
+        return list(range(max(0, last - self.cyc.window + 1), last + 1))
+
+    def score(self, ps: PolicyState, t: int) -> dict:
+        clock = time.perf_counter
+        x, y = self.stream.items(t)
+        p = self.stream.periods[t]
+        dep = ps.deployed
+        t0 = clock()
+        probs = evaluate(dep.runner, x, y, batch_size=self.batch_size).probs
+        pred = probs.argmax(1)
+        row: dict[str, Any] = {"period": t, "scenario": p.scenario.label, "kind": p.scenario.kind, "n": len(y),
+                               "accuracy": float((pred == y).float().mean()), "version": dep.version,
+                               "seconds": {"score": clock() - t0}}
+        t0 = clock()
+        w = view(probs, x)
+        results = {n: d.test(w) for n, d in dep.detectors.items()}
+        row["p_values"] = {n: float(r["p_value"]) for n, r in results.items()}
+        row["alarm"] = [n for n, r in results.items() if r["drift"]]
+        row["estimate"] = float(dep.atc.estimate(w.probs))
+        ps.preds[t] = pred.tolist()
+        row["error_alarm"] = self.feed_errors(ps, t)
+        row["seconds"]["monitor"] = clock() - t0
+        return row
+
+    def feed_errors(self, ps: PolicyState, t: int) -> bool:
+        """The labels of period t − delay arrive: the deployed version's errors on it (when it
+        scored that period) go to the streaming detector."""
+        if self.cyc.error_detector is None:
+            return False
+        arrived = t if ps.policy.oracle else t - self.cyc.label_delay
+        if arrived < 0 or arrived not in ps.preds:
+            return False
+        pred = ps.preds.pop(arrived)
+        scored_by = next((r["version"] for r in ps.rows if r["period"] == arrived), ps.deployed.version)
+        if scored_by != ps.deployed.version:  # a model since replaced: its errors say nothing of this one
+            return False
+        errs = (np.asarray(pred) != self.stream.periods[arrived].labels.numpy()).astype(int).tolist()
+        fired = False
+        for e in errs:
+            ps.errors.append(e)
+            ps.stream_detector.update(e)
+            fired = fired or bool(ps.stream_detector.drift_detected)
+        return fired
+
+    def new_stream_detector(self):
+        return None if self.cyc.error_detector is None else streaming_detectors(self.cyc.seed)[self.cyc.error_detector]
+
+    def step(self, ps: PolicyState, t: int) -> dict:
+        row = self.score(ps, t)
+        sig = Signals(t, row["alarm"], row["error_alarm"], row["estimate"])
+        why = ps.policy.decide(sig) if t < self.cyc.periods - 1 else None  # nothing left to serve
+        row["decision"], row["update"] = why, None
+        if why is None:
+            ps.rows.append(row)
+            return row
+        periods = self.labelled_window(ps, t)
+        if len(periods) < 2:
+            row["update"] = {"status": "skipped", "reason": f"{len(periods)} labelled period(s) so far; an update "
+                                                            "needs 2 (one to train on, the newest held out)"}
+            ps.rows.append(row)
+            return row
+        workdir = self.state_dir / ps.policy.name / f"v{ps.deployed.version + 1}"
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        source = ps.deployed.dense
+        rec, new = self.candidate(source, periods[:-1], periods[-1], self._seed(t), workdir, self.device, ps.deployed)
+        row["update"] = rec
+        row["seconds"].update(rec["seconds"])
+        if new is not None:
+            new.trained_at = t
+            old = ps.deployed
+            ps.deployed, ps.errors = new, []
+            ps.stream_detector = self.new_stream_detector()
+            if old.version > 0:
+                shutil.rmtree(old.folder, ignore_errors=True)
+        ps.rows.append(row)
+        return row
+
+    # ------------------------------------------------------------------ state
+    def save(self, states: dict[str, PolicyState], done: int) -> None:
+        out = {"version": STATE_VERSION, "key": self.key, "done": done,
+               "policies": {n: {"rows": ps.rows, "errors": ps.errors, "preds": {str(k): v for k, v in ps.preds.items()},
+                                "deployed": ps.deployed.describe(self.state_dir)} for n, ps in states.items()}}
+        tmp = self.state_dir / "state.json.tmp"
+        tmp.write_text(json.dumps(out))
+        tmp.replace(self.state_dir / "state.json")
+
+    def restore(self, initial: Deployed) -> tuple[dict[str, PolicyState], int] | None:
+        f = self.state_dir / "state.json"
+        if not f.is_file():
+            return None
+        try:
+            st = json.loads(f.read_text())
+        except (OSError, ValueError):
+            return None
+        if st.get("version") != STATE_VERSION or st.get("key") != self.key:
+            return None
+        states = {}
+        for pol in self.cyc.policies:
+            s = st["policies"][pol.name]
+            dep = self.reload(s["deployed"], initial)
+            ps = PolicyState(pol, dep, s["rows"], [], {int(k): v for k, v in s["preds"].items()},
+                             self.new_stream_detector())
+            for e in s["errors"]:  # replay: the detector's state is a function of its stream
+                ps.errors.append(e)
+                ps.stream_detector.update(e)
+            states[pol.name] = ps
+        return states, int(st["done"])
+
+    def reload(self, d: dict, initial: Deployed) -> Deployed:
+        if d["version"] == 0:
+            return initial
+        folder = self.state_dir / d["folder"]
+        dense = load_weights(self.model_factory(input_shape=self.data.meta.input_shape,
+                                                num_classes=self.data.meta.num_classes), folder / "dense.safetensors")
+        dense.eval()
+        hold = d["window"][-1]
+        if d["format"] == "onnx":
+            art = Artifact(id=d["id"], format="onnx", path=self.state_dir / d["path"],
+                           files=[self.state_dir / f for f in d["files"]], facts=Facts(*count_params(dense)))
+        else:  # a torch artifact is rebuilt from its dense weights by the same (deterministic) recipe
+            art = self.compress(dense, self.bundle(d["window"][:-1], hold), folder, self._seed(d["trained_at"]),
+                                self.device)
+        dep = Deployed(d["version"], d["trained_at"], d["window"], dense, art, self.serve(art, self.device), folder,
+                       figures=d["figures"])
+        x, y = self.stream.items(hold)
+        return self.watch(dep, x, y)
+
+    # ------------------------------------------------------------------ the whole stream
+    def run(self) -> dict[str, Any]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        initial = self.initial()
+        restored = self.restore(initial) if self.cyc.resume else None
+        resumed_from = None
+        if restored is None:
+            if self.cyc.resume:
+                console.print("[yellow]cycle.resume: no saved state for this configuration; starting afresh[/]")
+            for p in self.state_dir.iterdir():
+                if p.name not in ("initial",):
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
+            states = {p.name: PolicyState(p, initial, stream_detector=self.new_stream_detector())
+                      for p in self.cyc.policies}
+            start = 0
+        else:
+            states, done = restored
+            start = resumed_from = done + 1
+            console.print(f"[bold]cycle[/] resumed after period {done} from {self.state_dir}")
+        for t in range(start, self.cyc.periods):
+            cells = []
+            for name, ps in states.items():
+                row = self.step(ps, t)
+                u = row["update"]
+                mark = "" if u is None else {"deployed": " [green]↻ deployed[/]", "refused": " [yellow]↻ refused[/]",
+                                             "failed": " [red]↻ failed[/]", "skipped": " [dim]↻ no labels yet[/]"
+                                             }[u["status"]]
+                alarm = " [magenta]![/]" if row["alarm"] or row["error_alarm"] else ""
+                cells.append(f"{name} {row['accuracy']:.3f}{alarm}{mark}")
+            self.save(states, t)
+            sc = self.stream.periods[t].scenario.label
+            console.print(f"  period {t:>2} [dim]{sc:<28}[/] " + " · ".join(cells))
+        return {"states": states, "initial": initial, "resumed_from": resumed_from}
+
+    def scaling(self, initial: Deployed) -> list[dict]:
+        """Update time against the training-window size: one update per size from the initial
+        model (warm start), on the CPU and, when present, on CUDA."""
+        devices = [torch.device("cpu")] + ([self.device] if self.device.type == "cuda" else [])
+        w = self.cyc.window - 1
+        rows = []
+        for dev in devices:
+            for mult in self.cyc.scaling:
+                k = min(mult * w, self.cyc.periods - 1)
+                if any(r["device"] == dev.type and r["train_periods"] == k for r in rows):
+                    continue
+                workdir = self.state_dir / "scaling" / f"{dev.type}_{k}"
+                rec, _ = self.candidate(initial.dense, list(range(k)), k, self._seed(10_000 + k), workdir, dev, initial)
+                shutil.rmtree(workdir, ignore_errors=True)
+                rows.append({"device": dev.type, "train_periods": k, "train_items": rec["n_train"],
+                             "holdout_items": rec["n_holdout"], "status": rec["status"],
+                             **{f"{s}_s": rec["seconds"].get(s) for s in UPDATE_STAGES},
+                             "update_s": sum(rec["seconds"].get(s, 0.0) for s in UPDATE_STAGES)})
+        return rows
+

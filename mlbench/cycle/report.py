@@ -1,0 +1,166 @@
+"""The cycle's plots, console tables and report (report.md and report.html)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from mlbench.analysis.render import Doc, to_html, to_markdown  # noqa: E402
+from mlbench.analysis.report import fmt  # noqa: E402
+from mlbench.cycle.loop import STAGES  # noqa: E402
+from mlbench.plotting import save_figure  # noqa: E402
+from mlbench.progress import console  # noqa: E402
+from mlbench.results import atomic_write  # noqa: E402
+
+
+def timeline_plot(section: dict[str, Any], path: Path) -> Path:
+    """Accuracy per period per policy; alarms (▲ above the line), deployments (●), refused or
+    failed updates (✕); shifted periods shaded; the accuracy target dashed."""
+    fig, ax = plt.subplots(figsize=(8.5, 3.8))
+    kinds = section["schedule"]
+    for t, k in enumerate(kinds):
+        if k["kind"] != "none":
+            ax.axvspan(t - 0.5, t + 0.5, color="orange", alpha=0.06 + 0.04 * min(4, (k.get("param") or 1)))
+    for name, rows in section["timeline"].items():
+        t = [r["period"] for r in rows]
+        acc = [r["accuracy"] for r in rows]
+        line, = ax.plot(t, acc, marker=".", lw=1.4, label=name)
+        c = line.get_color()
+        al = [(r["period"], r["accuracy"]) for r in rows if r["alarm"] or r["error_alarm"]]
+        if al:
+            ax.scatter(*zip(*al, strict=True), marker="^", s=28, facecolors="none", edgecolors=c, zorder=3)
+        dep = [(r["period"] + 0.5, r["accuracy"]) for r in rows if (r["update"] or {}).get("status") == "deployed"]
+        if dep:
+            ax.scatter(*zip(*dep, strict=True), marker="o", s=30, color=c, zorder=3)
+        bad = [(r["period"] + 0.5, r["accuracy"]) for r in rows
+               if (r["update"] or {}).get("status") in ("refused", "failed")]
+        if bad:
+            ax.scatter(*zip(*bad, strict=True), marker="x", s=34, color=c, zorder=3)
+    if section.get("accuracy_target") is not None:
+        ax.axhline(section["accuracy_target"], ls="--", color="grey", lw=1, label="target")
+    ax.set_xlabel("period (shaded: shifted; ▲ alarm, ● deployed after the period, ✕ refused/failed)", fontsize=8)
+    ax.set_ylabel("accuracy of the deployed model")
+    ax.legend(fontsize=7, ncol=len(section["timeline"]) + 1, loc="lower left")
+    ax.set_xticks(range(len(kinds)))
+    return save_figure(fig, path)
+
+
+def stages_plot(section: dict[str, Any], path: Path) -> Path | None:
+    """Median seconds per stage of an update, and update time against the training-window size."""
+    st = {s: v["median"] for s, v in section["stages"].items() if v}
+    if not st:
+        return None
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8.5, 3.2))
+    a.barh(list(st), list(st.values()), color="tab:blue")
+    a.set_xlabel("median seconds")
+    a.invert_yaxis()
+    a.set_title("cycle time per stage", fontsize=9)
+    for dev in dict.fromkeys(r["device"] for r in section["scaling"]):
+        rs = [r for r in section["scaling"] if r["device"] == dev]
+        b.plot([r["train_items"] for r in rs], [r["update_s"] for r in rs], marker="o", label=dev)
+    b.set_xlabel("training-window items")
+    b.set_ylabel("update seconds")
+    b.set_ylim(bottom=0)
+    b.legend(fontsize=7)
+    b.set_title("update time against window size", fontsize=9)
+    return save_figure(fig, path)
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    return fmt(v, digits)
+
+
+def _interval_line(section: dict[str, Any]) -> str:
+    iv = section.get("interval")
+    if not iv:
+        return "no update completed, so no update interval was measured"
+    env = section["env"]
+    return (f"shortest sustainable update interval ≈ {iv['interval_s']:.1f} s on {env['device']} "
+            f"({env['threads']} threads): update median {iv['update_s_median']:.2f} s "
+            f"(range {iv['update_s_min']:.2f}–{iv['update_s_max']:.2f} over {iv['updates']} updates, "
+            f"median {iv['train_items_median']:.0f} training items) + {iv['score_and_monitor_s']:.3f} s "
+            f"to score and monitor a period of {section['period_size']} items")
+
+
+POLICY_COLUMNS = [("mean acc", "mean_accuracy"), ("min acc", "min_accuracy"), ("final", "final_accuracy"),
+                  ("below", "periods_below_target"), ("alarms", "alarms"), ("retrains", "retrains"),
+                  ("deployed", "deployments"), ("refused", "refused"), ("failed", "failed"),
+                  ("labels", "labelled_items_used"), ("compute s", "compute_s")]
+
+
+def print_cycle(summary: dict[str, Any]) -> None:
+    c = summary["cycle"]
+    t = Table(title=f"mlbench cycle · {summary['data']['name']} · {c['periods']} periods · recipe {c['recipe']}")
+    t.add_column("policy")
+    for h, _ in POLICY_COLUMNS:
+        t.add_column(h, justify="right")
+    for name, row in c["table"].items():
+        t.add_row(name, *[_f(row[k], 1 if k == "compute_s" else 3) for _, k in POLICY_COLUMNS])
+    console.print(t)
+    st = ", ".join(f"{s} {v['median']:.3f}" for s, v in c["stages"].items() if v)
+    console.print(f"median seconds per stage: {st}", soft_wrap=True)
+    console.print(_interval_line(c), soft_wrap=True)
+
+
+def write_cycle_report(summary: dict[str, Any], run_dir: Path) -> tuple[Path, Path]:
+    c, d = summary["cycle"], summary["data"]
+    doc = Doc()
+    doc.h1(f"mlbench cycle · {d['name']}")
+    doc.items([f"run `{summary['run']['id']}`, started {summary['run']['started']}",
+               f"stream: {c['periods']} periods of {c['period_size']} items from the calib and test splits, "
+               f"labels {c['label_delay']} period(s) late; schedule: "
+               + ", ".join(f"{e['from']}: {e['scenario']}" for e in c["changes"]),
+               f"update: window of {c['window']} labelled periods (the newest held out), "
+               f"{'warm start' if c['warm_start'] else 'from scratch'}, {c['epochs']} epochs, recipe "
+               f"`{c['recipe']}`; gate: " + "; ".join(c["requirements"]),
+               f"monitor: {', '.join(c['detectors'])} (α = {c['alpha']}) on each period's outputs; "
+               f"{c['error_detector'] or 'no'} detector on the delayed-label error stream; ATC estimate",
+               _interval_line(c)] + ([f"resumed after period {c['resumed_from'] - 1}"] if c.get("resumed_from") else []))
+    doc.h2("Accuracy over time")
+    for p in summary.get("plots", []):
+        if p.endswith("cycle_timeline.png"):
+            doc.image(p, "accuracy per period and policy")
+    doc.h2("Policies")
+    doc.table(["policy"] + [h for h, _ in POLICY_COLUMNS],
+              [[n] + [_f(r[k], 1 if k == "compute_s" else 3) for _, k in POLICY_COLUMNS] for n, r in c["table"].items()])
+    doc.p(f"below: periods under the accuracy target ({_f(c['accuracy_target'])}); labels: distinct labelled items read by "
+          "updates (training window and held-out period); compute: seconds spent scoring, monitoring and updating.")
+    doc.h2("Time to recover after a drift")
+    rec = [[n, str(x["period"]), f"{x['from']} → {x['to']}", _f(x["accuracy_before"]), _f(x["lowest_after"]),
+            "not recovered" if x["periods_to_recover"] is None else str(x["periods_to_recover"])]
+           for n, r in c["table"].items() for x in r["recovery"]]
+    if rec:
+        doc.table(["policy", "period", "change", "accuracy before", "lowest after", "periods to recover"], rec)
+        doc.p(f"Recovered: accuracy back within {c['recovery_tolerance']:g} of its mean since the previous change.")
+    else:
+        doc.p("The schedule has no change of shift.")
+    doc.h2("Cycle time per stage")
+    doc.table(["stage", "median s", "min s", "max s", "n"],
+              [[s, _f(v["median"], 4), _f(v["min"], 4), _f(v["max"], 4), str(v["n"])]
+               for s in STAGES if (v := c["stages"].get(s))])
+    doc.h3("Update time against the training-window size")
+    doc.table(["device", "train items", "held-out items", "data check s", "train s", "compress s", "evaluate s",
+               "gate s", "update s"],
+              [[r["device"], str(r["train_items"]), str(r["holdout_items"]), _f(r["datacheck_s"]), _f(r["train_s"]),
+                _f(r["compress_s"]), _f(r["evaluate_s"]), _f(r["gate_s"]), _f(r["update_s"])] for r in c["scaling"]])
+    for p in summary.get("plots", []):
+        if p.endswith("cycle_stages.png"):
+            doc.image(p, "seconds per stage")
+    doc.h2("Updates")
+    ups = [[n, str(r["period"]), r["decision"] or "", u["status"], _f((u.get("candidate") or {}).get("accuracy")),
+            _f((u.get("deployed_now") or {}).get("accuracy")), u.get("reason") or ""]
+           for n, rows in c["timeline"].items() for r in rows if (u := r["update"])]
+    if ups:
+        doc.table(["policy", "period", "why", "outcome", "candidate acc", "deployed acc", "reason"], ups)
+    else:
+        doc.p("No policy asked for an update.")
+    md, htm = run_dir / "report.md", run_dir / "report.html"
+    atomic_write(md, to_markdown(doc))
+    atomic_write(htm, to_html(doc, run_dir, f"mlbench cycle · {d['name']}"))
+    return md, htm

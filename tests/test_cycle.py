@@ -1,0 +1,131 @@
+"""The update cycle: the stream it draws, the policies, the figures of its timeline, and
+`mlbench cycle` end to end — failures keep the deployed model, impossible schedules fail
+before any work, an interrupted cycle resumes with identical results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mlbench.cycle.figures import onsets, policy_table, recovery
+from mlbench.cycle.loop import Cycle
+from mlbench.cycle.policies import Every, OnDrift, OnEstimate, Signals
+from mlbench.cycle.stage import load_recipe
+from mlbench.cycle.stream import Stream, schedule
+from mlbench.data import Digits
+from mlbench.errors import MlbenchError
+from mlbench.schema import CONF_DIR
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return Digits().load()
+
+
+def _tag(sc, x, y, t):  # a visible "perturbation": the period number added to every input
+    return x + 100 + t
+
+
+def test_schedule_gives_each_period_its_scenario():
+    s = schedule([{"from": 2, "kind": "knock_out", "classes": [0, 1]}, {"from": 4, "kind": "none"}], 6)
+    assert [x.kind for x in s] == ["none", "none", "knock_out", "knock_out", "none", "none"]
+    with pytest.raises(MlbenchError, match="outside the stream"):
+        schedule([{"from": 6, "kind": "none"}], 6)
+    with pytest.raises(MlbenchError, match="must increase"):
+        schedule([{"from": 3, "kind": "none"}, {"from": 1, "kind": "none"}], 6)
+
+
+def test_the_stream_draws_disjoint_periods_under_their_scenarios(digits):
+    scen = schedule([{"from": 0, "kind": "none"}, {"from": 2, "kind": "knock_out", "classes": [0, 1]},
+                     {"from": 4, "kind": "concept", "classes": [2, 3]},
+                     {"from": 5, "kind": "covariate", "corruption": "gaussian_blur", "param": 2}], 6)
+    st = Stream(digits, scen, 60, seed=0, perturb=_tag)
+    idx = np.concatenate([p.idx for p in st.periods])
+    assert len(idx) == len(set(idx)) == 360  # no item twice: nothing scored after being trained on
+    pool_y = st.y.numpy()
+    for p in st.periods:
+        true = pool_y[p.idx]
+        if p.scenario.kind == "knock_out":
+            assert not (true == 0).any()  # knock_out drops the first class named
+        if p.scenario.kind == "concept":  # the world's labels: 2 and 3 swapped, inputs untouched
+            lab = p.labels.numpy()
+            assert (lab[true == 2] == 3).all() and (lab[true == 3] == 2).all() and (lab[true > 3] == true[true > 3]).all()
+            assert torch.equal(p.x, st.x[p.idx])
+        if p.scenario.kind == "covariate":
+            assert torch.equal(p.x, st.x[p.idx] + 100 + p.t)
+    again = Stream(digits, scen, 60, seed=0, perturb=_tag)
+    assert all(np.array_equal(a.idx, b.idx) for a, b in zip(st.periods, again.periods, strict=True))
+
+
+def test_an_impossible_stream_fails_with_one_line(digits):
+    with pytest.raises(MlbenchError, match=r"need 7200 items; the calib and test splits of digits hold 719"):
+        Stream(digits, schedule([], 12), 600, 0, _tag)
+    # 10 periods without classes 0 and 1 need more of class 2 than the pool holds
+    with pytest.raises(MlbenchError, match="items of class"):
+        Stream(digits, schedule([{"from": 0, "kind": "tweak_one", "param": 0.9, "classes": [2, 0]}], 10), 60, 0, _tag)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"label_delay": 12}, "never delivers a label"),
+    ({"window": 1}, "window must be >= 2"),
+    ({"policies": ["never", "sometimes"]}, "unknown policy 'sometimes'"),
+    ({"detectors": ["mmd_embeddings"]}, "cannot watch a deployed"),
+    ({"policies": ["estimate"], "requirements": [{"metric": "size_bytes", "op": "<=", "value": 1e6}]},
+     "needs an accuracy target"),
+    ({"requirements": [{"metric": "accuracy"}]}, "give either op and value"),
+])
+def test_bad_cycle_settings_fail_at_set_up(kw, message):
+    with pytest.raises(MlbenchError, match=message):
+        Cycle(**kw)
+
+
+def test_an_unknown_recipe_lists_the_variants(make_cfg):
+    with pytest.raises(MlbenchError, match="no variant 'nope'; one of .*structured50_ft_ort_int8"):
+        load_recipe(make_cfg(), "nope")
+    assert [p.name for p in load_recipe(make_cfg(), "structured50_ft_ort_int8")] == [
+        "prune_structured", "finetune", "onnx_export", "ort_quantize_static"]
+
+
+def test_policies_decide_on_what_they_watch():
+    sig = lambda t, alarm=(), err=False, est=0.95: Signals(t, list(alarm), err, est)  # noqa: E731
+    assert [t for t in range(9) if Every(3).decide(sig(t))] == [2, 5, 8]
+    assert OnDrift().decide(sig(0)) is None
+    assert "bbsd_soft" in OnDrift().decide(sig(0, alarm=["bbsd_soft"]))
+    assert "error-rate" in OnDrift().decide(sig(0, err=True))
+    assert OnEstimate(0.9).decide(sig(0, est=0.91)) is None and "0.890" in OnEstimate(0.9).decide(sig(0, est=0.89))
+
+
+def _rows(acc, kinds, updates=None):
+    updates = updates or {}
+    return [{"period": t, "accuracy": a, "kind": k, "scenario": k, "n": 50, "alarm": [], "error_alarm": False,
+             "update": updates.get(t), "seconds": {"score": 0.1}} for t, (a, k) in enumerate(zip(acc, kinds, strict=True))]
+
+
+def test_recovery_and_the_policy_table_on_a_worked_example():
+    kinds = ["none"] * 3 + ["covariate"] * 4 + ["none"] * 2
+    acc = [0.96, 0.98, 0.97, 0.70, 0.80, 0.93, 0.95, 0.90, 0.97]
+    up = {3: {"status": "refused", "train_periods": [0, 1], "holdout_period": 2, "n_train": 100, "n_holdout": 50,
+              "seconds": {}},
+          4: {"status": "deployed", "train_periods": [1, 2], "holdout_period": 3, "n_train": 100, "n_holdout": 50,
+              "seconds": {}}}
+    rows = _rows(acc, kinds, up)
+    d = onsets(rows)
+    assert [x["period"] for x in d] == [3, 7]
+    r = recovery(rows, d, 0.05)
+    # before: mean(0.96, 0.98, 0.97) = 0.97; back within 0.05 (>= 0.92) at period 5: 2 periods
+    assert r[0]["accuracy_before"] == pytest.approx(0.97) and r[0]["periods_to_recover"] == 2
+    assert r[0]["lowest_after"] == 0.70
+    # before the second change: mean(0.70, 0.80, 0.93, 0.95) = 0.845; 0.90 >= 0.795 at once
+    assert r[1]["periods_to_recover"] == 0
+    tab = policy_table(rows, 0.9, 0.05)
+    assert tab["periods_below_target"] == 2 and tab["retrains"] == 2 and tab["deployments"] == 1
+    assert tab["refused"] == 1 and tab["labelled_items_used"] == 200  # periods 0-3, each item once
+    assert tab["min_accuracy"] == 0.70 and tab["final_accuracy"] == 0.97
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (CONF_DIR / "cycle").glob("*.yaml")))
+def test_every_cycle_option_builds(make_cfg, option):
+    from hydra.utils import instantiate
+    cyc = instantiate(make_cfg(f"cycle={option}").cycle)
+    assert isinstance(cyc, Cycle) and len(cyc.scenarios) == cyc.periods
