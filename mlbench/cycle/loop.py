@@ -93,8 +93,8 @@ class Cycle:
             raise MlbenchError(f"cycle.batch_size must be >= 2, got {batch_size}")
         if epochs < 1 or not 0 < alpha < 1 or not 0 <= recovery_tolerance < 1:
             raise MlbenchError("cycle needs epochs >= 1, alpha in (0, 1) and recovery_tolerance in [0, 1)")
-        if not scaling or min(scaling) < 1 or latency_calls < 10:
-            raise MlbenchError("cycle.scaling needs window multiples >= 1 and latency_calls >= 10")
+        if (scaling and min(scaling) < 1) or latency_calls < 10:
+            raise MlbenchError("cycle.scaling needs window multiples >= 1 ([] skips the table), latency_calls >= 10")
         self.requirements = [dict(r) for r in requirements]
         for r in self.requirements:
             validate_requirement(r)

@@ -67,7 +67,8 @@ def stages_plot(section: dict[str, Any], path: Path) -> Path | None:
     b.set_xlabel("training-window items")
     b.set_ylabel("update seconds")
     b.set_ylim(bottom=0)
-    b.legend(fontsize=7)
+    if section["scaling"]:
+        b.legend(fontsize=7)
     b.set_title("update time against window size", fontsize=9)
     return save_figure(fig, path)
 
@@ -144,11 +145,12 @@ def write_cycle_report(summary: dict[str, Any], run_dir: Path) -> tuple[Path, Pa
     doc.table(["stage", "median s", "min s", "max s", "n"],
               [[s, _f(v["median"], 4), _f(v["min"], 4), _f(v["max"], 4), str(v["n"])]
                for s in STAGES if (v := c["stages"].get(s))])
-    doc.h3("Update time against the training-window size")
-    doc.table(["device", "train items", "held-out items", "data check s", "train s", "compress s", "evaluate s",
-               "gate s", "update s"],
-              [[r["device"], str(r["train_items"]), str(r["holdout_items"]), _f(r["datacheck_s"]), _f(r["train_s"]),
-                _f(r["compress_s"]), _f(r["evaluate_s"]), _f(r["gate_s"]), _f(r["update_s"])] for r in c["scaling"]])
+    if c["scaling"]:
+        doc.h3("Update time against the training-window size")
+        doc.table(["device", "train items", "held-out items", "data check s", "train s", "compress s", "evaluate s",
+                   "gate s", "update s"],
+                  [[r["device"], str(r["train_items"]), str(r["holdout_items"]), _f(r["datacheck_s"]), _f(r["train_s"]),
+                    _f(r["compress_s"]), _f(r["evaluate_s"]), _f(r["gate_s"]), _f(r["update_s"])] for r in c["scaling"]])
     for p in summary.get("plots", []):
         if p.endswith("cycle_stages.png"):
             doc.image(p, "seconds per stage")
