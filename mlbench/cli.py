@@ -156,7 +156,37 @@ def _check_results_folder(argv: list[str]) -> None:
         sys.exit(2)
 
 
+SUBCOMMANDS = [("(none)", "a run: baseline, variants, timing, stress, data checks, monitoring, report"),
+               ("compare", "compare run and sweep folders (mlbench compare --help)"),
+               ("datacheck", "the data checks alone"),
+               ("monitor", "the baseline, the variants and the monitoring stage"),
+               ("cycle", "the update cycle: a simulated deployment over a drifting stream")]
+LIST_GROUPS = ("variants", "stress", "datacheck")  # groups that take a list of options
+
+
+def short_help() -> str:
+    """``mlbench --help``: read from conf/ without composing a config (fast: no torch, no
+    Hydra composition). Hydra's own help stays at ``--hydra-help``."""
+    import yaml  # only here: the rest of the CLI gets YAML through Hydra
+    text = yaml.safe_load((CONF_DIR / "hydra" / "help" / "mlbench.yaml").read_text())
+    lines = [text["header"].splitlines()[0].replace("${hydra.help.app_name}", "mlbench"), "",
+             "usage: mlbench [SUBCOMMAND] [group=option ...] [key=value ...]", "", "subcommands:"]
+    lines += [f"  {name:<11} {what}" for name, what in SUBCOMMANDS]
+    lines += ["  (mlbench-export, a separate command, packages a variant for deployment)", "",
+              "configuration groups (one option each; variants, stress and datacheck take a list 'g=[a,b]'):"]
+    for group in sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("hydra",)):
+        opts = sorted(q.stem for q in (CONF_DIR / group).glob("*.yaml"))
+        lines.append(f"  {group + ':':<14}{', '.join(opts)}")
+    lines += ["", text["footer"].rstrip(), "",
+              "the composed config: mlbench --cfg job · Hydra's help: mlbench --hydra-help · docs: README.md"]
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[-1] in ("--help", "-h") and (len(sys.argv) == 2 or sys.argv[1] in
+                                                                   ("cycle", "monitor", "datacheck")):
+        print(short_help())
+        return
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
     if not any(a in ("--help", "-h", "--cfg", "-c", "--info", "--hydra-help") or a.startswith("--cfg")
                for a in sys.argv[1:]) and not (len(sys.argv) > 1 and sys.argv[1] == "compare"):

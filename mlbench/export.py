@@ -58,7 +58,7 @@ def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             for p in spec.passes:
                 if isinstance(p, OnnxExport):
                     p.parity_atol, p.parity_min_agreement = float("inf"), 0.0
-        art = pipeline.build(ctx, spec)
+        art, _ = pipeline.build(ctx, spec)
         if art.format != "onnx":
             raise MlbenchError(f"variant {e.variant} ends in a {art.format} model; export needs an ONNX recipe")
     # calibrate on this model's own calib outputs

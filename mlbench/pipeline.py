@@ -12,9 +12,12 @@ records into summary.json, everything reads summary.json only.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import math
+import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -34,7 +37,7 @@ from mlbench.analysis.report import write_datacheck_report, write_report
 from mlbench.analysis.requirements import validate as validate_requirement
 from mlbench.backends import BACKEND_OF, runner_for
 from mlbench.calibrate import Calibrator
-from mlbench.compress import Artifact, Facts, Pass, PassContext
+from mlbench.compress import Artifact, Facts, Pass, PassContext, lineage_id
 from mlbench.data import DataBundle, Dataset
 from mlbench.data.base import ALLOW_NONFINITE
 from mlbench.datacheck import Check, CheckContext
@@ -100,6 +103,7 @@ class RunContext:
     baseline_calibrator: Calibrator | None = None
     records: dict[str, VariantRecord] = field(default_factory=dict)
     live: dict[str, Live] = field(default_factory=dict)  # measured variants only
+    built: dict[str, Artifact] = field(default_factory=dict)  # lineage id -> artifact built in this run
     run: RunRecord = field(default_factory=RunRecord)
 
 
@@ -234,18 +238,43 @@ def datacheck(ctx: RunContext) -> None:
 
 # --------------------------------------------------------------------------- variants
 
-def build(ctx: RunContext, spec: VariantSpec) -> Artifact:
-    """Apply the recipe's passes in order to the baseline."""
+def build(ctx: RunContext, spec: VariantSpec) -> tuple[Artifact, list[str]]:
+    """Apply the recipe's passes in order to the baseline. A prefix of passes another variant
+    of this run already applied (the same lineage id: same parent, pass and parameters) is
+    reused, not rebuilt: onnx_fp32, ort_int8_static and ort_int8_dynamic export once. Returns
+    the artifact and the names of the passes reused."""
     workdir = ctx.run_dir / "models" / spec.name
     workdir.mkdir(parents=True, exist_ok=True)
-    art = ctx.baseline
+    art, reused = ctx.baseline, []
     for step, p in enumerate(spec.passes):
+        done = ctx.built.get(lineage_id(art.id, p.name, p.params()))
+        if done is not None and len(reused) == step:  # only a leading run of passes is shared
+            art = _localized(done, workdir)
+            reused.append(p.name)
+            continue
         pctx = PassContext(data=ctx.data, device=ctx.device, workdir=workdir, seed=ctx.cfg.seed,
                            fit_kwargs=fit_kwargs(ctx.cfg, ctx.device), step=step)
         art = p(art, pctx)
+        ctx.built[art.id] = art
     if art.format == "torch" and art is not ctx.baseline:
         art.files = [_save_torch(art.model, workdir)]
-    return art
+    return art, reused
+
+
+def _localized(art: Artifact, workdir: Path) -> Artifact:
+    """A reused ONNX artifact with its files copied into this variant's folder: passes write
+    beside their input and find external data by its relative name, and each variant's folder
+    holds everything it needs (copied, not hard-linked: onnx refuses external data with several
+    links, as a guard against link attacks)."""
+    if art.format != "onnx" or art.path is None:
+        return art
+    files = []
+    for f in art.files:
+        dst = workdir / f.name
+        if not dst.exists():
+            shutil.copy2(f, dst)
+        files.append(dst)
+    return dataclasses.replace(art, path=workdir / art.path.name, files=files)
 
 
 def _save_torch(model: torch.nn.Module, workdir: Path) -> Path:
@@ -284,8 +313,10 @@ def variants(ctx: RunContext) -> None:
         rec = VariantRecord(spec.name, spec.description, [p.name for p in spec.passes])
         t0 = time.perf_counter()
         try:
-            art = build(ctx, spec)
+            art, reused = build(ctx, spec)
             rec.lineage = {"id": art.id, "parent": art.parent, "passes": art.records}
+            if reused:
+                rec.lineage["reused"] = reused
             rec.build_s = time.perf_counter() - t0
             rec.artifact_path = str(art.files[0].relative_to(ctx.run_dir))
             _measure(ctx, rec, art, spec.runner)
@@ -324,6 +355,7 @@ def efficiency(ctx: RunContext) -> None:
     runners = {n: lv.runner for n, lv in ctx.live.items()}
     figures = compare_efficiency(runners, ctx.data.x["test"], sorted({*tp.batch_sizes, bs}), warmup=lat.warmup,
                                  min_calls=lat.min_calls, min_time_s=lat.min_time_s,
+                                 target_ci=lat.target_ci, max_time_s=lat.max_time_s,
                                  throughput_time_s=tp.min_time_s, rounds=cfg.eval.timing.rounds,
                                  latency_threads=lat.threads, throughput_threads=cfg.backend.threads,
                                  tolerance=cfg.eval.timing.tolerance, ratio_batch=bs)
@@ -465,6 +497,7 @@ def write(ctx: RunContext) -> dict[str, Any]:
         save_predictions(ctx.run_dir / "predictions" / f"{name}.npz", lv.evaluation.probs,
                          lv.evaluation.labels, d.index["test"], lv.evaluation.logits,
                          d.group["test"] if d.group is not None else None)
+    t_write = time.perf_counter()
     s = summary(ctx)
     a = decide(s, ctx.cfg, ctx.run_dir)
     for name, res in a["requirements"].items():
@@ -472,7 +505,10 @@ def write(ctx: RunContext) -> dict[str, Any]:
     s["recommended"], s["pareto"] = a["recommended"], a["pareto"]
     if a["plots"]:
         s["plots"] = [*s.get("plots", []), *a["plots"]]
+    s["stages"] = {**s.get("stages", {}), "write": None,  # filled in after the report is written
+                   "variant_builds": {n: r.build_s for n, r in ctx.records.items() if n != BASELINE}}
     write_report(s, ctx.run_dir)
+    s["stages"]["write"] = time.perf_counter() - t_write
     s["run"]["wall_s"] = time.perf_counter() - ctx.t0
     write_json(ctx.run_dir / "summary.json", s)
     if ctx.cfg.analysis.history:
@@ -494,12 +530,11 @@ def run_monitor_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """``mlbench monitor``: the baseline and the variants, then the monitoring stage (no data
     checks, timing or stress); writes the run folder like a run."""
     ctx = RunContext(cfg=cfg, run_dir=run_dir)
-    for stage in MONITOR_STAGES:
-        stage(ctx)
-        if stage is setup:
-            ctx.checks, ctx.stressors = [], []
-            if ctx.monitor is None:
-                raise MlbenchError("mlbench monitor needs a monitor config (monitor=light or monitor=full)")
+    timed_stages(ctx, [setup])
+    ctx.checks, ctx.stressors = [], []
+    if ctx.monitor is None:
+        raise MlbenchError("mlbench monitor needs a monitor config (monitor=light or monitor=full)")
+    timed_stages(ctx, MONITOR_STAGES[1:])
     return write(ctx)
 
 
@@ -525,9 +560,31 @@ def run_datacheck(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return s
 
 
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux: /proc; None elsewhere): the start-up time
+    (interpreter, imports, config composition) a run spends before its first stage."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def timed_stages(ctx: RunContext, stages: list[Callable[[RunContext], None]]) -> None:
+    """Run ``stages`` in order, recording each one's wall seconds in ``ctx.run.stages``
+    (``startup``: process start to the first stage)."""
+    ctx.run.stages["startup"] = process_age_s()
+    for stage in stages:
+        t0 = time.perf_counter()
+        stage(ctx)
+        ctx.run.stages[stage.__name__] = time.perf_counter() - t0
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run every stage and write the run directory; returns the summary."""
     ctx = RunContext(cfg=cfg, run_dir=run_dir)
-    for stage in STAGES:
-        stage(ctx)
+    timed_stages(ctx, STAGES)
     return write(ctx)

@@ -89,6 +89,7 @@ class RunRecord:
     monitor: dict[str, Any] | None = None  # monitor
     seed_spread: dict[str, Any] | None = None  # seeds
     plots: list[str] = field(default_factory=list)  # every stage: plots written, relative to the run
+    stages: dict[str, Any] = field(default_factory=dict)  # run(): wall seconds per stage
 
     def sections(self) -> dict[str, Any]:
         """The sections as they appear in summary.json (absent when the stage did not run)."""
@@ -100,4 +101,6 @@ class RunRecord:
                 out[k] = getattr(self, k)
         if self.plots:
             out["plots"] = self.plots
+        if self.stages:
+            out["stages"] = self.stages
         return out

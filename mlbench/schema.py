@@ -50,8 +50,10 @@ class TrainConf:
 @dataclass
 class LatencyConf:
     warmup: int = 10
-    min_calls: int = 200
-    min_time_s: float = 2.0
+    min_calls: int = 200  # at least this many batch-1 calls per variant
+    min_time_s: float = 0.0  # and at least this long per variant
+    target_ci: float = 0.02  # then stop once every p50's 95 % interval is within ±2 % of it ...
+    max_time_s: float = 2.0  # ... or after this many seconds per variant on average
     threads: int = 1  # intra-op threads for batch-1 latency (single stream); 0 = the run's threads
 
 
@@ -297,6 +299,8 @@ RANGES: list[tuple[str, Any, str]] = [
     ("eval.latency.warmup", lambda v: v >= 0, ">= 0"),
     ("eval.latency.min_calls", lambda v: v >= 1, ">= 1"),
     ("eval.latency.min_time_s", lambda v: v >= 0, ">= 0"),
+    ("eval.latency.target_ci", lambda v: v > 0, "> 0"),
+    ("eval.latency.max_time_s", lambda v: v >= 0, ">= 0"),
     ("eval.latency.threads", lambda v: v >= 0, ">= 0 (0: the run's threads)"),
     ("eval.throughput.min_time_s", lambda v: v >= 0, ">= 0"),
     ("eval.throughput.batch_sizes", lambda v: len(v) > 0 and all(b >= 1 for b in v), "a non-empty list of sizes >= 1"),

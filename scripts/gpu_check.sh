@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One short GPU check: the CUDA tests, a default run on CUDA, and the GPU benchmark figures.
+# One short GPU check: the update cycle's CPU-vs-CUDA figure, the default run on 2 CPU threads
+# and on CUDA (same machine, back to back), `mlbench cycle` on CUDA, and the CUDA tests.
 # Usage on a CUDA machine with mlbench's dependencies importable:  bash scripts/gpu_check.sh [OUTDIR]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -8,16 +9,21 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export MLBENCH_RESULTS=${MLBENCH_RESULTS:-/tmp/mlbench-gpu-results}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python3 -c "import torch, onnxruntime; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(), '| onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers())"
+python3 -c "import torch, onnxruntime; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(), '| onnxruntime', onnxruntime.__version__, onnxruntime.get_available_providers(), '| cpus', __import__('os').cpu_count())"
+echo "== update cycle: one digits period; ResNet-18 update on 2 CPU threads vs CUDA"
+python3 scripts/bench_cycle.py --cuda --skip-run --repeats 2 2>&1 | grep -v "^  period" | tail -6
+echo "== default run: 2 CPU threads, then CUDA (backend=gpu), back to back"
+/usr/bin/time -f "wall %e s (cpu, 2 threads)" python3 -m mlbench device=cpu backend.threads=2 2>&1 | tail -3
+/usr/bin/time -f "wall %e s (cuda)" python3 -m mlbench backend=gpu 2>&1 | tail -3
+python3 - <<'EOF' 2>&1 | tee "$OUT/stages.txt"
+import glob, json
+for f in sorted(glob.glob("/tmp/mlbench-gpu-results/runs/*/*/summary.json"))[-2:]:
+    s = json.load(open(f))
+    st = {k: round(v, 2) for k, v in s.get("stages", {}).items() if isinstance(v, (int, float))}
+    print(s["run"]["env"]["device"], "wall_s", round(s["run"]["wall_s"], 1), "startup", st.get("startup"), st)
+EOF
+echo "== mlbench cycle on CUDA (default: 12 periods, 3 policies)"
+/usr/bin/time -f "wall %e s" python3 -m mlbench cycle 2>&1 | tail -4
 echo "== CUDA tests"
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -5
-echo "== default run on CUDA (digits, all default variants, light stress), backend=gpu"
-/usr/bin/time -f "wall %e s" python3 -m mlbench backend=gpu 2>&1 | tail -14
-echo "== ResNet-18 (width 64) on digits, CUDA, default variants"
-python3 -m mlbench model=resnet train.epochs=10 'variants=[onnx_fp32,half_bf16,structured50_ft]' backend=gpu 2>&1 | tail -9
-echo "== benchmarks"
-python3 scripts/bench_pipeline.py --cuda --skip-run 2>&1 | tail -4
-python3 scripts/bench_bootstrap.py --cuda 2>&1 | tail -4
-python3 scripts/bench_stress.py --cuda --skip-run 2>&1 | tail -2
-# keep the run summaries (the results folders themselves stay where they are)
-i=0; for f in $(ls -t "$MLBENCH_RESULTS"/runs/*/*/summary.json 2>/dev/null | head -2); do cp "$f" "$OUT/summary_$i.json"; i=$((i+1)); done
+python3 -m pytest -q -p no:cacheprovider -n 0 tests/test_cuda.py 2>&1 | tail -3
+i=0; for f in $(ls -t "$MLBENCH_RESULTS"/runs/*/*/summary.json 2>/dev/null | head -3); do cp "$f" "$OUT/summary_$i.json"; i=$((i+1)); done

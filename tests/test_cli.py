@@ -37,6 +37,26 @@ def test_smoke_run_writes_a_valid_contract(smoke_run):
         assert (run_dir / s["variants"][name]["artifact"]).is_file()
 
 
+def test_shared_recipe_prefixes_are_built_once_and_stages_are_timed(smoke_run):
+    run_dir, s, _ = smoke_run
+    v = s["variants"]
+    # onnx_fp32 exports; both int8 recipes start with the same export (same lineage id) and reuse it
+    assert "reused" not in v["onnx_fp32"]["lineage"]
+    for name in ("ort_int8_static", "ort_int8_dynamic"):
+        lin = v[name]["lineage"]
+        assert lin["reused"] == ["onnx_export"] and lin["passes"][0] == v["onnx_fp32"]["lineage"]["passes"][0]
+        assert (run_dir / v[name]["artifact"]).parent.name == name  # its files live in its own folder
+        assert v[name]["build_s"] < v["onnx_fp32"]["build_s"]
+    st = s["stages"]
+    for k in ("setup", "load_data", "baseline", "datacheck", "variants", "efficiency", "compare", "stress",
+              "monitor", "seeds", "write"):
+        assert st[k] >= 0, k
+    assert st["startup"] is None or st["startup"] > 0
+    assert set(st["variant_builds"]) == set(DEFAULT_VARIANTS) - {"baseline"}
+    assert sum(st[k] for k in ("setup", "load_data", "baseline", "variants")) <= s["run"]["wall_s"]
+    assert "Where the run's time went" in (run_dir / "report.md").read_text()
+
+
 def test_predictions_recompute_the_summary(smoke_run):
     run_dir, s, _ = smoke_run
     base = np.load(run_dir / "predictions" / "baseline.npz")
@@ -123,9 +143,13 @@ def test_unknown_names_fail_at_compose(tmp_path):
 def test_help_lists_groups(tmp_path):
     out = run_cli("--help", cwd=tmp_path)
     assert out.returncode == 0
-    for group in ("data:", "model:", "variants:", "calibrate:", "backend:", "experiment:", "debug:"):
+    for group in ("data:", "model:", "variants:", "calibrate:", "backend:", "experiment:", "debug:", "cycle:"):
         assert group in out.stdout
     assert "evaluation and compression benchmarks" in out.stdout
+    assert "schema/" not in out.stdout  # internal groups stay out of the help
+    for sub in ("compare", "datacheck", "monitor", "cycle"):
+        assert f"  {sub} " in out.stdout
+    assert "structured50_ft_ort_int8" in out.stdout and run_cli("cycle", "--help", cwd=tmp_path).stdout == out.stdout
 
 
 def test_cache_hit_then_corrupt_cache_recovery(tmp_path):

@@ -170,3 +170,80 @@ def test_timings_on_a_loaded_machine_are_flagged():
     assert t["phases"]["latency"]["other_busy_cores"] > 1.0
     assert all(math.isfinite(v) for v in out["runners"]["a"]["latency_p50_ms_by_round"])
     assert out["runners"]["a"]["latency_threads"] == 1
+
+
+# ------------------------------------------------------------------ adaptive timing
+
+def test_median_ci_is_the_order_statistic_interval_on_a_worked_example():
+    from mlbench.evaluate.efficiency import median_ci
+    # 1..100 ms: half-width 1.96 * sqrt(100) / 2 = 9.8 ranks -> x[40] = 41 and x[60] = 61 (0-based)
+    p50, lo, hi = median_ci([v / 1e3 for v in range(1, 101)])
+    assert (p50, lo, hi) == pytest.approx((50.5, 41.0, 61.0))
+    # and it agrees with the exact sign-test interval within a rank or two
+    xs = list(np.random.default_rng(0).exponential(size=400))
+    e_lo, e_hi, _ = order_interval(xs, 0.95)
+    _, a_lo, a_hi = median_ci(xs, scale=1.0)
+    s = sorted(xs)
+    assert abs(s.index(a_lo) - s.index(e_lo)) <= 2 and abs(s.index(a_hi) - s.index(e_hi)) <= 2
+
+
+def test_order_interval_survives_thousands_of_rounds():
+    lo, hi, cov = order_interval(list(np.random.default_rng(1).normal(size=3000)), 0.95)
+    assert lo < 0 < hi and 0.95 <= cov < 0.96
+
+
+class _Clocked:
+    """A runner whose batch-1 call takes a set time (busy wait), so the stopping rule is known."""
+
+    input_device = torch.device("cpu")
+
+    def __init__(self, seconds: list[float]):
+        self.seconds, self.i = seconds, 0
+
+    def serving_call(self, x):
+        def call():
+            end = time.perf_counter() + self.seconds[self.i % len(self.seconds)]
+            self.i += 1
+            while time.perf_counter() < end:
+                pass
+        return call
+
+    def predict(self, x):
+        return torch.zeros(len(x), 2)
+
+    def with_threads(self, n):
+        return self
+
+    def synchronize(self):
+        return None
+
+
+def test_adaptive_latency_stops_on_the_interval_or_the_budget():
+    x = torch.zeros(8, 3)
+    steady = {"a": _Clocked([2e-4]), "b": _Clocked([4e-4])}
+    out = compare_efficiency(steady, x, [4], warmup=1, min_calls=60, target_ci=0.05, max_time_s=5.0,
+                             throughput_time_s=0.0, rounds=6)
+    lat = out["timing"]["phases"]["latency"]
+    assert lat["stop"] == "converged" and lat["rounds"] >= 6
+    for name, r in out["runners"].items():
+        assert r["latency_calls"] >= 60 and r["latency_p50_ci_rel"] <= 0.05
+        assert r["latency_p50_ci_low_ms"] <= r["latency_p50_ms"] <= r["latency_p50_ci_high_ms"]
+        assert len(r["latency_p50_ms_by_round"]) == lat["rounds"]  # rounds stay paired
+    assert out["runners"]["b"]["latency_p50_ms"] / out["runners"]["a"]["latency_p50_ms"] == pytest.approx(2, rel=0.25)
+    # calls that alternate between 0.1 and 0.4 ms never pin the p50 to +-2 %: the budget stops it
+    noisy = {"a": _Clocked([1e-4, 4e-4])}
+    out = compare_efficiency(noisy, x, [4], warmup=1, min_calls=60, target_ci=0.02, max_time_s=0.05,
+                             throughput_time_s=0.0, rounds=6)
+    lat = out["timing"]["phases"]["latency"]
+    assert lat["stop"] == "time cap" and lat["wall_s"] < 1.0
+
+
+def test_ort_serving_call_runs_the_same_model_as_predict(tmp_path):
+    from mlbench.backends import OrtRunner
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(m, (torch.randn(1, 12),), str(path), input_names=["x"], dynamo=False)
+    r = OrtRunner(path, threads=1)
+    x = torch.randn(1, 12)
+    direct = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    assert np.allclose(r.serving_call(x)()[0], direct) and np.allclose(r.predict(x).numpy(), direct)

@@ -190,10 +190,33 @@ def build_report(summary: dict, plots: list[str]) -> Doc:
                   [[k, fmt(v["mean"]), fmt(v["std"]), fmt(v["min"]), fmt(v["max"])] for k, v in sp["metrics"].items()])
     datacheck_section(doc, summary)
     monitor_section(doc, summary)
+    stages_section(doc, summary)
     doc.h2("Plots")
     for p in plots:
         doc.image(p, p)
     return doc
+
+
+STAGE_WORDS = {"startup": "start-up (interpreter, imports, config)", "setup": "set-up", "load_data": "data",
+               "baseline": "baseline (train or cache)", "datacheck": "data checks",
+               "variants": "variants (build and evaluate)", "efficiency": "timing (latency, throughput)",
+               "compare": "paired deltas", "stress": "stress", "monitor": "monitoring",
+               "seeds": "seed spread", "write": "summary, plots, report"}
+
+
+def stages_section(doc: Doc, summary: dict) -> None:
+    """Wall seconds per stage (``stages`` in summary.json); the write stage's own time is known
+    only after the report is written, so it shows in summary.json, not here."""
+    st = {k: v for k, v in (summary.get("stages") or {}).items() if isinstance(v, (int, float))}
+    if not st:
+        return
+    total = sum(st.values())
+    doc.h2("Where the run's time went")
+    doc.table(["stage", "seconds", "share"],
+              [[STAGE_WORDS.get(k, k), f"{v:.2f}", f"{100 * v / total:.0f} %"] for k, v in st.items()])
+    builds = (summary.get("stages") or {}).get("variant_builds") or {}
+    if builds:
+        doc.p("Variant builds (s): " + ", ".join(f"{n} {v:.2f}" for n, v in builds.items()))
 
 
 def monitor_section(doc: Doc, summary: dict) -> None:

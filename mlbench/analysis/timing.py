@@ -21,8 +21,9 @@ def order_interval(values: list[float], level: float = 0.95) -> tuple[float, flo
     if n == 0:
         return math.nan, math.nan, 0.0
 
-    def coverage(k: int) -> float:
-        return 1.0 - 2.0 * sum(math.comb(n, i) for i in range(k)) / 2 ** n
+    def coverage(k: int) -> float:  # in log space: comb(n, i) / 2**n overflows a float past n ~ 1,000
+        return 1.0 - 2.0 * sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+                                        - n * math.log(2)) for i in range(k))
 
     k = 1
     while k + 1 <= n // 2 and coverage(k + 1) >= level:

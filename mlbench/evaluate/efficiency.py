@@ -35,15 +35,14 @@ from mlbench.backends import Runner
 def latency(runner: Runner, example: torch.Tensor, warmup: int = 10, min_calls: int = 200,
             min_time_s: float = 2.0, max_calls: int = 100_000) -> dict[str, float]:
     """Batch-1 latency percentiles in milliseconds, with the number of timed calls."""
-    x = example[:1].cpu()
-    predict, clock = runner.predict, time.perf_counter
+    call, clock = runner.serving_call(example[:1].cpu()), time.perf_counter
     for _ in range(warmup):
-        predict(x).cpu()
+        call()
     times: list[float] = []
     start = clock()
     while (len(times) < min_calls or clock() - start < min_time_s) and len(times) < max_calls:
         t0 = clock()
-        predict(x).cpu()  # .cpu() waits for a GPU; on the CPU it is a no-op
+        call()
         times.append(clock() - t0)
     return latency_stats(times)
 
@@ -142,6 +141,18 @@ class MachineWatch:
                 "loadavg_before": self.load0, "loadavg_after": os.getloadavg()[0]}
 
 
+def _rel_halfwidth(values: list[float], scale: float = 1e3) -> float:
+    """Half-width of the median's 95 % interval over the median (inf with no values)."""
+    p50, lo, hi = median_ci(values, scale=scale)
+    return (hi - lo) / (2 * p50) if p50 > 0 else math.inf
+
+
+def _blocks(items: list, n: int) -> list[list]:
+    """``items`` cut into ``n`` consecutive blocks of near-equal length (fewer if too short)."""
+    k = min(n, len(items))
+    return [[items[i] for i in idx] for idx in np.array_split(np.arange(len(items)), k)] if k else []
+
+
 MIN_CALLS_PER_ROUND = 20  # fewer batch-1 calls per round: the rounds' p50s are too noisy to compare
 
 
@@ -166,18 +177,38 @@ def judge_timing(conditions: dict, spreads: dict[str, float], cores: int, tolera
     return reasons
 
 
+def median_ci(seconds: list[float] | np.ndarray, z: float = 1.96, scale: float = 1e3) -> tuple[float, float, float]:
+    """The median of timed calls with a distribution-free 95 % interval (order statistics at
+    n/2 ± z·√n/2, the normal approximation of the sign-test interval), times ``scale``
+    (default: seconds to milliseconds)."""
+    xs = np.sort(np.asarray(seconds, dtype=np.float64)) * scale
+    n = len(xs)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    half = z * math.sqrt(n) / 2
+    lo, hi = int(max(0, math.floor(n / 2 - half))), int(min(n - 1, math.ceil(n / 2 + half)))
+    return float(np.median(xs)), float(xs[lo]), float(xs[hi])
+
+
 def compare_efficiency(runners: dict[str, Runner], x: torch.Tensor, batch_sizes: list[int], *,
-                       warmup: int = 10, min_calls: int = 200, min_time_s: float = 2.0,
+                       warmup: int = 10, min_calls: int = 200, min_time_s: float = 0.0,
+                       target_ci: float = 0.02, max_time_s: float = 2.0,
                        throughput_time_s: float = 0.5, rounds: int = 6, latency_threads: int = 1,
                        throughput_threads: int = 0, tolerance: float = 0.25,
                        ratio_batch: int | None = None) -> dict[str, Any]:
     """Latency and throughput of several runners, measured in interleaved rounds.
 
-    Each runner is timed in turn, ``rounds`` times over, and its figures pool its own
-    rounds: slow drift of the machine (other tenants, clocks) then lands on every runner
-    alike instead of on whichever happened to be timed at a bad moment. Each runner still
-    gets at least ``min_calls`` batch-1 calls and ``min_time_s`` seconds of latency timing,
-    and ``throughput_time_s`` seconds per batch size; nothing is timed concurrently.
+    Each runner is timed in turn, round after round, and its figures pool its own rounds:
+    slow drift of the machine (other tenants, clocks) then lands on every runner alike
+    instead of on whichever happened to be timed at a bad moment. Latency timing is adaptive:
+    after at least ``rounds`` rounds and ``min_calls`` batch-1 calls (and ``min_time_s``
+    seconds) per runner, it stops once every runner's p50 is known to within ``target_ci``
+    (the half-width of its 95 % interval over its p50), or when each runner has had
+    ``max_time_s`` seconds on average (the phase's budget is ``max_time_s`` × runners); all
+    runners stay in lockstep so their rounds pair up. Throughput, per batch size, works the
+    same way on rounds of one short window per runner (the median window's interval within
+    ``target_ci``), with ``throughput_time_s`` seconds per runner as the cap; nothing is timed
+    concurrently.
 
     Batch-1 latency runs with ``latency_threads`` intra-op threads (single-stream), throughput
     with ``throughput_threads`` (0: torch's current setting). Returns ``{"runners": {name:
@@ -191,51 +222,84 @@ def compare_efficiency(runners: dict[str, Runner], x: torch.Tensor, batch_sizes:
     conditions: dict[str, dict] = {}
     with torch_threads(latency_threads) as n_lat:
         lat_runners = {name: r.with_threads(n_lat) for name, r in runners.items()}
-        for r in lat_runners.values():
+        calls = {name: r.serving_call(x1) for name, r in lat_runners.items()}
+        for call in calls.values():
             for _ in range(warmup):
-                r.predict(x1).cpu()
+                call()
         times: dict[str, list[list[float]]] = {n: [] for n in runners}
+        spent = dict.fromkeys(runners, 0.0)
+        per_round = max(1, -(-min_calls // rounds))
         watch = MachineWatch.start()
-        for k in range(rounds):
-            for name, r in lat_runners.items():
-                predict, clock, t = r.predict, time.perf_counter, []
-                done = sum(len(rt) for rt in times[name])
-                need_calls = -(-min_calls * (k + 1) // rounds) - done
+        k, stop = 0, "converged"
+        while True:
+            for name, call in calls.items():
+                clock, t = time.perf_counter, []
                 start = clock()
-                while len(t) < need_calls or clock() - start < min_time_s / rounds:
+                while len(t) < per_round or clock() - start < min_time_s / rounds:
                     t0 = clock()
-                    predict(x1).cpu()  # .cpu() waits for a GPU; on the CPU it is a no-op
+                    call()
                     t.append(clock() - t0)
+                spent[name] += clock() - start
                 times[name].append(t)
-        conditions["latency"] = {**watch.stop(), "threads": n_lat}
-    for name, per_round in times.items():
-        pooled = [v for rt in per_round for v in rt]
+            k += 1
+            if k < rounds:
+                continue
+            widths = {n: _rel_halfwidth([v for rt in times[n] for v in rt]) for n in runners}
+            if all(w <= target_ci for w in widths.values()):
+                break
+            if sum(spent.values()) >= max_time_s * len(spent):  # the budget: max_time_s per runner
+                stop = "time cap"
+                break
+        conditions["latency"] = {**watch.stop(), "threads": n_lat, "rounds": k, "stop": stop,
+                                 "target_ci": target_ci, "max_time_s": max_time_s}
+    for name, rounds_t in times.items():
+        pooled = [v for rt in rounds_t for v in rt]
+        _, lo, hi = median_ci(pooled)
         out[name] = {**latency_stats(pooled), "throughput_sps_by_batch": {},
-                     "latency_p50_ms_by_round": [float(np.median(rt)) * 1e3 for rt in per_round],
+                     "latency_p50_ci_low_ms": lo, "latency_p50_ci_high_ms": hi,
+                     "latency_p50_ci_rel": _rel_halfwidth(pooled),
+                     "latency_p50_ms_by_round": [float(np.median(rt)) * 1e3 for rt in rounds_t],
                      "latency_threads": n_lat}
     with torch_threads(throughput_threads) as n_tp:
         tp_runners = {name: r.with_threads(n_tp) for name, r in runners.items()}
         staged = {name: x.to(r.input_device) for name, r in tp_runners.items()}
         watch = MachineWatch.start()
+        window = throughput_time_s / (2 * rounds)
+        stops = {}
         for b in batch_sizes:
             rates: dict[str, list[float]] = {n: [] for n in runners}
             for name, r in tp_runners.items():  # warm-up at this batch size
                 throughput(r, staged[name], b, min_time_s=0.0, warmup=2, windows=1)
-            for _ in range(rounds):
+            spent_tp, k = 0.0, 0
+            while True:  # adaptive like latency: rounds of one window each, in lockstep
+                t_round = time.perf_counter()
                 for name, r in tp_runners.items():
-                    rates[name].append(throughput(r, staged[name], b, min_time_s=throughput_time_s / rounds,
-                                                  warmup=0, windows=1))
+                    rates[name].append(throughput(r, staged[name], b, min_time_s=window, warmup=0, windows=1))
+                spent_tp += time.perf_counter() - t_round
+                k += 1
+                if k < rounds:
+                    continue
+                if all(_rel_halfwidth(v, scale=1.0) <= target_ci for v in rates.values()):
+                    stops[str(b)] = {"rounds": k, "stop": "converged"}
+                    break
+                if spent_tp >= throughput_time_s * len(rates):
+                    stops[str(b)] = {"rounds": k, "stop": "time cap"}
+                    break
             for name in runners:
                 out[name]["throughput_sps_by_batch"][str(b)] = float(np.median(rates[name]))
                 if b == ratio_batch:
                     out[name]["throughput_sps_by_round"] = rates[name]
                 out[name]["throughput_threads"] = n_tp
-        conditions["throughput"] = {**watch.stop(), "threads": n_tp}
-    spreads = {n: max(f["latency_p50_ms_by_round"]) / min(f["latency_p50_ms_by_round"])
-               for n, f in out.items() if min(f["latency_p50_ms_by_round"]) > 0}
-    fewest = min((len(rt) for per_round in times.values() for rt in per_round), default=0)
+        conditions["throughput"] = {**watch.stop(), "threads": n_tp, "by_batch": stops}
+    # agreement is judged over `rounds` consecutive blocks of rounds (however many rounds the
+    # adaptive stop took), so the rule means the same with 6 rounds or 60
+    blocks = {n: [float(np.median([v for rt in part for v in rt])) for part in _blocks(rt_list, rounds)]
+              for n, rt_list in times.items()}
+    spreads = {n: max(b) / min(b) for n, b in blocks.items() if min(b) > 0}
+    fewest = min((sum(len(rt) for rt in part) for rt_list in times.values() for part in _blocks(rt_list, rounds)),
+                 default=0)
     reasons = judge_timing(conditions, spreads, cores, tolerance, fewest)
-    timing = {"cpu_count": cores, "rounds": rounds, "latency_threads": n_lat, "throughput_threads": n_tp,
+    timing = {"cpu_count": cores, "rounds": conditions["latency"]["rounds"], "latency_threads": n_lat, "throughput_threads": n_tp,
               "phases": conditions, "round_spread": spreads, "tolerance": tolerance,
               "fewest_calls_per_round": fewest,
               "reliable": not reasons, "reasons": reasons}
