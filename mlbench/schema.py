@@ -65,7 +65,7 @@ class TimingConf:
 
 @dataclass
 class ThroughputConf:
-    min_time_s: float = 0.5
+    min_time_s: float = 0.25  # cap per variant and batch size (the rounds stop sooner when the median window is pinned to ±target_ci)
     batch_sizes: List[int] = field(default_factory=lambda: [1, 64, 256])
 
 

@@ -193,7 +193,7 @@ def median_ci(seconds: list[float] | np.ndarray, z: float = 1.96, scale: float =
 def compare_efficiency(runners: dict[str, Runner], x: torch.Tensor, batch_sizes: list[int], *,
                        warmup: int = 10, min_calls: int = 200, min_time_s: float = 0.0,
                        target_ci: float = 0.02, max_time_s: float = 2.0,
-                       throughput_time_s: float = 0.5, rounds: int = 6, latency_threads: int = 1,
+                       throughput_time_s: float = 0.25, rounds: int = 6, latency_threads: int = 1,
                        throughput_threads: int = 0, tolerance: float = 0.25,
                        ratio_batch: int | None = None) -> dict[str, Any]:
     """Latency and throughput of several runners, measured in interleaved rounds.
