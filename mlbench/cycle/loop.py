@@ -176,6 +176,7 @@ class Engine:
         self.cyc, self.cfg, self.data, self.device, self.recipe = cyc, cfg, data, device, recipe
         self.model_factory, self.baseline, self.checks = model_factory, baseline, checks
         self.batch_size, self.stream = batch_size, stream
+        self.retired: list[Path] = []  # folders of replaced models, deleted after the next save
         self.metric_reqs = [r for r in cyc.requirements if r.get("data") is None]
         self.data_reqs = [r for r in cyc.requirements if r.get("data") is not None]
         config = OmegaConf.to_container(cfg, resolve=True)
@@ -427,8 +428,8 @@ class Engine:
             old = ps.deployed
             ps.deployed, ps.errors = new, []
             ps.stream_detector = self.new_stream_detector()
-            if old.version > 0:
-                shutil.rmtree(old.folder, ignore_errors=True)
+            if old.version > 0:  # deleted once this period's state is saved: a kill before that
+                self.retired.append(old.folder)  # resumes from a state that still names it
         ps.rows.append(row)
         return row
 
@@ -512,6 +513,9 @@ class Engine:
                 alarm = " [magenta]![/]" if row["alarm"] or row["error_alarm"] else ""
                 cells.append(f"{name} {row['accuracy']:.3f}{alarm}{mark}")
             self.save(states, t)
+            for folder in self.retired:
+                shutil.rmtree(folder, ignore_errors=True)
+            self.retired.clear()
             sc = self.stream.periods[t].scenario.label
             console.print(f"  period {t:>2} [dim]{sc:<28}[/] " + " · ".join(cells))
         return {"states": states, "initial": initial, "resumed_from": resumed_from}
