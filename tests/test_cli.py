@@ -269,6 +269,7 @@ def test_a_quantization_that_wrecks_accuracy_is_flagged(tmp_path):
     out = run_cli("debug=smoke", "data=wine", "model=mlp", "stress=none", "eval.efficiency=false",
                   "+variants.wrecked={passes: [{_target_: mlbench.compress.PruneUnstructured, sparsity: 0.995}]}",
                   "variants=[]", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
     s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
     v = s["variants"]["wrecked"]
     assert v["status"] == "ok" and any("accuracy drops by" in f for f in v["flags"]), v["flags"]
