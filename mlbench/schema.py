@@ -50,7 +50,7 @@ class TrainConf:
 @dataclass
 class LatencyConf:
     warmup: int = 10
-    min_calls: int = 200  # at least this many batch-1 calls per variant
+    min_calls: int = 600  # at least this many batch-1 calls per variant (100 per round: stable round p50s)
     min_time_s: float = 0.0  # and at least this long per variant
     target_ci: float = 0.02  # then stop once every p50's 95 % interval is within ±2 % of it ...
     max_time_s: float = 2.0  # ... or after this many seconds per variant on average
