@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mlbench.cycle.figures import onsets, policy_table, recovery
+from mlbench.cycle.figures import interval, onsets, policy_table, recovery, stage_times
 from mlbench.cycle.loop import Cycle
 from mlbench.cycle.policies import Every, OnDrift, OnEstimate, Signals
 from mlbench.cycle.stage import load_recipe
@@ -129,3 +129,20 @@ def test_every_cycle_option_builds(make_cfg, option):
     from hydra.utils import instantiate
     cyc = instantiate(make_cfg(f"cycle={option}").cycle)
     assert isinstance(cyc, Cycle) and len(cyc.scenarios) == cyc.periods
+
+
+def test_stage_times_and_the_update_interval_on_a_worked_example():
+    def upd(status, secs, n=100):
+        return {"status": status, "n_train": n, "seconds": dict(zip(
+            ("datacheck", "train", "compress", "evaluate", "gate"), secs, strict=True))}
+    rows = {"a": [{"seconds": {"score": 0.1, "monitor": 0.02}, "update": None},
+                  {"seconds": {"score": 0.3, "monitor": 0.04}, "update": upd("deployed", (1, 2, 3, 0.5, 0.5))}],
+            "b": [{"seconds": {"score": 0.2, "monitor": 0.03}, "update": upd("refused", (1, 1, 1, 0.5, 0.5))},
+                  {"seconds": {"score": 0.2, "monitor": 0.03}, "update": upd("failed", (9, 9, 9, 9, 9))}]}
+    st = stage_times(rows)
+    assert st["score"]["median"] == pytest.approx(0.2) and st["monitor"]["median"] == pytest.approx(0.03)
+    assert st["train"] == {"median": 1.5, "min": 1.0, "max": 2.0, "n": 2}  # the failed update is left out
+    iv = interval(st, rows, 100)
+    # updates of 7 s and 4 s: median 5.5 s, plus the median score (0.2) and monitor (0.03) of a period
+    assert iv["update_s_median"] == pytest.approx(5.5) and iv["interval_s"] == pytest.approx(5.73)
+    assert (iv["update_s_min"], iv["update_s_max"], iv["updates"]) == (4.0, 7.0, 2)

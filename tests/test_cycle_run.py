@@ -13,6 +13,7 @@ from conftest import run_cli, run_dirs
 from mlbench.analysis.compare import compare
 from mlbench.cycle import loop as cycle_loop
 from mlbench.cycle.stage import run_cycle_command
+from mlbench.errors import MlbenchError
 from mlbench.results import validate_summary
 
 # --------------------------------------------------------------------------- end to end
@@ -96,6 +97,14 @@ def test_an_interrupted_cycle_resumes_with_identical_results(make_cfg, tmp_path,
     assert resumed["resumed_from"] == 3  # periods 0-2 were saved; 3 is done again
     assert _strip(resumed["timeline"]["oracle"]) == _strip(full["timeline"]["oracle"])
     assert any(r["update"] and r["update"]["status"] == "deployed" for r in full["timeline"]["oracle"][1:4])
+    # a damaged saved model is one error line, and the saved state is left as it was
+    state = __import__("pathlib").Path(resumed["state"])
+    (dense,) = [p for p in state.rglob("dense.safetensors") if p.parent.name != "initial"]
+    dense.write_bytes(b"not a safetensors file")
+    before = (state / "state.json").read_bytes()
+    with pytest.raises(MlbenchError, match="cannot be read .* run without cycle.resume=true"):
+        run_cycle_command(make_cfg(*over, "cycle.resume=true"), tmp_path / "third")
+    assert (state / "state.json").read_bytes() == before
 
 
 def test_cycle_command_fails_before_any_work_on_an_impossible_schedule(tmp_path):

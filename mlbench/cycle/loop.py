@@ -36,7 +36,8 @@ from mlbench.analysis.requirements import validate as validate_requirement
 from mlbench.backends import Runner, runner_for
 from mlbench.compress import Artifact, Facts, Pass, PassContext
 from mlbench.cycle.policies import Policy, Signals, make
-from mlbench.cycle.stream import Stream, schedule
+from mlbench.cycle.stream import Stream
+from mlbench.cycle.stream import schedule as build_schedule
 from mlbench.data import DataBundle
 from mlbench.datacheck import Check, CheckContext
 from mlbench.datacheck.stage import feature_source, run_checks
@@ -99,7 +100,7 @@ class Cycle:
         for r in self.requirements:
             validate_requirement(r)
         self.periods, self.period_size, self.label_delay, self.window = periods, period_size, label_delay, window
-        self.scenarios = schedule_of(schedule, periods)
+        self.scenarios = build_schedule([dict(e) for e in schedule], periods)
         self.schedule = [dict(e) for e in schedule]
         self.accuracy_target = accuracy_target if accuracy_target is not None else gate_target(self.requirements)
         self.policies: list[Policy] = [make(p, every, self.accuracy_target) for p in policies]
@@ -108,10 +109,6 @@ class Cycle:
         self.auto_corruption = dict(auto_corruption or {"image": "gaussian_blur", "tabular": "feature_noise"})
         self.use_bound, self.recovery_tolerance = use_bound, recovery_tolerance
         self.scaling, self.latency_calls, self.resume, self.seed = sorted(set(scaling)), latency_calls, resume, seed
-
-
-def schedule_of(entries, periods: int):
-    return schedule([dict(e) for e in entries], periods)
 
 
 def gate_target(reqs: list[dict]) -> float | None:
@@ -455,7 +452,11 @@ class Engine:
         states = {}
         for pol in self.cyc.policies:
             s = st["policies"][pol.name]
-            dep = self.reload(s["deployed"], initial)
+            try:
+                dep = self.reload(s["deployed"], initial)
+            except Exception as e:  # noqa: BLE001 - a damaged saved model: one line, the state left as it is
+                raise MlbenchError(f"cycle.resume: the saved state in {self.state_dir} cannot be read "
+                                   f"({_first_line(e)}); run without cycle.resume=true to start afresh") from None
             ps = PolicyState(pol, dep, s["rows"], [], {int(k): v for k, v in s["preds"].items()},
                              self.new_stream_detector())
             for e in s["errors"]:  # replay: the detector's state is a function of its stream
