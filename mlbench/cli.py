@@ -1,12 +1,15 @@
 """Entry points: ``mlbench`` (a run or a sweep) and ``mlbench-export``.
 
 Thin on purpose: compose the config, run the stages, print the table, return
-the objective. Errors the user can fix print one line and exit with status 2.
+the objective. Exit status: 0 done; 2 a mistake the user can fix (one ``error:`` line:
+a config value, an unknown option, a missing file, a full disk); 3 the run finished but
+no variant met the requirements (with ``requirements.fail_if_none``); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import shutil
@@ -46,7 +49,8 @@ def fail(e: BaseException, run_dir: Path | None = None) -> None:
         msg = f"cannot write {e.filename or 'a file'}: {e.strerror or e} (is the folder full or read-only?)"
     else:
         msg = str(e)
-    err_console.print(f"[bold red]error:[/] {msg}")
+    from rich.markup import escape
+    err_console.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True)
     if run_dir is not None and run_dir.is_dir() and not (run_dir / "summary.json").exists():
         left = {p.name for p in run_dir.iterdir()}
         if left <= {".hydra", "cli.log", "mlbench.log", "models", "predictions", "plots"}:
@@ -76,17 +80,26 @@ def _run(cfg: DictConfig) -> float | None:
     # imported here, not at the top: `mlbench --help` and config errors need none of torch
     from mlbench import pipeline
     from mlbench.analysis.decision import objective
-    from mlbench.analysis.report import print_table
-    from mlbench.progress import console
-    summary, run_dir = guarded(pipeline.run, cfg)
-    print_table(summary, run_dir)
-    rec = summary["recommended"]
-    if rec["variant"]:
-        console.print(f"recommended: [bold]{rec['variant']}[/] ({rec['reason']})")
-    else:
-        console.print(f"[yellow]no variant recommended[/]: {rec['reason']}", soft_wrap=True)
-        if cfg.requirements.fail_if_none:
-            sys.exit(3)
+    from mlbench.analysis.report import key_figures, print_decision, print_table
+    from mlbench.progress import console, keep_console_log
+    as_json = cfg.get("output") == "json"
+    if as_json:  # stdout carries the JSON alone; progress and messages go to stderr
+        console.file = sys.stderr
+    try:
+        summary, run_dir = guarded(pipeline.run, cfg)
+        if as_json:
+            print(json.dumps(key_figures(summary, run_dir), indent=1))
+        else:
+            table = cfg.get("table", "auto")
+            print_table(summary, run_dir, full=None if table == "auto" else table == "full")
+            print_decision(summary)
+            console.print(f"run directory: [bold]{run_dir}[/]")
+    finally:
+        if as_json:
+            console.file = sys.stdout
+    keep_console_log(run_dir)
+    if not summary["recommended"]["variant"] and cfg.requirements.fail_if_none:
+        sys.exit(3)
     return objective(summary, cfg)
 
 
@@ -182,7 +195,99 @@ def short_help() -> str:
     return "\n".join(lines)
 
 
+def _choices(group: str) -> list[str]:
+    return sorted(q.stem for q in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_overrides(argv: list[str]) -> str | None:
+    """The first mistake in the command line's overrides, as one line (None if it composes).
+
+    A group option that does not exist is named with the group's choices (and the closest
+    one); any other composition error (an unknown key, a wrong type) is Hydra's own message,
+    first line. Sweeps (``-m``) are left to Hydra, which composes each job."""
+    import difflib
+
+    if any(a in ("-m", "--multirun") for a in argv):
+        return None
+    extra = [Path(b) for a, b in zip(argv, argv[1:]) if a in ("--config-dir", "-cd")]
+    extra += [Path(a.split("=", 1)[1]) for a in argv if a.startswith("--config-dir=")]
+    overrides = [a for a in argv if not a.startswith("-") and "=" in a]
+    for a in overrides:
+        key, _, value = a.lstrip("+~").partition("=")
+        if not (CONF_DIR / key).is_dir() or key.startswith("hydra") or value in ("null", "", "[]"):
+            continue
+        known = sorted({*_choices(key), *(q.stem for d in extra for q in (d / key).glob("*.yaml"))})
+        for name in (v.strip() for v in value.strip("[]").split(",")):
+            if name and name not in known:
+                near = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                return f"{key}={value}: no option {name!r}{hint}; {key} options: {', '.join(known)}"
+    if extra or any(a.startswith("hydra.searchpath") for a in argv):
+        return None  # configs from elsewhere: Hydra composes (and reports) them itself
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            compose("config", overrides=overrides)
+    except Exception as e:  # noqa: BLE001 - any composition error becomes one line
+        why = [str(e).split("\n")[0].rstrip(".")]
+        if e.__cause__ is not None:  # OmegaConf's reason: the key, the expected type
+            why.append(str(e.__cause__).split("\n")[0])
+        return ": ".join(w for w in why if w)
+    finally:
+        GlobalHydra.instance().clear()
+    return None
+
+
+EXPORT_HELP = """mlbench-export: write a deployable ONNX model and its metadata (model.json beside it).
+
+usage: mlbench-export [key=value ...]
+
+  export.variant=NAME   build this variant's recipe on the cached baseline (default onnx_fp32;
+                        a recipe that ends in ONNX: {variants})
+  export.source=FILE    or check and package an existing .onnx file instead
+  export.output=PATH    where to write (default model.onnx; PATH.json holds the metadata)
+  export.force=true     write even when the parity check against the baseline fails
+
+The run's other options apply (data=..., model=..., seed=..., calibrate=...): they decide which
+cached baseline is used and which calibrator is fitted. The written model is scored in a fresh
+onnxruntime session before it is kept. Exit status: 0 written, 2 a mistake (one error: line).
+
+examples:
+  mlbench-export export.variant=ort_int8_static export.output=dist/model.onnx
+  mlbench-export data=wine export.variant=onnx_fp32 export.output=dist/wine.onnx
+  mlbench-export export.source=some_model.onnx export.output=dist/model.onnx"""
+
+
+def early_exit(argv: list[str], help_text: Callable[[], str]) -> bool:
+    """``--version`` and ``--help``: answered before anything heavy is imported."""
+    if argv == ["--version"]:
+        from mlbench.version import __version__
+        print(f"mlbench {__version__}")
+        return True
+    if argv and argv[-1] in ("--help", "-h"):
+        print(help_text())
+        return True
+    return False
+
+
+def precheck(argv: list[str]) -> None:
+    problem = check_overrides(argv)
+    if problem:
+        from rich.markup import escape
+        err_console.print(f"[bold red]error:[/] {escape(problem)}", soft_wrap=True)
+        sys.exit(2)
+
+
 def main() -> None:
+    if "--json" in sys.argv[1:]:  # the key figures as JSON on stdout, for scripts
+        sys.argv = [a for a in sys.argv if a != "--json"] + ["output=json"]
+    if len(sys.argv) > 1 and sys.argv[1:] == ["--version"]:
+        early_exit(sys.argv[1:], short_help)
+        return
     if len(sys.argv) > 1 and sys.argv[-1] in ("--help", "-h") and (len(sys.argv) == 2 or sys.argv[1] in
                                                                    ("cycle", "monitor", "datacheck")):
         print(short_help())
@@ -191,6 +296,8 @@ def main() -> None:
     if not any(a in ("--help", "-h", "--cfg", "-c", "--info", "--hydra-help") or a.startswith("--cfg")
                for a in sys.argv[1:]) and not (len(sys.argv) > 1 and sys.argv[1] == "compare"):
         _check_results_folder(sys.argv[1:])
+    if not (len(sys.argv) > 1 and sys.argv[1] == "compare"):
+        precheck([a for a in sys.argv[1:] if a not in ("monitor", "cycle", "datacheck")])
     if len(sys.argv) > 1 and sys.argv[1] == "monitor":
         del sys.argv[1]
         hydra_entry(_monitor)

@@ -9,25 +9,36 @@ from typing import Any
 import onnx
 from omegaconf import DictConfig, OmegaConf
 
-from mlbench import __version__
 from mlbench.compress import Artifact
 from mlbench.data import DataMeta
+from mlbench.data.base import NO_NORMALIZATION
 from mlbench.errors import MlbenchError
+from mlbench.evaluate.loop import serving_batch
 from mlbench.train.cache import content_hash
+from mlbench.version import __version__
 
 
 def onnx_metadata(art: Artifact, meta: DataMeta, source_id: str, calibrator: dict | None,
                   cfg: DictConfig) -> dict[str, Any]:
-    """Input name/shape/dtype, normalization, class names, calibration, lineage and parity."""
+    """Input name/shape/dtype/layout, feature names (tabular, in input order), normalization as
+    numbers with its formula, class names, the calibrator's parameters and formula, the serving
+    mode it was evaluated in, lineage and parity."""
     model = onnx.load(str(art.path), load_external_data=False)
     inp = model.graph.input[0]
     dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+    d = cfg.get("deployment") or {}
     return {
         "format": "onnx", "file": art.path.name, "files": [p.name for p in art.files],
         "input": {"name": inp.name, "shape": dims,
                   "dtype": onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).name,
-                  "range": meta.input_range, "normalization": meta.normalization},
-        "output": {"name": model.graph.output[0].name, "meaning": "logits (apply softmax, or the calibrator)"},
+                  "layout": "NCHW" if meta.modality == "image" else "N x features",
+                  "feature_names": meta.feature_names,
+                  "range": meta.input_range, "normalization": meta.normalization or dict(NO_NORMALIZATION)},
+        "output": {"name": model.graph.output[0].name,
+                   "meaning": "logits; probs = softmax(logits), or the calibration formula below"},
+        "serving": {"mode": d.get("serving", "batch"), "batch_size": serving_batch(cfg),
+                    "meaning": "the mode its quality figures (and the calibrator's fit) were measured in: "
+                               "online = one item per call, batch = batches of batch_size"},
         "class_names": meta.class_names,
         "calibration": calibrator,
         "source": {"baseline_id": source_id, "artifact_id": art.id, "recipe": art.recipe,

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import platform
 import random
+import resource
 import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mlbench import __version__
 from mlbench.errors import MlbenchError
+from mlbench.version import __version__
 
 
 def resolve_device(name: str) -> torch.device:
@@ -37,11 +43,97 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     torch.backends.cudnn.benchmark = not deterministic
 
 
+# torch's intra-op default, read before any run changes it: the machine's physical cores
+# (within this process's affinity mask).
+TORCH_DEFAULT_THREADS = torch.get_num_threads()
+
+
+def _cpu_times() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process). The machine's
+    busy time comes from /proc/stat (everything but idle and iowait; steal counts as busy:
+    it is time another guest took from us); NaN where /proc/stat is absent."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    mine = own.ru_utime + own.ru_stime
+    try:
+        with open("/proc/stat") as f:
+            vals = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return math.nan, mine
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK"), mine
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@dataclass
+class MachineWatch:
+    """What else the machine did while something was timed: the CPU cores that *other*
+    processes kept busy on average (machine busy time minus this process's, per second),
+    and the 1-minute load average before and after."""
+
+    wall0: float = 0.0
+    busy0: float = 0.0
+    own0: float = 0.0
+    load0: float = 0.0
+
+    @classmethod
+    def start(cls) -> MachineWatch:
+        busy, own = _cpu_times()
+        return cls(time.perf_counter(), busy, own, os.getloadavg()[0])
+
+    def stop(self) -> dict[str, float]:
+        busy, own = _cpu_times()
+        wall = max(time.perf_counter() - self.wall0, 1e-9)
+        other = max(0.0, ((busy - self.busy0) - (own - self.own0)) / wall)
+        return {"wall_s": wall, "other_busy_cores": None if math.isnan(other) else other,
+                "own_busy_cores": (own - self.own0) / wall,
+                "loadavg_before": self.load0, "loadavg_after": os.getloadavg()[0]}
+
+
+def busy_cores(sample_s: float = 0.2) -> float:
+    """CPU cores that *other* processes keep busy, averaged over ``sample_s`` seconds
+    (machine busy time minus this process's, from /proc/stat; 0 where it is absent)."""
+    watch = MachineWatch.start()
+    time.sleep(sample_s)
+    return float(watch.stop()["other_busy_cores"] or 0.0)
+
+
+def resolve_threads(setting: Any, busy: float | None = None) -> tuple[int, dict[str, Any]]:
+    """The intra-op thread count a ``backend.threads`` setting asks for, and how it was chosen.
+
+    ``auto``: the physical cores that other processes do not keep busy (at least 1), so a
+    shared machine is not oversubscribed; an integer > 0: exactly that many; 0: torch's
+    default (all physical cores)."""
+    if str(setting) == "auto":
+        busy = busy_cores() if busy is None else busy
+        n = max(1, TORCH_DEFAULT_THREADS - int(round(busy)))
+        return n, {"setting": "auto", "physical": TORCH_DEFAULT_THREADS, "busy_cores": round(busy, 2)}
+    n = int(setting)
+    return (n if n > 0 else TORCH_DEFAULT_THREADS), {"setting": n, "physical": TORCH_DEFAULT_THREADS}
+
+
 def set_threads(threads: int) -> int:
     """Set torch intra-op threads (0 keeps torch's default) and return the number in force."""
-    if threads > 0:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads if threads > 0 else TORCH_DEFAULT_THREADS)
     return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[int]:
+    """torch's intra-op thread count for a block (process-wide; restored after). 0 keeps it."""
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def git_sha(path: Path | None = None) -> str | None:

@@ -8,29 +8,42 @@ check fails is refused unless ``export.force=true``.
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
-import onnx
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mlbench import pipeline
-from mlbench.backends import runner_for
-from mlbench.cli import WRITE_ERRORS, fail, hydra_entry, quiet_libraries
-from mlbench.compress import Artifact, OnnxExport, check_onnx, onnx_files
-from mlbench.deploy import check_io, onnx_metadata
+from mlbench.cli import (
+    EXPORT_HELP,
+    WRITE_ERRORS,
+    early_exit,
+    fail,
+    hydra_entry,
+    precheck,
+    quiet_libraries,
+)
 from mlbench.errors import MlbenchError
-from mlbench.evaluate.loop import evaluate
 from mlbench.progress import console
-from mlbench.results import write_json
 from mlbench.schema import CONF_DIR, check_values
-from mlbench.train.cache import file_sha256
 
 
 def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Build or read the ONNX model, check it, score it, and copy it with metadata to the output."""
+    # imported here, not at the top: `mlbench-export --help` needs none of torch or onnx
+    import onnx
+
+    from mlbench import pipeline
+    from mlbench.backends import runner_for
+    from mlbench.compress import Artifact, OnnxExport, check_onnx, onnx_files
+    from mlbench.deploy import check_io, onnx_metadata
+    from mlbench.evaluate.loop import evaluate
+    from mlbench.results import write_json
+    from mlbench.train.cache import file_sha256, umask
+
     check_values(cfg)
     e = cfg.export
     out = Path(e.output)
@@ -84,6 +97,7 @@ def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         meta["forced"] = bool(e.force)
         write_json(tmp / (out.stem + ".json"), meta)
         for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~umask())  # readable as the umask allows, like any file written
             f.replace(out.parent / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -112,5 +126,11 @@ def _export_task(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    """``mlbench-export``: ``--help`` and ``--version`` answer at once; a config mistake is one line."""
+    argv = sys.argv[1:]
+    if early_exit(argv, lambda: EXPORT_HELP.format(variants=", ".join(
+            sorted(q.stem for q in (CONF_DIR / "variants").glob("*.yaml"))))):
+        return
+    precheck(argv)
     hydra_entry(_export_task)
 

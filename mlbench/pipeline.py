@@ -29,7 +29,6 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mlbench import SCHEMA_VERSION, __version__
 from mlbench.analysis.decision import decide
 from mlbench.analysis.deltas import compare_variants
 from mlbench.analysis.history import record as record_history
@@ -44,7 +43,14 @@ from mlbench.datacheck import Check, CheckContext
 from mlbench.datacheck.stage import feature_source, print_findings, run_checks
 from mlbench.datacheck.stage import select as select_checks
 from mlbench.deploy import onnx_metadata
-from mlbench.env import environment, resolve_device, seed_everything, set_threads
+from mlbench.env import (
+    TORCH_DEFAULT_THREADS,
+    environment,
+    resolve_device,
+    resolve_threads,
+    seed_everything,
+    set_threads,
+)
 from mlbench.errors import MlbenchError
 from mlbench.evaluate import registry
 from mlbench.evaluate.efficiency import compare_efficiency
@@ -62,6 +68,7 @@ from mlbench.stress.base import StressEnv, Stressor, StressVariant
 from mlbench.stress.stage import run_stressors, scorer
 from mlbench.train import content_hash, save_weights
 from mlbench.train.baseline import fit_kwargs, train_baseline
+from mlbench.version import SCHEMA_VERSION, __version__
 
 log = logging.getLogger(__name__)
 BASELINE = "baseline"
@@ -145,9 +152,11 @@ def setup(ctx: RunContext) -> None:
     ctx.started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     ctx.t0 = time.perf_counter()
     ctx.device = resolve_device(cfg.device)
-    set_threads(cfg.backend.threads)
+    threads, how = resolve_threads(cfg.backend.threads)
+    set_threads(threads)
     seed_everything(cfg.seed, deterministic=ctx.device.type == "cpu")
     ctx.env = environment(ctx.device)
+    ctx.env.update(threads_choice=how, train_threads=cfg.train.threads or TORCH_DEFAULT_THREADS)
     ctx.dataset = instantiate_checked(cfg.data, "data")
     ctx.model_factory = instantiate_checked(cfg.model, "model")
     if cfg.calibrate and "_target_" in cfg.calibrate:
@@ -357,7 +366,7 @@ def efficiency(ctx: RunContext) -> None:
                                  min_calls=lat.min_calls, min_time_s=lat.min_time_s,
                                  target_ci=lat.target_ci, max_time_s=lat.max_time_s,
                                  throughput_time_s=tp.min_time_s, rounds=cfg.eval.timing.rounds,
-                                 latency_threads=lat.threads, throughput_threads=cfg.backend.threads,
+                                 latency_threads=lat.threads, throughput_threads=ctx.env["threads"],
                                  tolerance=cfg.eval.timing.tolerance, ratio_batch=bs)
     for name, f in figures["runners"].items():
         rec = ctx.records[name]
@@ -474,7 +483,8 @@ def summary(ctx: RunContext) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "mlbench_version": __version__,
         "run": {"id": ctx.run_dir.name, "started": ctx.started, "wall_s": time.perf_counter() - ctx.t0,
-                "config": config, "env": ctx.env, "config_hash": content_hash(config)},
+                "config": config, "env": ctx.env, "config_hash": content_hash(config),
+                "overrides": command_line_overrides()},
         "data": {"name": d.meta.name, "num_classes": d.meta.num_classes, "n_train": sizes["train"],
                  "n_val": sizes["val"], "n_calib": sizes["calib"], "n_test": sizes["test"],
                  "input_shape": list(d.meta.input_shape), "modality": d.meta.modality,
@@ -493,6 +503,7 @@ def summary(ctx: RunContext) -> dict[str, Any]:
 
 def write(ctx: RunContext) -> dict[str, Any]:
     d = ctx.data
+    console.print("[bold]writing[/] predictions, summary.json, plots and the report")
     for name, lv in ctx.live.items():
         save_predictions(ctx.run_dir / "predictions" / f"{name}.npz", lv.evaluation.probs,
                          lv.evaluation.labels, d.index["test"], lv.evaluation.logits,
@@ -560,6 +571,15 @@ def run_datacheck(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return s
 
 
+def command_line_overrides() -> list[str]:
+    """The overrides this run was started with (Hydra's task overrides; [] outside Hydra)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
 def process_age_s() -> float | None:
     """Seconds since this process started (Linux: /proc; None elsewhere): the start-up time
     (interpreter, imports, config composition) a run spends before its first stage."""
@@ -573,11 +593,18 @@ def process_age_s() -> float | None:
     return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
 
 
+# stages that print nothing of their own while they run for seconds: say what is happening
+STAGE_NOTES = {"efficiency": "timing: batch-1 latency in interleaved rounds, then throughput",
+               "compare": "paired bootstrap deltas against the baseline"}
+
+
 def timed_stages(ctx: RunContext, stages: list[Callable[[RunContext], None]]) -> None:
     """Run ``stages`` in order, recording each one's wall seconds in ``ctx.run.stages``
     (``startup``: process start to the first stage)."""
     ctx.run.stages["startup"] = process_age_s()
     for stage in stages:
+        if stage.__name__ in STAGE_NOTES and ctx.live:
+            console.print(f"[bold]{STAGE_NOTES[stage.__name__]}[/] ({len(ctx.live)} variants)")
         t0 = time.perf_counter()
         stage(ctx)
         ctx.run.stages[stage.__name__] = time.perf_counter() - t0

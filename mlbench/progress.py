@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -13,10 +14,28 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-# Wide enough for the results table when output goes to a file or a pipe.
-console = Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 160)
+# Wide enough for the full results table when output goes to a file or a pipe.
+# record=True: what a run prints is also written to its log file (keep_console_log).
+console = Console(stderr=False, highlight=False, record=True, width=None if sys.stdout.isatty() else 160)
 # Errors and warnings the user must see go to stderr, one line each.
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def keep_console_log(run_dir: Path, name: str | None = None) -> None:
+    """Append what the console printed since the last call to the run's log file (Hydra's
+    ``<job>.log``, beside the library messages it already holds); the record is then cleared."""
+    text = console.export_text(clear=True)
+    if name is None:
+        try:
+            from hydra.core.hydra_config import HydraConfig
+            name = f"{HydraConfig.get().job.name}.log"
+        except ValueError:  # not inside a Hydra job
+            name = "console.log"
+    try:
+        with open(Path(run_dir) / name, "a", encoding="utf-8") as f:
+            f.write(text)
+    except OSError:
+        pass  # the results are written; a log that cannot be is not worth failing the run for
 
 
 def progress(transient: bool = True) -> Progress:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlbench import SCHEMA_VERSION
 from mlbench.errors import MlbenchError
+from mlbench.version import SCHEMA_VERSION
 
 if TYPE_CHECKING:  # torch is not imported at run time here: `mlbench compare` starts without it
     import torch

@@ -30,7 +30,7 @@ from omegaconf import MISSING, OmegaConf
 from mlbench.errors import MlbenchError
 from mlbench.evaluate.registry import Metric
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # conf/ at the top of a checkout (linked), packaged in a wheel
 SCHEMA_GROUPS = ("data", "model", "calibrate")
 RUNTIME_ARGS = ("input_shape", "num_classes")  # a model's, filled in at run time from the data
 
@@ -45,6 +45,9 @@ class TrainConf:
     channels_last: bool = True  # CUDA only
     optimizer: Any = MISSING
     scheduler: Any = None
+    # intra-op threads while training; 0 = the physical cores. Not load-dependent on purpose:
+    # the trained weights depend on the thread count (CPU reductions split differently)
+    threads: int = 0
 
 
 @dataclass
@@ -113,7 +116,10 @@ class OrtBackendConf:
 
 @dataclass
 class BackendConf:
-    threads: int = 0  # intra-op threads for torch and onnxruntime; 0 = torch's default
+    # intra-op threads for batch inference, throughput and onnxruntime sessions: "auto" = the
+    # physical cores other processes do not keep busy (measured at start-up), N = exactly N,
+    # 0 = torch's default (all physical cores)
+    threads: Any = "auto"
     torch: TorchBackendConf = field(default_factory=TorchBackendConf)
     onnxruntime: OrtBackendConf = field(default_factory=OrtBackendConf)
 
@@ -141,7 +147,8 @@ class AxisConf:
 
 @dataclass
 class RequirementConf:
-    """``metric op value`` or ``metric max_degradation [relative]`` against the baseline, or
+    """``metric op value`` (``of_baseline``: value × the baseline's figure, e.g. size <= 0.5 ×
+    baseline) or ``metric max_degradation [relative]`` against the baseline, or
     ``data op value``: a condition on a data-check figure (``datacheck.figures`` in summary.json,
     e.g. ``cross_split_duplicates``, ``label_issue_rate``, ``accuracy_achievable``)."""
 
@@ -151,6 +158,7 @@ class RequirementConf:
     value: Optional[float] = None
     max_degradation: Optional[float] = None
     relative: bool = False
+    of_baseline: bool = False  # with op/value: the threshold is value x the baseline's figure
     use_bound: Optional[bool] = None  # judge on the pessimistic CI bound (None: requirements.use_bound)
     stress: Optional[str] = None  # for stress_accuracy: a stressor name
     condition: Optional[str] = None  # and its severity / eps / rate, as written in summary.json
@@ -205,6 +213,8 @@ class RootConf:
     seeds: List[int] = field(default_factory=list)  # extra baseline seeds for the seed-to-seed spread
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     progress: bool = True
+    output: str = "text"  # text: table and decision on stdout | json: the key figures as JSON (--json)
+    table: str = "auto"  # auto (full at >= 120 columns) | compact (fits 80) | full
     data: Any = MISSING
     model: Any = MISSING
     train: TrainConf = field(default_factory=TrainConf)
@@ -310,8 +320,12 @@ RANGES: list[tuple[str, Any, str]] = [
      "one of uncalibrated, carried, refit"),
     ("eval.accuracy_drop_flag", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("deployment.serving", lambda v: v in ("online", "batch"), "online or batch"),
+    ("output", lambda v: v in ("text", "json"), "text or json"),
+    ("table", lambda v: v in ("auto", "compact", "full"), "auto, compact or full"),
     ("deployment.invariance_items", lambda v: v >= 0, ">= 0 (0: off)"),
-    ("backend.threads", lambda v: v >= 0, ">= 0 (0: torch's default)"),
+    ("backend.threads", lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+     "auto or an integer >= 0 (0: torch's default)"),
+    ("train.threads", lambda v: v >= 0, ">= 0 (0: the physical cores)"),
     ("seeds", lambda v: all(s >= 0 for s in v), "a list of seeds >= 0"),
 ]
 

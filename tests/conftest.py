@@ -8,21 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-
-from mlbench.schema import CONF_DIR, register
-
-ROOT = Path(__file__).resolve().parent.parent
-register()
-
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # one intra-op thread per test worker (and per CLI run it starts): with as many workers as
     # cores, torch's default of all cores per process oversubscribes the machine
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
+    import torch  # before mlbench reads torch's default thread count (its "physical cores")
     torch.set_num_threads(1)
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+
+from mlbench.schema import CONF_DIR, register  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+register()
 
 
 @pytest.fixture

@@ -70,6 +70,77 @@ def test_recommended_and_nothing_passes():
     assert "short by 0.02" in rec["reason"]
 
 
+def test_thresholds_relative_to_the_baseline():
+    reqs = [{"metric": "size_bytes", "op": "<=", "value": 0.5, "of_baseline": True},
+            {"metric": "latency_p99_ms", "max_degradation": 0, "relative": True}]
+    r = check_requirements(S, reqs)
+    assert [r[n]["passed"] for n in ("baseline", "int8", "pruned")] == [False, True, True]
+    assert r["int8"]["checks"][0]["threshold"] == 2e6 and r["int8"]["checks"][0]["margin"] == 1e6
+    assert r["int8"]["checks"][0]["requirement"] == "size_bytes <= 0.5 x the baseline's"
+    assert r["int8"]["checks"][1]["requirement"] == "latency_p99_ms no worse than the baseline's"
+    with pytest.raises(MlbenchError, match="of_baseline goes with op and value"):
+        check_requirements(S, [{"metric": "size_bytes", "max_degradation": 0.1, "of_baseline": True}])
+
+
+def test_the_decision_is_explained_with_figures_runner_up_and_closest_call():
+    from mlbench.analysis.explain import explain
+    s = summary(
+        baseline=({"accuracy": 0.97, "latency_p50_ms": 3.0, "size_bytes": 4e6}, {}),
+        int8=({"accuracy": 0.965, "latency_p50_ms": 1.0, "latency_p50_ci_low_ms": 0.9, "latency_p50_ci_high_ms": 1.1,
+               "size_bytes": 1e6}, {"accuracy": {"value": -0.005, "ci_low": -0.008, "ci_high": 0.002}}),
+        fp16=({"accuracy": 0.97, "latency_p50_ms": 2.0, "size_bytes": 2e6},
+              {"accuracy": {"value": 0.0, "ci_low": 0.0, "ci_high": 0.0}}),
+        pruned=({"accuracy": 0.90, "latency_p50_ms": 0.5, "size_bytes": 5e5},
+                {"accuracy": {"value": -0.07, "ci_low": -0.09, "ci_high": -0.05}}),
+    )
+    reqs = [{"metric": "accuracy", "max_degradation": 0.01, "use_bound": True},
+            {"metric": "size_bytes", "op": "<=", "value": 0.5, "of_baseline": True}]
+    res = check_requirements(s, reqs)
+    rec = recommend(s, res, "latency_p50_ms", "min")
+    e = explain(s, res, rec)
+    assert rec["variant"] == "int8" and rec["runner_up"] == "fp16"
+    assert e["figures"][0] == "accuracy 0.9650 (-0.50 points vs the baseline, 95% CI -0.80 to +0.20 points)"
+    assert e["figures"][1] == "p50 latency 1 ms (95% CI 0.9-1.1 ms)"
+    assert e["figures"][2] == "size 976.6 KB (0.25x the baseline's)"  # 1e6 bytes
+    assert e["runner_up_reason"] == "latency_p50_ms 2 ms vs 1 ms"
+    # pruned is faster but 9 points down on the bound: it misses the 1-point limit by 8 points
+    assert e["better_but_failed"]["variant"] == "pruned"
+    assert "misses 'accuracy at most 0.01 worse than the baseline (on the CI bound)' by 8.00 points" in e["text"]
+    # int8's margins: 0.2 of 1 point (20 %) on accuracy, 1 MB of 2 MB (50 %) on size -> accuracy
+    assert e["closest_call"]["requirement"].startswith("accuracy") and "0.20 points to spare" in e["text"]
+    assert e["text"].startswith("Ship int8: it meets all 2 requirements and has the lowest latency_p50_ms of the 2")
+    none = explain(s, check_requirements(s, [{"metric": "accuracy", "op": ">=", "value": 0.99}]),
+                   recommend(s, check_requirements(s, [{"metric": "accuracy", "op": ">=", "value": 0.99}]),
+                             "latency_p50_ms"))
+    assert none["text"] == ("No variant recommended: no variant meets 'accuracy >= 0.99' "
+                            "(closest: baseline, short by 2.00 points).")
+
+
+def test_pareto_labels_never_overlap():
+    from mlbench.analysis.pareto import _spread_labels
+    ys = [100.0, 103.0, 104.0, 300.0, 50.0]
+    placed = _spread_labels(ys, height=11.0)
+    order = sorted(range(len(ys)), key=lambda i: placed[i])
+    assert all(placed[b] - placed[a] >= 11.0 - 1e-9 for a, b in zip(order, order[1:]))
+    assert [sorted(range(5), key=lambda i: ys[i])] == [order]  # the vertical order is kept
+    assert abs(sum(placed) - sum(ys)) < 1e-9  # the column of labels stays centred on its points
+
+
+def test_json_output_is_the_key_figures_alone(tmp_path):
+    out = run_cli("debug=smoke", "data=wine", "model=mlp", "variants=[onnx_fp32]", "stress=none",
+                  "monitor=none", "datacheck=none", "eval.efficiency=false", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)  # stdout holds the JSON and nothing else
+    s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
+    assert figures["recommended"] == s["recommended"]["variant"] and figures["data"] == "wine"
+    assert figures["variants"]["onnx_fp32"]["accuracy"] == s["variants"]["onnx_fp32"]["metrics"]["accuracy"]
+    assert figures["variants"]["onnx_fp32"]["delta_accuracy"] == s["variants"]["onnx_fp32"]["deltas"]["accuracy"]
+    assert "baseline MLP" in out.stderr  # progress went to stderr
+    log = (run_dirs(tmp_path)[0] / "cli.log").read_text()
+    assert "baseline MLP" in log and "data wine" in log  # the console is kept in the run's log file
+    assert s["run"]["overrides"][:3] == ["debug=smoke", "data=wine", "model=mlp"]
+
+
 def test_missing_metric_fails_with_reason():
     r = check_requirements(S, [{"metric": "worst_group_accuracy", "op": ">=", "value": 0.9}])
     assert not r["int8"]["passed"] and r["int8"]["checks"][0]["reason"] == "not measured"
@@ -218,7 +289,8 @@ def test_fail_if_none_exits_non_zero(tmp_path):
     out = run_cli("debug=smoke", "data=wine", "model=mlp", "variants=[]", "stress=none", "eval.efficiency=false",
                   "requirements.fail_if_none=true", "requirements.checks=[{metric: accuracy, op: '>=', value: 1.01}]",
                   cwd=tmp_path)
-    assert out.returncode == 3 and "no variant recommended" in out.stdout
+    assert out.returncode == 3 and "no variant recommended" in out.stdout.lower()
+    assert "'accuracy >= 1.01' (closest: baseline, short by" in out.stdout.replace("\n", " ")
     s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
     assert s["recommended"]["variant"] is None and s["recommended"]["unmet"][0]["shortfall"] > 0
 

@@ -134,10 +134,28 @@ def test_bad_input_is_one_clear_line_and_leaves_runs_alone(smoke_run, args, mess
 
 
 def test_unknown_names_fail_at_compose(tmp_path):
-    for arg in ("data=nope", "model=nope", "variants=[nope]", "data.vall=1"):
+    for arg, says in (("data=digitz", "no option 'digitz' (did you mean digits?); data options: breast_cancer,"),
+                      ("variants=[onnx_fp32,prune5]", "no option 'prune5' (did you mean prune50_ft?)"),
+                      ("model=nope", "model options: cnn, mlp, resnet"),
+                      ("data.vall=1", "Key 'vall' not in 'DigitsConf'"),
+                      ("seed=abc", "'abc' of type 'str' could not be converted to Integer")):
         out = run_cli(arg, cwd=tmp_path)
-        assert out.returncode == 1 and "Traceback" not in out.stderr, arg
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (arg, out.stderr)
+        assert says in lines[0], (arg, lines[0])
     assert not (tmp_path / "results").exists() or not run_dirs(tmp_path)
+
+
+def test_version_and_export_help_are_mlbench_own(tmp_path):
+    from mlbench import __version__
+    out = run_cli("--version", cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.strip() == f"mlbench {__version__}"
+    code = "import sys; from mlbench.export import main; sys.argv = ['mlbench-export', '--help']; main()"
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("mlbench-export: write a deployable ONNX model")
+    assert "export.variant=NAME" in out.stdout and "ort_int8_static" in out.stdout
 
 
 def test_help_lists_groups(tmp_path):
@@ -221,6 +239,40 @@ def test_tabular_default_skips_image_stress(tmp_path):
     s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
     assert set(s["variants"]["onnx_fp32"]["stress"]) == {"feature_noise", "missing_features", "fgsm"}
 
+    # the ONNX model's metadata is enough to serve it from raw feature values
+    art = run_dirs(tmp_path)[0] / s["variants"]["onnx_fp32"]["artifact"]
+    meta = json.loads(art.with_suffix(".json").read_text())
+    from sklearn.datasets import load_breast_cancer
+    raw = load_breast_cancer()
+    assert meta["input"]["feature_names"] == list(raw.feature_names)
+    norm = meta["input"]["normalization"]
+    assert norm["kind"] == "standardize" and len(norm["mean"]) == len(norm["std"]) == 30
+    assert meta["calibration"]["formula"] == "probs = softmax(logits / temperature)"
+    assert meta["serving"]["mode"] == "batch" and meta["serving"]["batch_size"] >= 1
+    x = ((raw.data - np.asarray(norm["mean"])) / np.asarray(norm["std"])).astype(np.float32)
+    logits = ort.InferenceSession(str(art)).run(None, {meta["input"]["name"]: x})[0]
+    pred = np.argmax(logits / meta["calibration"]["temperature"], axis=1)
+    assert (pred == raw.target).mean() > 0.9  # the documented recipe reproduces a working model
+    import os
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in (run_dirs(tmp_path)[0] / "models").rglob("*"):
+        if f.is_file():
+            assert f.stat().st_mode & 0o777 == 0o666 & ~mask, f
+
+
+def test_mnist_from_its_idx_files_end_to_end(tmp_path):
+    from test_data import write_mnist
+    write_mnist(tmp_path / "data", n_train=160, n_test=40)
+    out = run_cli("debug=smoke", "data=mnist", f"paths.data_root={tmp_path / 'data'}", "data.val=20",
+                  "data.calib=20", "data.test=30", "variants=[onnx_fp32]", "eval.efficiency=false",
+                  "stress=none", "monitor=none", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
+    assert s["data"]["name"] == "mnist" and s["data"]["n_test"] == 30 and s["data"]["n_train"] == 120
+    out = run_cli("data=mnist", f"paths.data_root={tmp_path / 'empty'}", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.strip().startswith("error: data=mnist: data root")
+
 
 def test_broken_variant_is_marked_failed_and_others_kept(tmp_path):
     out = run_cli("debug=smoke", "data=wine", "model=mlp", "stress=none", "eval.efficiency=false",
@@ -302,3 +354,28 @@ def test_nan_features_on_the_command_line(tmp_path):
     out = run_cli("debug=smoke", "data=npz", f"data.path={tmp_path / 'bad.npz'}", "model=mlp", cwd=tmp_path)
     lines = [l for l in out.stderr.splitlines() if l.startswith("error:")]
     assert out.returncode == 2 and len(lines) == 1 and "NaN/inf" in lines[0]
+
+
+def test_a_built_wheel_carries_its_config(tmp_path):
+    """`pip install .` / a wheel must work without a source checkout: conf/ ships inside."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    from conftest import ROOT
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(wheels), str(ROOT)], check=True, capture_output=True, timeout=300, cwd=tmp_path)
+    (wheel,) = wheels.glob("mlbench-*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True, timeout=300)
+    assert (target / "mlbench" / "conf" / "config.yaml").is_file()
+    assert not (target / "mlbench" / "conf").is_symlink()
+    # -S: no .pth files, so the editable checkout cannot shadow the installed wheel
+    code = (f"import sys; sys.path[:0] = [{str(target)!r}, {sysconfig.get_paths()['purelib']!r}]; "
+            "import mlbench.cli as c; assert c.__file__.startswith(sys.path[0]), c.__file__; "
+            "sys.argv = ['mlbench', '--cfg', 'job', 'data=wine']; c.main()")
+    out = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "_target_: mlbench.data.Wine" in out.stdout and "variants:" in out.stdout

@@ -12,6 +12,7 @@ from mlbench.data import (
     NpzDataset,
     Synthetic,
     TorchvisionDataset,
+    VisionDataset,
     Wine,
 )
 from mlbench.errors import MlbenchError
@@ -109,3 +110,102 @@ def test_non_positive_sizes_are_rejected(size):
 def test_missing_data_root_is_a_clear_error(tmp_path):
     with pytest.raises(MlbenchError, match="does not exist"):
         TorchvisionDataset("mnist", str(tmp_path / "nowhere")).load()
+
+
+# ------------------------------------------------------------------ the published file formats
+
+def write_idx(path, arr: np.ndarray, gz: bool = False) -> None:
+    """An IDX file as published: 0, 0, type 0x08, ndim, big-endian int32 dims, then the bytes."""
+    import gzip
+    raw = bytes([0, 0, 8, arr.ndim]) + np.asarray(arr.shape, dtype=">i4").tobytes() + arr.astype(np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+
+
+def write_mnist(root, n_train=120, n_test=40, gz=False, folder="MNIST/raw", seed=0):
+    """MNIST-format files whose image i holds its own label in pixel (0, 0) and i % 251 in (27, 27)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        y = np.arange(n) % 10
+        rng.shuffle(y)
+        x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        x[:, 0, 0] = y * 20
+        write_idx(root / folder / f"{prefix}-images-idx3-ubyte{'.gz' if gz else ''}", x, gz)
+        write_idx(root / folder / f"{prefix}-labels-idx1-ubyte{'.gz' if gz else ''}", y.astype(np.uint8), gz)
+        out[prefix] = (x, y)
+    return out
+
+
+def write_cifar(root, per_batch=30, n_test=40, seed=0):
+    """CIFAR-10's binary version: records of a label byte and 3,072 pixel bytes (R, G, B planes)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-bin"
+    folder.mkdir(parents=True, exist_ok=True)
+    batches = {}
+    for name, n in [*((f"data_batch_{i}.bin", per_batch) for i in range(1, 6)), ("test_batch.bin", n_test)]:
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        y[:10] = np.arange(10)
+        x = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+        x[:, 0, 0, 0], x[:, 1, 0, 0], x[:, 2, 0, 0] = 255, 128, 0  # the R, G, B planes in order
+        (folder / name).write_bytes(np.concatenate([y[:, None], x.reshape(n, -1)], axis=1).tobytes())
+        batches[name] = (x, y)
+    return batches
+
+
+@pytest.mark.parametrize("gz,folder", [(False, "MNIST/raw"), (True, "")])
+def test_mnist_idx_files_are_read_exactly(tmp_path, gz, folder):
+    files = write_mnist(tmp_path, gz=gz, folder=folder or ".")
+    d = VisionDataset("mnist", str(tmp_path), val=10, calib=10, test=20, seed=0).load()
+    assert d.meta.input_shape == (1, 28, 28) and d.meta.normalization["scale"] == 1 / 255
+    assert {s: len(d.y[s]) for s in d.y} == {"train": 100, "val": 10, "calib": 10, "test": 20}
+    x_all = np.concatenate([files["train"][0], files["t10k"][0]])
+    y_all = np.concatenate([files["train"][1], files["t10k"][1]])
+    for s in d.x:  # every item is its file's image / 255 with its file's label, at its index
+        idx = d.index[s].numpy()
+        assert np.array_equal(d.y[s].numpy(), y_all[idx])
+        assert np.allclose(d.x[s][:, 0].numpy(), x_all[idx] / 255.0)
+    assert d.index["test"].min() >= 120  # the test pool is the official test file
+
+
+def test_fashion_mnist_reads_its_own_folder(tmp_path):
+    write_mnist(tmp_path, folder="FashionMNIST/raw", seed=1)
+    d = VisionDataset("fashion_mnist", str(tmp_path), val=10, calib=10, test=20).load()
+    assert d.meta.class_names[9] == "ankle-boot" and len(d.y["train"]) == 100
+
+
+def test_cifar10_binary_batches_are_read_exactly(tmp_path):
+    batches = write_cifar(tmp_path)
+    d = VisionDataset("cifar10", str(tmp_path), val=20, calib=20, test=30).load()
+    assert d.meta.input_shape == (3, 32, 32)
+    assert {s: len(d.y[s]) for s in d.y} == {"train": 110, "val": 20, "calib": 20, "test": 30}
+    x_all = np.concatenate([b[0] for b in batches.values()])
+    y_all = np.concatenate([b[1] for b in batches.values()])
+    for s in d.x:
+        idx = d.index[s].numpy()
+        assert np.array_equal(d.y[s].numpy(), y_all[idx])
+        assert np.allclose(d.x[s].numpy(), x_all[idx] / 255.0)
+    assert torch.allclose(d.x["train"][:, :, 0, 0], torch.tensor([1.0, 128 / 255, 0.0]))  # channel order
+
+
+def test_damaged_or_missing_image_files_are_one_clear_error(tmp_path):
+    write_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    good = (raw / "train-images-idx3-ubyte").read_bytes()
+    (raw / "train-images-idx3-ubyte").write_bytes(good[:-5])  # cut short
+    with pytest.raises(MlbenchError, match="IDX header says"):
+        VisionDataset("mnist", str(tmp_path), val=10, calib=10, test=20).load()
+    (raw / "train-images-idx3-ubyte").write_bytes(b"PK\x03\x04" + good[4:])  # not IDX at all
+    with pytest.raises(MlbenchError, match="not an IDX file"):
+        VisionDataset("mnist", str(tmp_path), val=10, calib=10, test=20).load()
+    (raw / "train-images-idx3-ubyte").write_bytes(good)
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(MlbenchError, match="t10k-labels-idx1-ubyte not found under"):
+        VisionDataset("mnist", str(tmp_path), val=10, calib=10, test=20).load()
+    write_cifar(tmp_path / "c")
+    with open(tmp_path / "c" / "cifar-10-batches-bin" / "test_batch.bin", "ab") as f:
+        f.write(b"xyz")
+    with pytest.raises(MlbenchError, match="not a whole number"):
+        VisionDataset("cifar10", str(tmp_path / "c"), val=20, calib=20, test=30).load()
+    with pytest.raises(MlbenchError, match="binary version"):
+        VisionDataset("cifar10", str(tmp_path / "nothing_here"), download=True).load()

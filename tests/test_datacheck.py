@@ -164,6 +164,28 @@ def test_leakage_finds_exactly_the_planted_cross_split_duplicates(tmp_path):
     assert int(d.index["val"][0]) in near.items
 
 
+def test_near_duplicates_in_a_large_split_are_estimated_from_a_sample(tmp_path):
+    """Planted: 600 of 4,000 test items are copies of train items nudged by 1e-4. Checking a
+    seeded sample of 1,000 finds about 150 and the interval for the total covers 600; checking
+    every item finds exactly 600."""
+    d = Synthetic(n=16000, dims=6, test=0.25).load()
+    n_test = len(d.x["test"])
+    g = torch.Generator().manual_seed(3)
+    planted = torch.randperm(n_test, generator=g)[:600]
+    d.x["test"][planted] = d.x["train"][:600] + 1e-4
+    full = Leakage(threshold=0.05).run(_ctx(d, tmp_path))
+    assert full.figures["near_duplicates"] == 600 and "near_duplicates_sampled" not in full.section
+    res = Leakage(threshold=0.05, max_items=1000).run(_ctx(d, tmp_path))
+    s = res.section["near_duplicates_sampled"]["test"]
+    assert s["checked"] == 1000 and s["of"] == n_test and 100 <= s["found"] <= 200
+    assert s["ci_low"] <= 600 <= s["ci_high"] and s["ci_high"] - s["ci_low"] < 400
+    found = next(f for f in res.findings if f.split == "test" and f.severity == "warn")
+    assert set(found.items) <= set(d.index["test"][planted].tolist())  # the flagged items are planted ones
+    assert "sampled test items" in found.message
+    with pytest.raises(MlbenchError, match="max_items"):
+        Leakage(max_items=0)
+
+
 def test_lint_finds_planted_problems(tmp_path):
     d = Synthetic(n=600, dims=6).load()
     d.x["train"][4, 1] = float("nan")

@@ -121,6 +121,8 @@ def _cases(f: dict[str, str]) -> list[tuple[str, list[str], str]]:
         ("serving_bad", ["deployment.serving=stream"], "deployment.serving"),
         ("invariance_neg", ["deployment.invariance_items=-1"], "invariance_items"),
         ("threads_neg", ["backend.threads=-2"], "backend.threads"),
+        ("threads_word", ["backend.threads=many"], "backend.threads"),
+        ("train_threads_neg", ["train.threads=-1"], "train.threads"),
         ("calibration_view", ["eval.calibration=bogus"], "eval.calibration"),
         ("seeds_neg", ["seeds=[-3]"], "seeds"),
         ("test_split_0", ["data.test=0"], "data.test"),

@@ -47,6 +47,38 @@ def test_training_is_deterministic_on_cpu():
         assert torch.equal(pa, pb)
 
 
+def test_thread_settings_resolve_as_documented_and_training_uses_its_own(make_cfg):
+    from mlbench.env import TORCH_DEFAULT_THREADS, resolve_threads
+    from mlbench.train.baseline import baseline_key, fit_kwargs
+
+    physical = TORCH_DEFAULT_THREADS
+    # auto: the physical cores that other processes do not keep busy, at least one
+    assert resolve_threads("auto", busy=0.0) == (physical, {"setting": "auto", "physical": physical,
+                                                           "busy_cores": 0.0})
+    assert resolve_threads("auto", busy=physical - 0.6)[0] == 1
+    assert resolve_threads("auto", busy=physical + 3)[0] == 1
+    assert resolve_threads(0)[0] == physical and resolve_threads(3)[0] == 3
+
+    d = Digits().load()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the run's count
+    try:
+        for asked, expected in ((3, 3), (0, physical)):
+            seen = []
+            fit(MLP((1, 8, 8), 10), d.x["train"][:64], d.y["train"][:64], d.x["val"][:32], d.y["val"][:32],
+                epochs=1, batch_size=32, optimizer=lambda p: torch.optim.SGD(p, lr=0.1), threads=asked,
+                post_step=lambda m: seen.append(torch.get_num_threads()))
+            assert set(seen) == {expected}  # training runs on its own count ...
+            assert torch.get_num_threads() == 1  # ... and the run's count is restored afterwards
+    finally:
+        torch.set_num_threads(before)
+
+    # the trained weights depend on the training thread count, so the cache key does too
+    c1, c2 = make_cfg("train.threads=1"), make_cfg("train.threads=2")
+    assert fit_kwargs(c2, torch.device("cpu"))["threads"] == 2
+    assert baseline_key(c1, torch.device("cpu"), 0, "h") != baseline_key(c2, torch.device("cpu"), 0, "h")
+
+
 def _tiny_train(model):
     with torch.no_grad():
         for p in model.parameters():

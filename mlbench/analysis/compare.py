@@ -19,7 +19,6 @@ import numpy as np
 import yaml
 from rich.table import Table
 
-from mlbench import SCHEMA_VERSION
 from mlbench.analysis.history import history
 from mlbench.analysis.pareto import pareto_front, pareto_plot
 from mlbench.analysis.render import Doc, to_html, to_markdown
@@ -28,6 +27,7 @@ from mlbench.evaluate.registry import COMPARE, names
 from mlbench.progress import console, err_console
 from mlbench.results import read_predictions, read_summary
 from mlbench.schema import AnalysisConf
+from mlbench.version import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 DEFAULT_METRICS = list(names(tag=COMPARE))

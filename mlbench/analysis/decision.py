@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mlbench.analysis.explain import explain
 from mlbench.analysis.pareto import pareto_front, pareto_plot
 from mlbench.analysis.requirements import check_requirements, recommend
 from mlbench.evaluate.registry import HIGHER_IS_BETTER
@@ -23,10 +24,13 @@ def decide(summary: dict, cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     axes = [(a.metric.value, a.mode) for a in cfg.analysis.pareto_axes]
     points = {n: v["metrics"] for n, v in summary["variants"].items() if v["status"] == "ok"}
     front = pareto_front(points, axes)
+    rec = recommend(summary, results, r.objective.value, r.objective_mode, breakers)
+    rec["explanation"] = explain(summary, results, rec)
     out = {"requirements": results,
-           "recommended": recommend(summary, results, r.objective.value, r.objective_mode, breakers),
+           "recommended": rec,
            "pareto": {"axes": [{"metric": m, "mode": md} for m, md in axes], "front": front}, "plots": []}
-    if len(axes) >= 2 and points and pareto_plot(points, axes, front, run_dir / "plots" / "pareto.png"):
+    passed = {n for n, res in results.items() if res["passed"]}
+    if len(axes) >= 2 and points and pareto_plot(points, axes, front, run_dir / "plots" / "pareto.png", passed):
         out["plots"].append("plots/pareto.png")
     return out
 

@@ -20,9 +20,30 @@ def pareto_front(points: dict[str, dict[str, Any]], axes: list[tuple[str, str]])
     return [n for n, a in cands.items() if a in kept]
 
 
-def pareto_plot(points: dict[str, dict[str, Any]], axes: list[tuple[str, str]], front: list[str], path) -> bool:
-    """Scatter of the first two axes; marker area follows the third; the front is joined.
-    Returns False (and draws nothing) when no point has both plotted axes."""
+CI_KEYS = {"latency_p50_ms": ("latency_p50_ci_low_ms", "latency_p50_ci_high_ms")}
+
+
+def _spread_labels(ys_px: list[float], height: float) -> list[float]:
+    """Label positions (display pixels, in the order given) moved apart vertically so that no
+    two are closer than ``height``, each as near its point as that allows."""
+    order = sorted(range(len(ys_px)), key=lambda i: ys_px[i])
+    placed = [0.0] * len(ys_px)
+    last = -float("inf")
+    for i in order:
+        placed[i] = max(ys_px[i], last + height)
+        last = placed[i]
+    shift = (sum(placed) - sum(ys_px)) / max(len(ys_px), 1)  # re-centre the column of labels
+    return [p - shift for p in placed]
+
+
+def pareto_plot(points: dict[str, dict[str, Any]], axes: list[tuple[str, str]], front: list[str], path,
+                passed: set[str] | None = None) -> bool:
+    """Scatter of the first two axes (x on a log scale when it spans more than 5x, with 95 %
+    interval bars where the metric has them); marker area follows the third axis, with a legend
+    of reference sizes beside the plot; the front is outlined (and joined when there are only
+    two axes); ``passed`` variants get a ✓.
+    Labels are moved apart so they never overlap. Returns False (and draws nothing) when no
+    point has both plotted axes."""
     import matplotlib  # on use: only a run that draws the plot pays for matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -31,26 +52,52 @@ def pareto_plot(points: dict[str, dict[str, Any]], axes: list[tuple[str, str]], 
     names = [n for n, p in points.items() if p.get(xm) is not None and p.get(ym) is not None]
     if not names:
         return False
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    zs = [points[n].get(zm) or 0 for n in names] if zm else [1] * len(names)
-    zmax = max(zs) or 1
+    xs = [float(points[n][xm]) for n in names]
+    ys = [float(points[n][ym]) for n in names]
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    zs = [float(points[n].get(zm) or 0) for n in names] if zm else [1.0] * len(names)
+    zmax = max(zs) or 1.0
+
+    def area(z: float) -> float:
+        return 40 + 360 * (z / zmax)
+
     on = [n in front for n in names]
-    ax.scatter([points[n][xm] for n in names], [points[n][ym] for n in names],
-               s=[40 + 260 * (z / zmax) for z in zs], alpha=0.75,
-               c=["C1" if o else "C0" for o in on], edgecolors="black", linewidths=[1.2 if o else 0.0 for o in on])
-    for n, o in zip(names, on):  # label the front, or everything when there are few points
-        if o or len(names) <= 30:
-            ax.annotate(n, (points[n][xm], points[n][ym]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    lo_key, hi_key = CI_KEYS.get(xm, (None, None))
+    if lo_key and all(points[n].get(lo_key) is not None for n in names):
+        err = [[x - float(points[n][lo_key]) for n, x in zip(names, xs)],
+               [float(points[n][hi_key]) - x for n, x in zip(names, xs)]]
+        ax.errorbar(xs, ys, xerr=err, fmt="none", ecolor="grey", elinewidth=1, capsize=3, zorder=1)
+    ax.scatter(xs, ys, s=[area(z) for z in zs], alpha=0.75, zorder=2,
+               c=["C1" if o else "C0" for o in on], edgecolors="black", linewidths=[1.4 if o else 0.0 for o in on])
     fr = sorted((n for n in front if n in names), key=lambda n: points[n][xm])
-    if len(fr) > 1:
-        ax.plot([points[n][xm] for n in fr], [points[n][ym] for n in fr], ls="--", color="C1", lw=1)
+    if len(fr) > 1 and not zm:  # with a third axis the front is not a curve in this plane
+        ax.plot([points[n][xm] for n in fr], [points[n][ym] for n in fr], ls="--", color="C1", lw=1, zorder=1)
+    if min(xs) > 0 and max(xs) / min(xs) > 5:
+        ax.set_xscale("log")
+    ax.margins(x=0.15, y=0.2)
     ax.set_xlabel(f"{xm} ({'lower' if xmode == 'min' else 'higher'} is better)")
     ax.set_ylabel(f"{ym} ({'lower' if ymode == 'min' else 'higher'} is better)")
-    ax.set_title("Pareto front (orange, outlined)" + (f"; marker area ~ {zm}" if zm else ""), fontsize=9)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # long labels can defeat tight_layout; the plot is still right
-        fig.tight_layout()
+    ax.set_title("Pareto front: orange, outlined" + (" · ✓ meets every requirement" if passed else ""), fontsize=9)
+    if zm:  # reference marker sizes for the third axis
+        refs = sorted({zmax, zmax / 4})
+        handles = [ax.scatter([], [], s=area(z), color="grey", alpha=0.4) for z in refs]
+        unit = (lambda z: f"{z / 1024:.0f} KB") if zm == "size_bytes" else (lambda z: f"{z:.3g}")
+        ax.legend(handles, [f"{zm} {unit(z)}" for z in refs], fontsize=7, loc="upper left", frameon=False,
+                  labelspacing=1.6, borderpad=1.0, bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.canvas.draw()  # label placement works in display pixels of the final layout
+    to_px, to_data = ax.transData, ax.transData.inverted()
+    px = [to_px.transform((x, y)) for x, y in zip(xs, ys)]
+    label_y = _spread_labels([p[1] for p in px], height=11.0)
+    for n, (x0, y0), yl in zip(names, px, label_y):
+        text = n + (" ✓" if passed and n in passed else "")
+        target = to_data.transform((x0 + 12, yl))
+        ax.annotate(text, (to_data.transform((x0, y0))), xytext=target, textcoords="data", fontsize=7,
+                    va="center", arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5}
+                    if abs(yl - y0) > 3 else None)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fig.savefig(path, dpi=110, bbox_inches="tight")  # nothing clipped, whatever the label lengths
     plt.close(fig)
     return True

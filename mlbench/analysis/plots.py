@@ -23,29 +23,43 @@ def _reliability(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = N_BINS
     return count, acc, mean_conf
 
 
+FEW = 10  # a bin with fewer items than this is drawn hollow: its accuracy is too noisy to read
+
+
 def reliability_diagram(curves: dict[str, tuple[torch.Tensor, torch.Tensor]], path: Path,
                         title: str) -> Path:
-    """Accuracy against mean confidence per equal-width bin (15), one line per model;
-    bar shading shows how many examples each bin holds (first model)."""
-    fig, (ax, axh) = plt.subplots(2, 1, figsize=(5, 5.6), gridspec_kw={"height_ratios": [3, 1]},
+    """Accuracy against mean confidence per equal-width bin (15), one line per model; bins
+    holding fewer than ``FEW`` items are hollow markers. Below, the number of items in each
+    bin (first model), written on the bars."""
+    fig, (ax, axh) = plt.subplots(2, 1, figsize=(5, 5.8), gridspec_kw={"height_ratios": [3, 1.2]},
                                   sharex=True)
     ax.plot([0, 1], [0, 1], ls=":", color="grey", label="perfect calibration")
     for i, (name, (probs, labels)) in enumerate(curves.items()):
         count, acc, conf = _reliability(probs, labels)
         keep = count > 0
-        ax.plot(conf[keep], acc[keep], marker="o", ms=4, label=name)
+        line, = ax.plot(conf[keep], acc[keep], lw=1.2, label=name)
+        many, few = keep & (count >= FEW), keep & (count < FEW)
+        ax.plot(conf[many], acc[many], ls="none", marker="o", ms=4, color=line.get_color())
+        ax.plot(conf[few], acc[few], ls="none", marker="o", ms=4, mfc="white", color=line.get_color())
         if i == 0:
             centers = (torch.arange(N_BINS) + 0.5) / N_BINS
-            axh.bar(centers, count / count.sum(), width=1 / N_BINS, color="C0", alpha=0.5, edgecolor="white")
+            bars = axh.bar(centers, count, width=1 / N_BINS, color="C0", alpha=0.5, edgecolor="white")
+            for b, c in zip(bars, count.tolist()):
+                if c > 0:
+                    axh.annotate(f"{int(c)}", (b.get_x() + b.get_width() / 2, c), ha="center", va="bottom",
+                                 fontsize=6)
+            axh.set_yscale("symlog", linthresh=10)
+            axh.set_ylim(0, max(float(count.max()) * 3, 20))
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.02)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9, wrap=True)
+    ax.plot([], [], ls="none", marker="o", mfc="white", color="grey", label=f"bin with < {FEW} items")
+    ax.legend(fontsize=7, loc="upper left")
     axh.set_xlabel("confidence (top-label)")
-    axh.set_ylabel("share")
+    axh.set_ylabel("items")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from mlbench.analysis.plots import reliability_diagram, throughput_plot
@@ -13,6 +15,16 @@ from mlbench.analysis.render import Doc, to_html, to_markdown
 from mlbench.evaluate import registry
 from mlbench.progress import console
 from mlbench.results import atomic_write, read_predictions
+
+
+def threads_text(env: dict) -> str:
+    """How many threads the run used and why ("2 threads (auto: 2 physical cores, 0.1 busy)")."""
+    how = env.get("threads_choice") or {}
+    why = ""
+    if how.get("setting") == "auto":
+        why = f" (auto: {how['physical']} physical cores, {how['busy_cores']} busy at start-up)"
+    train = env.get("train_threads")
+    return f"{env['threads']} threads{why}" + (f", training on {train}" if train else "")
 
 
 def fmt(v: Any, digits: int = 4) -> str:
@@ -38,33 +50,136 @@ def _kb(v: Any) -> str:
     return "–" if v is None else f"{v / 1024:.1f}"
 
 
-def print_table(summary: dict, run_dir: Path) -> None:
-    """Variants x core metrics, with accuracy deltas and their interval."""
-    t = Table(title=f"mlbench · {summary['data']['name']} · {summary['run']['env']['device']}"
-                    f" · calibration: {summary.get('calibration_view')}", show_lines=False)
-    for col, just in [("variant", "left"), ("backend", "left"), ("acc", "right"),
-                      ("Δacc [95% CI]", "right"), ("ece", "right"), ("nll", "right"),
-                      ("p50 ms", "right"), ("p99 ms", "right"), ("samples/s", "right"),
-                      ("size KB", "right"), ("nonzero/params", "right"), ("mCA", "right")]:
-        t.add_column(col, justify=just)
+def _points(d: dict | None) -> str:
+    """An accuracy change in points with its interval, compact: "-0.4 [-1.1, +0.0]*"."""
+    if not d or d.get("value") is None:
+        return ""
+    mark = "*" if d.get("significant") else ""
+    if d.get("ci_low") is None:
+        return f"{100 * d['value']:+.1f}"
+    return f"{100 * d['value']:+.1f} [{100 * d['ci_low']:+.1f},{100 * d['ci_high']:+.1f}]{mark}"
+
+
+def _verdict(v: dict) -> str:
+    req = v.get("requirements")
+    return "" if req is None else ("[green]pass[/]" if req["passed"] else "[red]fail[/]")
+
+
+def print_table(summary: dict, run_dir: Path, full: bool | None = None) -> None:
+    """Variants × key metrics. Compact (fits 80 columns: accuracy, its change in points with
+    the interval, p50 latency, size, mean corruption accuracy, requirements) unless ``full``
+    (every column; the default when the terminal is at least 120 columns wide)."""
+    full = console.width >= 120 if full is None else full
+    title = (f"mlbench · {summary['data']['name']} · {summary['run']['env']['device']}"
+             f" · calibration: {summary.get('calibration_view')}")
+    if full:
+        t = Table(title=title, show_lines=False)
+        cols = [("variant", "left"), ("backend", "left"), ("acc", "right"), ("Δacc [95% CI]", "right"),
+                ("ece", "right"), ("nll", "right"), ("p50 ms", "right"), ("p99 ms", "right"),
+                ("samples/s", "right"), ("size KB", "right"), ("nonzero/params", "right"), ("mCA", "right"),
+                ("req", "left")]
+    else:
+        t = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+        cols = [("variant", "left"), ("acc", "right"), ("Δacc pts [95% CI]", "right"), ("p50 ms", "right"),
+                ("size KB", "right"), ("mCA", "right"), ("req", "left")]
+    longest = max((len(n) for n in summary["variants"]), default=8)
+    for col, just in cols:
+        t.add_column(col, justify=just, no_wrap=col != "variant", overflow="fold",
+                     min_width=min(longest, 24) if col == "variant" else None)
     for name, v in summary["variants"].items():
         if v["status"] != "ok":
-            t.add_row(name, v.get("backend", ""), "[red]failed[/]", (v.get("error") or "")[:60], *[""] * 8)
+            t.add_row(name, *([v.get("backend", "")] if full else []), "[red]failed[/]",
+                      (v.get("error") or "")[:60 if full else 30], *[""] * (len(cols) - (4 if full else 3)))
             continue
         m = v["metrics"]
-        t.add_row(name, v["backend"], fmt(m.get("accuracy")), _delta(v["deltas"].get("accuracy"), 3),
-                  fmt(m.get("ece")), fmt(m.get("nll")), fmt(m.get("latency_p50_ms"), 3),
-                  fmt(m.get("latency_p99_ms"), 3), fmt(m.get("throughput_sps"), 0),
-                  _kb(m.get("size_bytes")), f"{m.get('nonzero_params', 0):,}/{m.get('params', 0):,}",
-                  fmt(m.get("mean_corruption_accuracy"), 3))
+        if full:
+            t.add_row(name, v["backend"], fmt(m.get("accuracy")), _delta(v["deltas"].get("accuracy"), 3),
+                      fmt(m.get("ece")), fmt(m.get("nll")), fmt(m.get("latency_p50_ms"), 3),
+                      fmt(m.get("latency_p99_ms"), 3), fmt(m.get("throughput_sps"), 0),
+                      _kb(m.get("size_bytes")), f"{m.get('nonzero_params', 0):,}/{m.get('params', 0):,}",
+                      fmt(m.get("mean_corruption_accuracy"), 3), _verdict(v))
+        else:
+            t.add_row(name, fmt(m.get("accuracy")), _points(v["deltas"].get("accuracy")),
+                      fmt(m.get("latency_p50_ms"), 3), _kb(m.get("size_bytes")),
+                      fmt(m.get("mean_corruption_accuracy"), 3), _verdict(v))
     console.print(t)
-    console.print("[dim]* interval excludes 0 (paired bootstrap); latency at batch 1, "
-                  f"throughput at batch {summary['run']['config']['eval']['batch_size']}; "
-                  "mCA: mean accuracy over the corruptions and severities run[/]")
+    console.print("[dim]* interval excludes 0 (paired bootstrap); latency at batch 1"
+                  + (f", throughput at batch {summary['run']['config']['eval']['batch_size']}" if full else "")
+                  + "; mCA: mean accuracy under the corruptions run"
+                  + ("" if full else "; all columns: a terminal >= 120 wide or report.html") + "[/]")
+    for line in result_lines(summary):
+        console.print(line, soft_wrap=False)
     t = summary.get("timing")
     if t and not t["reliable"]:
         console.print("[yellow]timings unreliable:[/] " + "; ".join(t["reasons"]))
-    console.print(f"run directory: [bold]{run_dir}[/]")
+
+
+def result_lines(summary: dict) -> list[str]:
+    """One line per requested result the table has no column for: each stressor's worst case,
+    the seed spread, data-check and monitoring verdicts."""
+    out = []
+    base = summary["baseline"]
+    stress: dict[str, list[tuple[float, str, str]]] = {}
+    for name, v in summary["variants"].items():
+        for key, value in (v.get("metrics") or {}).items():
+            parts = key.split("/")
+            if len(parts) == 4 and parts[0] == "stress" and parts[3] == "accuracy" and isinstance(value, (int, float)):
+                stress.setdefault(parts[1], []).append((value, name, parts[2]))
+    for stressor, rows in sorted(stress.items()):
+        worst = min(rows)
+        base_rows = [r for r in rows if r[1] == base and r[2] == worst[2]]
+        versus = f" (baseline {base_rows[0][0]:.3f})" if base_rows and worst[1] != base else ""
+        out.append(f"stress {stressor}: worst {worst[0]:.3f} accuracy, {worst[1]} at {worst[2]}{versus}")
+    sp = summary.get("seed_spread")
+    if sp and "accuracy" in sp.get("metrics", {}):
+        a = sp["metrics"]["accuracy"]
+        out.append(f"seed spread ({len(sp['seeds'])} seeds): baseline accuracy {a['mean']:.4f} ± {a['std']:.4f} "
+                   f"({a['min']:.4f}-{a['max']:.4f})")
+    dc = summary.get("datacheck")
+    if dc and dc.get("counts") is not None:
+        fails = [f for f in dc.get("findings") or [] if f.get("severity") == "fail"]
+        c = dc["counts"]
+        out.append(f"data checks: {c.get('fail', 0)} failing, {c.get('warn', 0)} warnings"
+                   + (f" (first: {fails[0]['message']})" if fails else ""))
+    mon = summary.get("monitor")
+    if mon and mon.get("power"):
+        false_alarm = [p for p in mon["power"] if p.get("kind") == "none"]
+        caught = [p for p in mon["power"] if p.get("kind") != "none"]
+        best = max(caught, key=lambda p: p["rate"]) if caught else None
+        out.append(f"monitoring: {len(mon.get('scenarios') or [])} scenarios; false-alarm rate up to "
+                   f"{max((p['rate'] for p in false_alarm), default=0):.2f}"
+                   + (f"; best detection {best['rate']:.2f} ({best['detector']} on {best['scenario']})" if best else ""))
+    return out
+
+
+def key_figures(summary: dict, run_dir: Path) -> dict[str, Any]:
+    """What ``--json`` prints for scripts: the decision, and per variant its status, the
+    requirements verdict and the figures a deployment choice turns on (with intervals)."""
+    rec = summary.get("recommended") or {}
+    out = {"run_dir": str(run_dir), "data": summary["data"]["name"], "baseline": summary["baseline"],
+           "recommended": rec.get("variant"), "decision": (rec.get("explanation") or {}).get("text"),
+           "timing_reliable": (summary.get("timing") or {}).get("reliable"), "variants": {}}
+    for name, v in summary["variants"].items():
+        m = v.get("metrics") or {}
+        row = {"status": v["status"], "passed": (v.get("requirements") or {}).get("passed")}
+        if v["status"] == "ok":
+            row.update({k: m.get(k) for k in ("accuracy", "ece", "nll", "latency_p50_ms", "latency_p50_ci_low_ms",
+                                              "latency_p50_ci_high_ms", "latency_p99_ms", "throughput_sps",
+                                              "size_bytes", "mean_corruption_accuracy")})
+            row["delta_accuracy"] = (v.get("deltas") or {}).get("accuracy")
+        else:
+            row["error"] = v.get("error")
+        out["variants"][name] = row
+    return out
+
+
+def print_decision(summary: dict) -> None:
+    """The decision as one paragraph (from summary.json's ``recommended.explanation``)."""
+    rec = summary.get("recommended") or {}
+    text = (rec.get("explanation") or {}).get("text") or (
+        f"recommended: {rec.get('variant')} ({rec.get('reason')})" if rec.get("variant")
+        else f"no variant recommended: {rec.get('reason')}")
+    console.print(("[bold]" if rec.get("variant") else "[yellow]") + escape(text) + "[/]")
 
 
 def write_report(summary: dict, run_dir: Path) -> tuple[Path, Path]:
@@ -105,10 +220,24 @@ def build_report(summary: dict, plots: list[str]) -> Doc:
     env = summary["run"]["env"]
     boot = summary.get("bootstrap", {})
     doc.h1(f"mlbench report · {summary['data']['name']}")
+    rec = summary.get("recommended")
+    if rec is not None:  # the decision first, with the figures that decided it, then the trade-off plot
+        doc.h2("Decision")
+        text = (rec.get("explanation") or {}).get("text") or (
+            f"**{rec['variant']}**: {rec['reason']}." if rec["variant"] else f"No variant recommended: {rec['reason']}.")
+        if rec["variant"]:
+            text = text.replace(f"Ship {rec['variant']}:", f"Ship **{rec['variant']}**:", 1)
+        doc.note(text, ok=bool(rec["variant"]))
+        if "plots/pareto.png" in plots:
+            doc.image("plots/pareto.png", "accuracy against batch-1 latency (95% CI bars); marker area: size; "
+                                          "outlined: the Pareto front; ✓: meets every requirement")
+    doc.h2("Run")
+    overrides = summary["run"].get("overrides") or []
     doc.items([
         f"run `{summary['run']['id']}`, started {summary['run']['started']}, config hash "
         f"`{summary['run']['config_hash']}`",
-        f"device {env['device']} ({env['gpu'] or env['cpu']}), {env['threads']} threads, torch {env['torch']}, "
+        "overrides: " + (" ".join(f"`{o}`" for o in overrides) if overrides else "none (the defaults)"),
+        f"device {env['device']} ({env['gpu'] or env['cpu']}), {threads_text(env)}, torch {env['torch']}, "
         f"onnxruntime {env['onnxruntime']}, git {env['git_sha'] or 'n/a'}",
         f"data: {summary['data']['n_train']} train / {summary['data']['n_val']} val / {summary['data']['n_calib']} "
         f"calib / {summary['data']['n_test']} test, {summary['data']['num_classes']} classes",
@@ -120,10 +249,6 @@ def build_report(summary: dict, plots: list[str]) -> Doc:
         *_serving_line(summary),
     ])
     _timing_section(doc, summary)
-    rec = summary.get("recommended")
-    if rec is not None:
-        doc.h2("Recommendation")
-        doc.p(f"**{rec['variant']}**: {rec['reason']}." if rec["variant"] else f"**No variant recommended**: {rec['reason']}.")
     rows = []
     for name, v in summary["variants"].items():
         if v["status"] != "ok":
@@ -131,13 +256,13 @@ def build_report(summary: dict, plots: list[str]) -> Doc:
             continue
         m = v["metrics"]
         req = v.get("requirements")
-        rows.append([name, v["backend"], " → ".join(v["recipe"]) or "(trained)", fmt(m.get("accuracy")),
-                     fmt(m.get("ece")), fmt(m.get("latency_p50_ms"), 3), fmt(m.get("latency_p99_ms"), 3),
+        rows.append([name, v["backend"], recipe_text(v), fmt(m.get("accuracy")),
+                     fmt(m.get("ece")), latency_text(m), fmt(m.get("latency_p99_ms"), 3),
                      fmt(m.get("throughput_sps"), 0), _kb(m.get("size_bytes")),
                      "" if req is None else ("pass" if req["passed"] else "fail")])
     doc.h2("Variants")
-    doc.table(["variant", "backend", "recipe", "accuracy", "ece", "p50 ms", "p99 ms", "samples/s", "size KB",
-               "requirements"], rows)
+    doc.table(["variant", "backend", "recipe (effective parameters)", "accuracy", "ece", "p50 ms [95% CI]",
+               "p99 ms", "samples/s", "size KB", "requirements"], rows)
     names = [n for n, v in summary["variants"].items() if v["status"] == "ok" and v["deltas"]]
     if names:
         keys = [k for k in registry.names(tag=registry.DELTAS)
@@ -193,8 +318,30 @@ def build_report(summary: dict, plots: list[str]) -> Doc:
     stages_section(doc, summary)
     doc.h2("Plots")
     for p in plots:
-        doc.image(p, p)
+        if p != "plots/pareto.png":
+            doc.image(p, p)
     return doc
+
+
+def recipe_text(v: dict) -> str:
+    """The passes with the parameters they ran with (after overrides), e.g.
+    "prune_unstructured(sparsity=0.7) → finetune(epochs=5)"; "(trained)" for the baseline."""
+    passes = (v.get("lineage") or {}).get("passes") or []
+    if not passes:
+        return " → ".join(v.get("recipe") or []) or "(trained)"
+    shown = []
+    for p in passes:
+        params = {k: x for k, x in (p.get("params") or {}).items() if not isinstance(x, (list, dict))}
+        shown.append(p["pass"] + (f"({', '.join(f'{k}={x}' for k, x in params.items())})" if params else ""))
+    return " → ".join(shown)
+
+
+def latency_text(m: dict) -> str:
+    """p50 with its interval: "0.046 [0.046, 0.046]"."""
+    p50, lo, hi = m.get("latency_p50_ms"), m.get("latency_p50_ci_low_ms"), m.get("latency_p50_ci_high_ms")
+    if p50 is None:
+        return "–"
+    return f"{p50:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "")
 
 
 STAGE_WORDS = {"startup": "start-up (interpreter, imports, config)", "setup": "set-up", "load_data": "data",

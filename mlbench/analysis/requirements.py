@@ -30,9 +30,15 @@ def describe(req: Any) -> str:
         return f"data: {_get(req, 'data')} {_get(req, 'op')} {_get(req, 'value'):g}"
     key = metric_key(_get(req, "metric"), _get(req, "stress"), _get(req, "condition"))
     if _get(req, "max_degradation") is not None:
-        kind = "relative" if _get(req, "relative", False) else "absolute"
-        bound = ", on the CI bound" if _get(req, "use_bound") else ""
-        return f"{key} degrades by at most {_get(req, 'max_degradation'):g} ({kind}{bound})"
+        bound = " (on the CI bound)" if _get(req, "use_bound") else ""
+        limit = _get(req, "max_degradation")
+        if limit == 0:
+            return f"{key} no worse than the baseline's{bound}"
+        if _get(req, "relative", False):
+            return f"{key} at most {100 * limit:g}% worse than the baseline{bound}"
+        return f"{key} at most {limit:g} worse than the baseline{bound}"
+    if _get(req, "of_baseline", False):
+        return f"{key} {_get(req, 'op')} {_get(req, 'value'):g} x the baseline's"
     return f"{key} {_get(req, 'op')} {_get(req, 'value'):g}"
 
 
@@ -49,6 +55,9 @@ def validate(req: Any) -> None:
         raise MlbenchError(f"requirement on {_get(req, 'metric')}: give either op and value, or max_degradation")
     if has_threshold and (_get(req, "op") not in OPS or _get(req, "value") is None):
         raise MlbenchError(f"requirement on {_get(req, 'metric')}: op must be one of {list(OPS)} with a value")
+    if _get(req, "of_baseline", False) and not has_threshold:
+        raise MlbenchError(f"requirement on {_get(req, 'metric')}: of_baseline goes with op and value "
+                           "(value x the baseline's figure)")
     if _get(req, "metric") == "stress_accuracy" and (_get(req, "stress") is None or _get(req, "condition") is None):
         raise MlbenchError("a stress_accuracy requirement needs stress (a stressor name) and condition")
 
@@ -94,6 +103,12 @@ def check_one(req: Any, variant: dict, baseline: dict, is_baseline: bool, use_bo
     out["value"] = value
     if _get(req, "max_degradation") is None:
         threshold = float(_get(req, "value"))
+        if _get(req, "of_baseline", False):
+            base_value = (baseline.get("metrics") or {}).get(key)
+            if base_value is None:
+                out["reason"] = "baseline value not measured"
+                return out
+            threshold *= float(base_value)
         op = _get(req, "op")
         margin = value - threshold if op in (">=", ">") else threshold - value
         out.update(threshold=threshold, margin=margin, passed=bool(OPS[op](value, threshold)))

@@ -213,7 +213,8 @@ def runner_for(art: Any, backend: Any, device: torch.device, overrides: dict[str
     if table is None:
         raise MlbenchError(f"no runner for artifact format {art.format!r}")
     opts = {**OmegaConf.to_container(backend[table], resolve=True), **art.runner, **(overrides or {})}
-    threads = backend.threads if threads is None else threads
+    if threads is None:  # "auto": the run's threads, which the run has set process-wide
+        threads = backend.threads if isinstance(backend.threads, int) else torch.get_num_threads()
     try:
         if art.format == "torch":
             dev = device if device.type in art.devices else torch.device("cpu")

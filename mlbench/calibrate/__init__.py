@@ -78,7 +78,8 @@ class TemperatureScaling(Calibrator):
         return (logits.float() / self.temperature).softmax(1)
 
     def state(self):
-        return {"method": self.name, "temperature": self.temperature, "warning": self.warning}
+        return {"method": self.name, "temperature": self.temperature,
+                "formula": "probs = softmax(logits / temperature)", "warning": self.warning}
 
 
 class VectorScaling(Calibrator):
@@ -109,7 +110,7 @@ class VectorScaling(Calibrator):
 
     def state(self):
         return {"method": self.name, "scale": self.w.tolist(), "bias": self.b.tolist(),
-                "warning": self.warning}
+                "formula": "probs = softmax(logits * scale + bias), per class", "warning": self.warning}
 
 
 class IsotonicCalibration(Calibrator):
@@ -140,6 +141,8 @@ class IsotonicCalibration(Calibrator):
 
     def state(self):
         return {"method": self.name, "classes": len(self.models),
+                "formula": "p = softmax(logits); q[k] = interp(p[k], thresholds[k][0], thresholds[k][1]); "
+                           "probs = q / sum(q) (uniform where sum(q) = 0)",
                 "thresholds": [[m.X_thresholds_.tolist(), m.y_thresholds_.tolist()] for m in self.models]}
 
 

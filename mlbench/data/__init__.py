@@ -1,9 +1,9 @@
-"""Datasets: embedded (scikit-learn), synthetic with planted ground truth, torchvision from disk."""
+"""Datasets: embedded (scikit-learn), synthetic with planted ground truth, MNIST/FashionMNIST/CIFAR-10 from their files."""
 
 from mlbench.data.base import SPLITS, DataBundle, DataMeta, Dataset, stratified_splits
 from mlbench.data.embedded import BreastCancer, Digits, NpzDataset, Wine
 from mlbench.data.synthetic import Synthetic
-from mlbench.data.vision import TorchvisionDataset
+from mlbench.data.vision import TorchvisionDataset, VisionDataset
 
 __all__ = ["SPLITS", "DataBundle", "DataMeta", "Dataset", "stratified_splits", "Digits",
-           "BreastCancer", "Wine", "NpzDataset", "Synthetic", "TorchvisionDataset"]
+           "BreastCancer", "Wine", "NpzDataset", "Synthetic", "TorchvisionDataset", "VisionDataset"]

@@ -26,8 +26,20 @@ class DataMeta:
     class_names: list[str]
     modality: str  # "image" or "tabular"
     input_range: tuple[float, float] | None  # valid range of model inputs, None if unbounded
+    # how raw inputs become model inputs, as numbers: {"kind": "scale", "scale", "offset"} (images),
+    # {"kind": "standardize", "mean", "std"} per feature (tabular), {"kind": "none"}; "formula" says it
     normalization: dict[str, Any] = field(default_factory=dict)
     group_name: str | None = None
+    feature_names: list[str] | None = None  # tabular: the columns, in the model's input order
+
+
+def scaled(scale: float, raw: str) -> dict[str, Any]:
+    """The normalization record of images stored as ``raw * scale`` (no offset)."""
+    return {"kind": "scale", "scale": scale, "offset": 0.0, "formula": "input = raw * scale + offset",
+            "raw": raw}
+
+
+NO_NORMALIZATION = {"kind": "none", "formula": "input = raw"}
 
 
 @dataclass
@@ -166,8 +178,11 @@ class Dataset:
             x = (x - mean) / std
             meta.normalization = {
                 "kind": "standardize", "mean": mean.tolist(), "std": std.tolist(),
-                "note": "statistics from the train split only; inputs must be standardized with them",
+                "formula": "input[:, j] = (raw[:, j] - mean[j]) / std[j], columns in feature_names order",
+                "note": "statistics from the train split only",
             }
+            if meta.feature_names is None:
+                meta.feature_names = [f"x{j}" for j in range(x.shape[1])]
         return DataBundle(
             meta=meta,
             x={s: torch.from_numpy(np.ascontiguousarray(x[p])) for s, p in parts.items()},

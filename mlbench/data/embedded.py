@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from sklearn import datasets as skd
 
-from mlbench.data.base import DataMeta, Dataset
+from mlbench.data.base import NO_NORMALIZATION, DataMeta, Dataset, scaled
 from mlbench.errors import MlbenchError
 
 
@@ -21,7 +21,7 @@ class Digits(Dataset):
         d = skd.load_digits()
         x = (d.images / 16.0).astype(np.float32)[:, None, :, :]
         meta = DataMeta("digits", (1, 8, 8), 10, [str(c) for c in d.target_names],
-                        "image", (0.0, 1.0), {"kind": "scale", "note": "pixel / 16, in [0, 1]"})
+                        "image", (0.0, 1.0), scaled(1 / 16, "pixel values 0-16 (8x8, one channel)"))
         return x, d.target, None, meta
 
 
@@ -30,7 +30,8 @@ class BreastCancer(Dataset):
 
     def arrays(self):
         d = skd.load_breast_cancer()
-        meta = DataMeta("breast_cancer", (30,), 2, list(d.target_names), "tabular", None)
+        meta = DataMeta("breast_cancer", (30,), 2, list(d.target_names), "tabular", None,
+                        feature_names=list(d.feature_names))
         return d.data, d.target, None, meta
 
 
@@ -39,7 +40,8 @@ class Wine(Dataset):
 
     def arrays(self):
         d = skd.load_wine()
-        meta = DataMeta("wine", (13,), 3, list(d.target_names), "tabular", None)
+        meta = DataMeta("wine", (13,), 3, list(d.target_names), "tabular", None,
+                        feature_names=list(d.feature_names))
         return d.data, d.target, None, meta
 
 
@@ -63,7 +65,8 @@ class NpzDataset(Dataset):
         if self.modality == "image" and x.ndim != 4:
             raise MlbenchError(f"data.path {self.path}: image data needs x of shape (N, C, H, W), got {x.shape}")
         meta = DataMeta(self.path.stem, tuple(x.shape[1:]), k, [str(i) for i in range(k)],
-                        self.modality, lo_hi, group_name="group" if group is not None else None)
+                        self.modality, lo_hi, dict(NO_NORMALIZATION) if self.modality == "image" else {},
+                        group_name="group" if group is not None else None)
         return x, y, group, meta
 
 

@@ -17,19 +17,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import resource
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from mlbench.backends import Runner
+from mlbench.env import MachineWatch, cpu_count, torch_threads  # noqa: F401 - cpu_count re-exported
 
 
 def latency(runner: Runner, example: torch.Tensor, warmup: int = 10, min_calls: int = 200,
@@ -79,66 +78,6 @@ def throughput(runner: Runner, x: torch.Tensor, batch_size: int, min_time_s: flo
         runner.synchronize()
         rates.append(done * batch_size / (time.perf_counter() - t0))
     return float(np.median(rates))
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """torch's intra-op thread count for a block (process-wide; restored after). 0 keeps it."""
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
-
-
-def _cpu_times() -> tuple[float, float]:
-    """(busy CPU seconds of the whole machine, CPU seconds of this process). The machine's
-    busy time comes from /proc/stat (everything but idle and iowait; steal counts as busy:
-    it is time another guest took from us); NaN where /proc/stat is absent."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    mine = own.ru_utime + own.ru_stime
-    try:
-        with open("/proc/stat") as f:
-            vals = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return math.nan, mine
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-    return (sum(vals[:8]) - idle) / os.sysconf("SC_CLK_TCK"), mine
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-@dataclass
-class MachineWatch:
-    """What else the machine did while something was timed: the CPU cores that *other*
-    processes kept busy on average (machine busy time minus this process's, per second),
-    and the 1-minute load average before and after."""
-
-    wall0: float = 0.0
-    busy0: float = 0.0
-    own0: float = 0.0
-    load0: float = 0.0
-
-    @classmethod
-    def start(cls) -> MachineWatch:
-        busy, own = _cpu_times()
-        return cls(time.perf_counter(), busy, own, os.getloadavg()[0])
-
-    def stop(self) -> dict[str, float]:
-        busy, own = _cpu_times()
-        wall = max(time.perf_counter() - self.wall0, 1e-9)
-        other = max(0.0, ((busy - self.busy0) - (own - self.own0)) / wall)
-        return {"wall_s": wall, "other_busy_cores": None if math.isnan(other) else other,
-                "own_busy_cores": (own - self.own0) / wall,
-                "loadavg_before": self.load0, "loadavg_after": os.getloadavg()[0]}
 
 
 def _rel_halfwidth(values: list[float], scale: float = 1e3) -> float:

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mlbench.data import DataBundle
-from mlbench.env import seed_everything
+from mlbench.env import TORCH_DEFAULT_THREADS, seed_everything
 from mlbench.train.cache import BaselineCache, content_hash
 from mlbench.train.fit import fit
 
@@ -23,7 +23,7 @@ def fit_kwargs(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     return {"batch_size": t.batch_size, "optimizer": instantiate(t.optimizer),
             "scheduler": instantiate(t.scheduler) if t.scheduler else None, "patience": t.patience,
             "label_smoothing": t.label_smoothing, "amp": t.amp, "channels_last": t.channels_last,
-            "device": device}
+            "device": device, "threads": t.get("threads", 0)}
 
 
 def baseline_key(cfg: DictConfig, device: torch.device, seed: int, data_hash: str) -> str:
@@ -32,7 +32,8 @@ def baseline_key(cfg: DictConfig, device: torch.device, seed: int, data_hash: st
     recipe = {"data": OmegaConf.to_container(cfg.data, resolve=True), "data_content": data_hash,
               "model": OmegaConf.to_container(cfg.model, resolve=True),
               "train": OmegaConf.to_container(cfg.train, resolve=True),
-              "seed": seed, "device": device.type, "mlbench_cache": 1}
+              "seed": seed, "device": device.type, "mlbench_cache": 1,
+              "train_threads": (cfg.train.get("threads", 0) or TORCH_DEFAULT_THREADS) if device.type == "cpu" else None}
     return content_hash(recipe)
 
 

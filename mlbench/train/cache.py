@@ -55,6 +55,7 @@ def save_weights(model: nn.Module, path: Path) -> None:
     """State dict as safetensors (tensors only: nothing in it can run code)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path))
+    os.chmod(path, 0o666 & ~umask())  # safetensors writes the file private; the umask decides
 
 
 def load_weights(model: nn.Module, path: Path) -> nn.Module:
@@ -92,7 +93,7 @@ class BaselineCache:
 
     def _lock(self, key: str) -> contextlib.AbstractContextManager:
         """The entry's file lock, or no lock (with a warning) when its file cannot be opened."""
-        lock = FileLock(str(self.root / f"{key}.lock"), timeout=3600, mode=0o666 & ~_umask())
+        lock = FileLock(str(self.root / f"{key}.lock"), timeout=3600, mode=0o666 & ~umask())
         try:
             lock.acquire()
         except OSError as e:
@@ -106,12 +107,12 @@ class BaselineCache:
         tmp = None
         try:
             tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self.root))
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the umask decides
+            os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; the umask decides
             save_weights(model, tmp / "model.safetensors")
             meta["sha256"] = file_sha256(tmp / "model.safetensors")
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
             for f in tmp.iterdir():
-                os.chmod(f, 0o666 & ~_umask())
+                os.chmod(f, 0o666 & ~umask())
             tmp.rename(self.entry(key))
             return True
         except OSError as e:
@@ -154,7 +155,8 @@ class _Held(contextlib.AbstractContextManager):
         self.lock.release()
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process umask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

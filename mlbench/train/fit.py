@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from mlbench.env import TORCH_DEFAULT_THREADS, torch_threads
 from mlbench.progress import progress
 
 ON_DEVICE_FRACTION = 0.25  # keep data on a GPU when it needs under this share of free memory
@@ -77,6 +78,7 @@ def fit(
     seed: int = 0,
     post_step: Callable[[nn.Module], None] | None = None,
     desc: str = "train",
+    threads: int = 0,
 ) -> FitResult:
     """Train ``model`` in place with early stopping on validation loss.
 
@@ -85,8 +87,18 @@ def fit(
     ``channels_last`` apply on CUDA only. ``patience`` 0 disables early
     stopping. The best weights (lowest val loss) are restored at the end.
     ``post_step`` runs after every optimizer step (fine-tuning uses it to keep
-    pruned weights at zero).
+    pruned weights at zero). ``threads``: torch intra-op threads while training (0: the
+    machine's physical cores; the trained weights depend on this number).
     """
+    with torch_threads(threads or TORCH_DEFAULT_THREADS):
+        return _fit(model, x_train, y_train, x_val, y_val, epochs=epochs, batch_size=batch_size,
+                    optimizer=optimizer, scheduler=scheduler, patience=patience,
+                    label_smoothing=label_smoothing, amp=amp, channels_last=channels_last,
+                    device=device, seed=seed, post_step=post_step, desc=desc)
+
+
+def _fit(model, x_train, y_train, x_val, y_val, *, epochs, batch_size, optimizer, scheduler,
+         patience, label_smoothing, amp, channels_last, device, seed, post_step, desc) -> FitResult:
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if device.type == "cuda" else None
     channels_last = channels_last and device.type == "cuda"
     model.to(device)

@@ -1,0 +1,215 @@
+"""The Python API: the same runs as the command line, from a notebook or a script.
+
+    import mlbench
+    s = mlbench.run(["data=wine", "variants=[onnx_fp32,ort_int8_dynamic]"])
+    s.recommended, s.decision                       # the choice and why
+    s["ort_int8_dynamic"].accuracy, s["ort_int8_dynamic"].delta("accuracy")
+    table = mlbench.compare([s.run_dir])             # one row per (run, variant)
+    mlbench.export(["data=wine", "export.variant=ort_int8_dynamic", "export.output=dist/wine.onnx"])
+
+Overrides are the command line's (``group=option``, ``key=value``); a mistake raises
+:class:`mlbench.errors.MlbenchError` with the same one-line message the CLI prints. Runs
+write the same run folder (summary.json, predictions, report) as ``mlbench``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlbench.errors import MlbenchError
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A figure with its confidence interval (None bounds: no interval was computed)."""
+
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.ci_low is not None and (self.ci_low > 0 or self.ci_high < 0)
+
+
+class VariantResult:
+    """One variant of a run, read from summary.json: ``metrics`` (every figure), typed
+    accessors for the common ones, ``delta(metric)`` against the baseline, ``passed``."""
+
+    def __init__(self, name: str, raw: dict[str, Any]):
+        self.name, self.raw = name, raw
+
+    @property
+    def ok(self) -> bool:
+        return self.raw.get("status") == "ok"
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.raw.get("metrics") or {}
+
+    def _m(self, key: str) -> float | None:
+        v = self.metrics.get(key)
+        return None if v is None else float(v)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self._m("accuracy")
+
+    @property
+    def ece(self) -> float | None:
+        return self._m("ece")
+
+    @property
+    def latency_p50_ms(self) -> float | None:
+        return self._m("latency_p50_ms")
+
+    @property
+    def size_bytes(self) -> float | None:
+        return self._m("size_bytes")
+
+    @property
+    def passed(self) -> bool | None:
+        """Whether it meets every requirement (None when no requirements were checked)."""
+        req = self.raw.get("requirements")
+        return None if req is None else bool(req["passed"])
+
+    def delta(self, metric: str = "accuracy") -> Interval | None:
+        """Variant minus baseline on the same items, with the paired bootstrap interval."""
+        d = (self.raw.get("deltas") or {}).get(metric)
+        return None if not d else Interval(d["value"], d.get("ci_low"), d.get("ci_high"))
+
+    def __repr__(self) -> str:
+        if not self.ok:
+            return f"VariantResult({self.name!r}, failed: {self.raw.get('error')})"
+        return (f"VariantResult({self.name!r}, accuracy={self.accuracy:.4f}, "
+                f"latency_p50_ms={self.latency_p50_ms}, size_bytes={self.size_bytes}, passed={self.passed})")
+
+
+class Summary:
+    """A run's summary.json with typed accessors. ``raw`` is the whole document."""
+
+    def __init__(self, raw: dict[str, Any], run_dir: Path | None = None):
+        self.raw, self.run_dir = raw, run_dir
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> Summary:
+        """Read ``run_dir/summary.json`` (a damaged or missing file is one MlbenchError)."""
+        path = Path(run_dir) / "summary.json"
+        try:
+            return cls(json.loads(path.read_text()), Path(run_dir))
+        except (OSError, json.JSONDecodeError) as e:
+            raise MlbenchError(f"{path}: cannot read a summary ({e})") from None
+
+    @property
+    def baseline(self) -> str:
+        return self.raw["baseline"]
+
+    @property
+    def variants(self) -> dict[str, VariantResult]:
+        return {n: VariantResult(n, v) for n, v in self.raw["variants"].items()}
+
+    def __getitem__(self, name: str) -> VariantResult:
+        if name not in self.raw["variants"]:
+            raise KeyError(f"no variant {name!r}; this run has {sorted(self.raw['variants'])}")
+        return VariantResult(name, self.raw["variants"][name])
+
+    @property
+    def recommended(self) -> str | None:
+        """The variant to ship (None when no variant meets every requirement)."""
+        return (self.raw.get("recommended") or {}).get("variant")
+
+    @property
+    def decision(self) -> str:
+        """The decision in one paragraph: figures, runner-up, closest call."""
+        rec = self.raw.get("recommended") or {}
+        return (rec.get("explanation") or {}).get("text") or rec.get("reason") or ""
+
+    @property
+    def timing_reliable(self) -> bool | None:
+        return (self.raw.get("timing") or {}).get("reliable")
+
+    def __repr__(self) -> str:
+        return (f"Summary({self.raw['data']['name']}, {len(self.raw['variants'])} variants, "
+                f"recommended={self.recommended!r}, run_dir={str(self.run_dir)!r})")
+
+
+def compose(overrides: list[str] | None = None) -> Any:
+    """The run's config for ``overrides`` (what ``mlbench --cfg job`` prints), checked as the
+    CLI checks it: an unknown option or key, or a wrong type, raises MlbenchError."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mlbench.cli import check_overrides
+    from mlbench.schema import CONF_DIR, register
+
+    overrides = list(overrides or [])
+    problem = check_overrides(overrides)
+    if problem:
+        raise MlbenchError(problem)
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose("config", overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _run_dir(cfg: Any, run_dir: str | Path | None, tag: str) -> Path:
+    if run_dir is not None:
+        return Path(run_dir)
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
+    return Path(cfg.paths.results_dir) / "runs" / f"{stamp}_{tag}"
+
+
+def run(overrides: list[str] | None = None, run_dir: str | Path | None = None) -> Summary:
+    """One run (``mlbench <overrides>``): the baseline, the variants, timing, stress, data
+    checks, monitoring, the decision; written to ``run_dir`` (default: a new folder under
+    ``results/runs/``). Returns its summary."""
+    from mlbench import pipeline
+    from mlbench.cli import quiet_libraries
+
+    cfg = compose(overrides)
+    data = str(cfg.data.get("name") or cfg.data._target_.rsplit(".", 1)[-1]).lower()
+    out = _run_dir(cfg, run_dir, f"{data}_api")
+    if out.exists() and any(out.iterdir()):
+        raise MlbenchError(f"run_dir {out} exists and is not empty; give a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    quiet_libraries()
+    try:
+        summary = pipeline.run(cfg, out)
+    except BaseException:
+        if not (out / "summary.json").exists():  # a failed run leaves no half-written folder
+            import shutil
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return Summary(summary, out)
+
+
+def compare(paths: list[str | Path], metrics: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per (run, variant) over run or sweep folders: the metrics, the accuracy change
+    with its interval, the requirements verdict, whether it was recommended (as in
+    ``mlbench compare``, without writing files)."""
+    from mlbench.analysis.compare import DEFAULT_METRICS, find_runs, rows_of
+
+    roots = [Path(p) for p in paths]
+    runs, _ = find_runs(roots)
+    if not runs:
+        raise MlbenchError(f"no runs with a readable summary.json under {', '.join(map(str, roots))}")
+    return rows_of(runs, roots, metrics or DEFAULT_METRICS)
+
+
+def export(overrides: list[str] | None = None, run_dir: str | Path | None = None) -> dict[str, Any]:
+    """``mlbench-export <overrides>``: build (or check) the ONNX model and write it with its
+    metadata to ``export.output``. Returns the output paths and the fresh-session accuracy."""
+    from mlbench.export import export as do_export
+
+    cfg = compose(overrides)
+    out = _run_dir(cfg, run_dir, "export")
+    out.mkdir(parents=True, exist_ok=True)
+    return do_export(cfg, out)
