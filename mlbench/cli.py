@@ -191,7 +191,10 @@ def short_help() -> str:
         opts = sorted(q.stem for q in (CONF_DIR / group).glob("*.yaml"))
         lines.append(f"  {group + ':':<14}{', '.join(opts)}")
     lines += ["", text["footer"].rstrip(), "",
-              "the composed config: mlbench --cfg job · Hydra's help: mlbench --hydra-help · docs: README.md"]
+              "flags: --json (the key figures as JSON on stdout) · --version · --cfg job (the composed config)"
+              " · --hydra-help",
+              "exit status: 0 done · 2 a mistake (one error: line) · 3 no variant met the requirements "
+              "(requirements.fail_if_none=true) · 130 interrupted · docs: README.md"]
     return "\n".join(lines)
 
 

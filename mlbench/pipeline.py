@@ -66,6 +66,7 @@ from mlbench.results import save_predictions, write_json
 from mlbench.schema import VariantConf, check_values
 from mlbench.stress.base import StressEnv, Stressor, StressVariant
 from mlbench.stress.stage import run_stressors, scorer
+from mlbench.tracking import track
 from mlbench.train import content_hash, save_weights
 from mlbench.train.baseline import fit_kwargs, train_baseline
 from mlbench.version import SCHEMA_VERSION, __version__
@@ -103,6 +104,7 @@ class RunContext:
     checks: list[Check] = field(default_factory=list)
     check_skipped: list[dict[str, str]] = field(default_factory=list)
     monitor: Monitor | None = None
+    tracker: Any = None  # tracking=mlflow
     data: DataBundle | None = None
     data_hash: str = ""
     baseline: Artifact | None = None
@@ -178,6 +180,8 @@ def setup(ctx: RunContext) -> None:
                                      OmegaConf.to_container(spec.runner, resolve=True)))
     ctx.stressors = _components(cfg.stress, "stress", Stressor, "a stressor")
     ctx.checks = _components(cfg.datacheck, "datacheck", Check, "a data check")
+    if cfg.get("tracking") and "_target_" in cfg.tracking:  # fails here when MLflow is missing
+        ctx.tracker = instantiate_checked(cfg.tracking, "tracking")
     if cfg.monitor and "_target_" in cfg.monitor:
         ctx.monitor = instantiate_checked(cfg.monitor, "monitor")
         if not isinstance(ctx.monitor, Monitor):
@@ -491,7 +495,7 @@ def summary(ctx: RunContext) -> dict[str, Any]:
                  "class_names": d.meta.class_names, "group": d.meta.group_name,
                  "content_hash": ctx.data_hash},
         "baseline": BASELINE,
-        "baseline_training": {k: v for k, v in ctx.baseline_info.items() if k != "history"},
+        "baseline_training": dict(ctx.baseline_info),  # with its per-epoch history
         "calibration_view": ctx.cfg.eval.calibration,
         "serving": {"mode": ctx.cfg.deployment.serving, "batch_size": serving_batch(ctx.cfg),
                     "note": "quality metrics (test and calib splits, stress) are measured at this batch size; "
@@ -529,6 +533,7 @@ def write(ctx: RunContext) -> dict[str, Any]:
         except (sqlite3.Error, OSError, RuntimeError) as e:  # history is secondary: the run stands
             log.warning("run history not recorded in %s (%s); the run's results are complete", db,
                         str(e).splitlines()[0] if str(e) else type(e).__name__)
+    track(ctx.tracker, s, ctx.run_dir)
     return s
 
 

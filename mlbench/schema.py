@@ -227,6 +227,7 @@ class RootConf:
     datacheck: Any = None
     monitor: Any = None
     cycle: Any = None  # read by `mlbench cycle` only
+    tracking: Any = None  # tracking=mlflow: an experiment tracker (mlbench.tracking.MlflowTracker)
     requirements: RequirementsConf = field(default_factory=RequirementsConf)
     analysis: AnalysisConf = field(default_factory=AnalysisConf)
     eval: EvalConf = field(default_factory=EvalConf)

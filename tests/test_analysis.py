@@ -220,7 +220,7 @@ def test_cross_run_comparison_is_paired(smoke_run, tmp_path):
     shutil.copytree(run_dir, tmp_path / "b")
     files = compare([tmp_path / "a", tmp_path / "b"], tmp_path / "out", quiet=True)
     md = files[1].read_text()
-    assert "Changes against the reference run" in md and "paired over the same test items" in md
+    assert "Changes against each group's reference run" in md and "paired over the same test items" in md
 
 
 def _writer(db: str, i: int) -> None:
@@ -328,3 +328,30 @@ def test_a_stress_degradation_limit_reads_the_paired_bound_whatever_the_conditio
     bound = check_requirements(summary, [{**req, "use_bound": True}])["v"]["checks"][0]
     assert point["passed"] and point["degradation"] == pytest.approx(0.02)
     assert not bound["passed"] and bound["degradation"] == pytest.approx(0.08) and bound["basis"] == "95% CI bound"
+
+
+def test_a_sweep_is_compared_within_its_group_with_intervals_and_a_parameter_plot(tmp_path):
+    out = run_cli("-m", "debug=smoke", "data=wine", "model=mlp", "variants=[prune50_ft]", "stress=none",
+                  "monitor=none", "datacheck=none", "eval.efficiency=false",
+                  "variants.prune50_ft.passes.0.sparsity=0.3,0.9", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (summary_dir,) = list((tmp_path / "results" / "sweeps").rglob("sweep_summary"))
+    html = (summary_dir / "compare.html").read_text()
+    assert "Key metrics against variants.prune50_ft.passes.0.sparsity" in html
+    assert (summary_dir / "sweep.png").is_file()
+    from mlbench.analysis.compare import cross_run
+    runs, _ = find_runs([summary_dir.parent])
+    changes = cross_run(runs, [summary_dir.parent], paired=True)
+    pruned = [c for c in changes if c["variant"] == "prune50_ft"]
+    assert len(pruned) == 1 and all(c["basis"] == "paired over the same test items" for c in pruned)
+    assert all(c["accuracy_ci"][0] <= c["accuracy"] <= c["accuracy_ci"][1] for c in pruned)
+    # another dataset is its own group: no change rows against the wine runs unless asked
+    other = run_cli("debug=smoke", "data=breast_cancer", "model=mlp", "variants=[]", "stress=none",
+                    "monitor=none", "datacheck=none", "eval.efficiency=false", cwd=tmp_path)
+    assert other.returncode == 0, other.stderr
+    runs, _ = find_runs([tmp_path / "results"])
+    within = cross_run(runs, [tmp_path / "results"], paired=False)
+    assert within and all(c["group"].startswith("wine") for c in within)  # breast_cancer has no partner
+    across = cross_run(runs, [tmp_path / "results"], paired=False, across=True)
+    assert not any("breast_cancer" in c["reference"] for c in within)
+    assert any("breast_cancer" in c["reference"] for c in across)  # asked for: wine against breast_cancer

@@ -22,6 +22,6 @@ class SweepSummary(Callback):
         from mlbench.errors import MlbenchError
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            compare([sweep_dir], sweep_dir / "sweep_summary", paired=False)
+            compare([sweep_dir], sweep_dir / "sweep_summary")  # paired intervals up to 10 jobs
         except MlbenchError as e:  # a sweep whose jobs all failed still ends cleanly
             log.warning("no sweep summary: %s", e)

@@ -1,9 +1,12 @@
 """``mlbench compare PATH...``: one table over run directories, sweep directories or a mix.
 
-Reads only the results contract (summary.json, predictions/*.npz). With two or more
-runs the first is the reference: each later run's variants are compared with the
-reference's same-named variant, paired over test items (bootstrap interval) when both
-scored the same items, otherwise as a plain difference.
+Reads only the results contract (summary.json, predictions/*.npz). Runs are compared
+within their group — the same dataset and model (``--across`` compares every run with the
+first) — and the first run of a group is its reference: each later run's variants are
+compared with the reference's same-named variant, paired over test items (bootstrap
+interval) when both scored the same items, otherwise as a plain difference. The Pareto front
+is per group. When the runs differ in one numeric override (a sweep), each key metric is
+plotted against it with its interval.
 """
 
 from __future__ import annotations
@@ -106,7 +109,8 @@ def rows_of(runs: list[tuple[Path, dict]], roots: list[Path], metrics: list[str]
             m = v.get("metrics") or {}
             acc = (v.get("deltas") or {}).get("accuracy")
             req = v.get("requirements")
-            rows.append({"run": label, "run_dir": str(d), "data": s["data"]["name"], "variant": name,
+            rows.append({"run": label, "run_dir": str(d), "data": s["data"]["name"], "group": group_of(s),
+                         "variant": name,
                          "status": v.get("status"), **{k: m.get(k) for k in metrics},
                          "delta_accuracy": None if not acc else acc["value"],
                          "delta_accuracy_ci_low": None if not acc else acc["ci_low"],
@@ -165,16 +169,29 @@ def write_cycle_rows(rows: list[dict], out: Path) -> list[Path]:
     return [out / "cycle.csv", out / "cycle.md", out / "cycle.html"]
 
 
-def cross_run(runs: list[tuple[Path, dict]], roots: list[Path], paired: bool) -> list[dict]:
-    """Changes of each later run's variants against the first run's same-named variant."""
-    (ref_dir, ref), out = runs[0], []
+def group_of(s: dict) -> str:
+    """What makes two runs comparable: the same dataset and model."""
+    model = ((s.get("run") or {}).get("config") or {}).get("model") or {}
+    return f"{s['data']['name']} · {str(model.get('_target_', '?')).rsplit('.', 1)[-1]}"
+
+
+def cross_run(runs: list[tuple[Path, dict]], roots: list[Path], paired: bool, across: bool = False) -> list[dict]:
+    """Changes of each later run's variants against its group's first run's same-named variant
+    (``across``: against the very first run, whatever its dataset and model)."""
+    out = []
     labels = _labels(runs, roots)
-    for d, s in runs[1:]:
+    refs: dict[str, tuple[Path, dict]] = {}
+    for d, s in runs:
+        key = "all" if across else group_of(s)
+        if key not in refs:
+            refs[key] = (d, s)
+            continue
+        ref_dir, ref = refs[key]
         for name, v in s["variants"].items():
             rv = ref["variants"].get(name)
             if rv is None or v.get("status") != "ok" or rv.get("status") != "ok":
                 continue
-            row = {"run": labels[d], "reference": labels[ref_dir], "variant": name}
+            row = {"run": labels[d], "reference": labels[ref_dir], "variant": name, "group": group_of(s)}
             a, b = rv["metrics"], v["metrics"]
             for k in ("accuracy", "ece", "latency_p50_ms"):
                 row[k] = None if a.get(k) is None or b.get(k) is None else b[k] - a[k]
@@ -194,6 +211,7 @@ def cross_run(runs: list[tuple[Path, dict]], roots: list[Path], paired: bool) ->
                         dl = paired_deltas(torch.from_numpy(pa["probs"]), torch.from_numpy(pb["probs"]),
                                            torch.from_numpy(pa["labels"]), n_resamples=1000)
                         row["accuracy_ci"] = [dl["accuracy"]["ci_low"], dl["accuracy"]["ci_high"]]
+                        row["accuracy"] = dl["accuracy"]["value"]
                         row["ece_ci"] = [dl["ece"]["ci_low"], dl["ece"]["ci_high"]]
                         row["basis"] = "paired over the same test items"
             out.append(row)
@@ -227,9 +245,8 @@ def write_outputs(rows: list[dict], changes: list[dict], metrics: list[str], out
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    points = {f"{r['run']} · {r['variant']}": r for r in rows if r["status"] == "ok"}
     axes = [(a.metric.value, a.mode) for a in AnalysisConf().pareto_axes]  # the run's default axes
-    front = pareto_front(points, axes)
+    groups = sorted({r["group"] for r in rows})
     doc = Doc()
     doc.h1(title)
     doc.p(f"{len({r['run'] for r in rows})} runs, {len(rows)} variants. Δacc: variant − its run's baseline, "
@@ -238,20 +255,104 @@ def write_outputs(rows: list[dict], changes: list[dict], metrics: list[str], out
               [[r["run"], r["variant"], r["status"], *[_f(r[m]) for m in metrics], _delta_cell(r),
                 _f(r["requirements"]), _f(r["recommended"])] for r in rows])
     if changes:
-        doc.h2(f"Changes against the reference run ({changes[0]['reference']})")
-        doc.table(["run", "variant", "Δ accuracy", "Δ ece", "Δ p50 ms", "basis"],
-                  [[c["run"], c["variant"],
-                    _f(c["accuracy"]) + (f" [{c['accuracy_ci'][0]:+.4f}, {c['accuracy_ci'][1]:+.4f}]" if "accuracy_ci" in c else ""),
-                    _f(c["ece"]) + (f" [{c['ece_ci'][0]:+.4f}, {c['ece_ci'][1]:+.4f}]" if "ece_ci" in c else ""),
+        doc.h2("Changes against each group's reference run (same dataset and model)")
+        doc.table(["run", "reference", "variant", "Δ accuracy [95% CI]", "Δ ece [95% CI]", "Δ p50 ms", "basis"],
+                  [[c["run"], c["reference"], c["variant"], change_cell(c, "accuracy"), change_cell(c, "ece"),
                     _f(c["latency_p50_ms"]), c["basis"]] for c in changes])
-    doc.h2("Pareto front over all runs (accuracy up, p50 latency and size down)")
-    doc.items(front)
-    if len(points) >= 2:
-        pareto_plot(points, axes, front, out / "pareto.png")
-        doc.image("pareto.png", "accuracy against batch-1 p50 latency; marker area ~ size")
+    param = swept_parameter(rows)
+    if param is not None and sweep_plot(rows, param, out / "sweep.png"):
+        doc.h2(f"Key metrics against {param}")
+        doc.image("sweep.png", f"each variant's accuracy change (95% CI), p50 latency (95% CI) and size against {param}")
+    for i, g in enumerate(groups):
+        points = {f"{r['run']} · {r['variant']}": r for r in rows if r["status"] == "ok" and r["group"] == g}
+        front = pareto_front(points, axes)
+        doc.h2(f"Pareto front · {g} (accuracy up, p50 latency and size down)")
+        doc.items(front)
+        if len(points) >= 2:
+            name = "pareto.png" if len(groups) == 1 else f"pareto_{i}.png"
+            pareto_plot(points, axes, front, out / name)
+            doc.image(name, f"{g}: accuracy against batch-1 p50 latency; marker area ~ size")
     (out / "compare.md").write_text(to_markdown(doc))
     (out / "compare.html").write_text(to_html(doc, out, title))
     return [out / "compare.csv", out / "compare.md", out / "compare.html"]
+
+
+def change_cell(c: dict, metric: str) -> str:
+    ci = c.get(f"{metric}_ci")
+    return _f(c[metric]) + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "")
+
+
+def swept_parameter(rows: list[dict]) -> str | None:
+    """The one override whose value differs between the runs and is numeric (a sweep), else None."""
+    values: dict[str, set] = {}
+    for r in rows:
+        for o in _overrides(Path(r["run_dir"])):
+            key, _, v = o.lstrip("+~").partition("=")
+            values.setdefault(key, set()).add(v)
+    varying = [k for k, v in values.items() if len(v) > 1]
+    if len(varying) != 1:
+        return None
+    try:
+        [float(v) for v in values[varying[0]]]
+    except ValueError:
+        return None
+    return varying[0]
+
+
+def sweep_plot(rows: list[dict], param: str, path: Path) -> bool:
+    """Accuracy change (with its paired interval), p50 latency (with its interval) and size of
+    each variant against the swept parameter, one line per variant."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    series: dict[str, list[tuple[float, dict]]] = {}
+    for r in rows:
+        if r["status"] != "ok":
+            continue
+        ov = dict(o.lstrip("+~").split("=", 1) for o in _overrides(Path(r["run_dir"])) if "=" in o)
+        if param in ov:
+            series.setdefault(r["variant"], []).append((float(ov[param]), r))
+    if not series or max(len(v) for v in series.values()) < 2:
+        return False
+    fig, axs = plt.subplots(1, 3, figsize=(12, 3.6))
+    for name, pts in sorted(series.items()):
+        pts.sort(key=lambda p: p[0])
+        xs = [p[0] for p in pts]
+        d = [p[1].get("delta_accuracy") for p in pts]
+        if all(v is not None for v in d):
+            lo = [p[1].get("delta_accuracy_ci_low") for p in pts]
+            hi = [p[1].get("delta_accuracy_ci_high") for p in pts]
+            err = None if None in lo else [[100 * (v - a) for v, a in zip(d, lo)], [100 * (b - v) for v, b in zip(d, hi)]]
+            axs[0].errorbar(xs, [100 * v for v in d], yerr=err, marker="o", ms=3, capsize=3, label=name)
+        lat = [p[1].get("latency_p50_ms") for p in pts]
+        if all(v is not None for v in lat):
+            axs[1].plot(xs, lat, marker="o", ms=3, label=name)
+        size = [p[1].get("size_bytes") for p in pts]
+        if all(v is not None for v in size):
+            axs[2].plot(xs, [v / 1024 for v in size], marker="o", ms=3, label=name)
+    for ax, title in zip(axs, ("accuracy change vs its baseline (points, 95% CI)", "p50 latency (ms)",
+                              "size (KB)")):
+        ax.set_xlabel(param)
+        ax.set_title(title, fontsize=9)
+    axs[0].axhline(0, color="grey", lw=0.8, ls=":")
+    axs[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+def print_changes(changes: list[dict]) -> None:
+    """The cross-run changes in the console (the same rows as compare.html)."""
+    if not changes:
+        return
+    t = Table(title="changes against each group's reference run (paired 95% CI where the items match)")
+    for c in ["run", "variant", "Δ accuracy [95% CI]", "Δ ece", "Δ p50 ms"]:
+        t.add_column(c, justify="left" if c in ("run", "variant") else "right", overflow="fold")
+    for c in changes:
+        t.add_row(c["run"], c["variant"], change_cell(c, "accuracy"), _f(c["ece"]), _f(c["latency_p50_ms"]))
+    console.print(t)
 
 
 def print_rows(rows: list[dict], metrics: list[str], title: str) -> None:
@@ -270,19 +371,20 @@ def results_root() -> Path:
 
 
 def compare(paths: list[Path], out: Path | None = None, metrics: list[str] | None = None,
-            paired: bool | None = None, quiet: bool = False) -> list[Path]:
+            paired: bool | None = None, quiet: bool = False, across: bool = False) -> list[Path]:
     metrics = metrics or DEFAULT_METRICS
     runs, warnings = find_runs(paths)
     for w in warnings:
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     rows = rows_of(runs, paths, metrics)
     paired = len(runs) <= PAIRED_RUN_LIMIT if paired is None else paired
-    changes = cross_run(runs, paths, paired) if len(runs) > 1 else []
+    changes = cross_run(runs, paths, paired, across) if len(runs) > 1 else []
     title = "mlbench compare · " + ", ".join(p.name for p in paths)
     cycles = cycle_rows(runs, paths)
     if not quiet:
         if rows or not cycles:
             print_rows(rows, metrics, title)
+            print_changes(changes)
         if cycles:
             print_cycle_rows(cycles)
     out = out or results_root() / "compare" / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
@@ -323,6 +425,8 @@ def main(argv: list[str]) -> int:
                     default=",".join(DEFAULT_METRICS))
     ap.add_argument("--paired", action=argparse.BooleanOptionalAction, default=None,
                     help=f"paired cross-run intervals from predictions (default: when <= {PAIRED_RUN_LIMIT} runs)")
+    ap.add_argument("--across", action="store_true",
+                    help="compare every run with the first, across datasets and models (default: within each)")
     ap.add_argument("--history", action="store_true", help="show how key metrics moved over recorded runs")
     ap.add_argument("--db", type=Path, default=None,
                     help="history database (default: $MLBENCH_RESULTS/history.sqlite, or results/history.sqlite)")
@@ -334,7 +438,7 @@ def main(argv: list[str]) -> int:
             return 0
         if not a.paths:
             ap.error("give at least one run or sweep directory (or --history)")
-        compare(a.paths, a.out, metrics, a.paired)
+        compare(a.paths, a.out, metrics, a.paired, across=a.across)
     except MlbenchError as e:
         err_console.print(f"[bold red]error:[/] {e}")
         return 2

@@ -85,3 +85,30 @@ def throughput_plot(curves: dict[str, dict[str, float]], path: Path) -> Path | N
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def training_curve(history: list[dict[str, float]], path: Path, best_epoch: int | None = None) -> Path | None:
+    """Train and validation loss per epoch, and validation accuracy on a second axis; the
+    epoch whose weights were kept (lowest validation loss) is marked."""
+    if len(history) < 2:
+        return None
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot(ep, [h["train_loss"] for h in history], label="train loss")
+    ax.plot(ep, [h["val_loss"] for h in history], label="validation loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    acc = ax.twinx()
+    acc.plot(ep, [h["val_accuracy"] for h in history], color="C2", ls="--", label="validation accuracy")
+    acc.set_ylabel("validation accuracy")
+    if best_epoch is not None and best_epoch >= 0:
+        ax.axvline(best_epoch, color="grey", ls=":", lw=1, label=f"kept: epoch {best_epoch}")
+    lines = ax.get_legend_handles_labels()[0] + acc.get_legend_handles_labels()[0]
+    ax.legend(lines, [h.get_label() for h in lines], fontsize=7, loc="center right")
+    ax.set_title("baseline training", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -10,7 +10,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from mlbench.analysis.plots import reliability_diagram, throughput_plot
+from mlbench.analysis.plots import reliability_diagram, throughput_plot, training_curve
 from mlbench.analysis.render import Doc, to_html, to_markdown
 from mlbench.evaluate import registry
 from mlbench.progress import console
@@ -128,8 +128,8 @@ def result_lines(summary: dict) -> list[str]:
     for stressor, rows in sorted(stress.items()):
         worst = min(rows)
         base_rows = [r for r in rows if r[1] == base and r[2] == worst[2]]
-        versus = f" (baseline {base_rows[0][0]:.3f})" if base_rows and worst[1] != base else ""
-        out.append(f"stress {stressor}: worst {worst[0]:.3f} accuracy, {worst[1]} at {worst[2]}{versus}")
+        versus = f"; baseline {base_rows[0][0]:.3f}" if base_rows and worst[1] != base else ""
+        out.append(f"stress {stressor} {worst[2]}: worst accuracy {worst[0]:.3f} ({worst[1]}){versus}")
     sp = summary.get("seed_spread")
     if sp and "accuracy" in sp.get("metrics", {}):
         a = sp["metrics"]["accuracy"]
@@ -146,9 +146,9 @@ def result_lines(summary: dict) -> list[str]:
         false_alarm = [p for p in mon["power"] if p.get("kind") == "none"]
         caught = [p for p in mon["power"] if p.get("kind") != "none"]
         best = max(caught, key=lambda p: p["rate"]) if caught else None
-        out.append(f"monitoring: {len(mon.get('scenarios') or [])} scenarios; false-alarm rate up to "
+        out.append(f"monitoring: {len(mon.get('scenarios') or [])} scenarios, false alarms <= "
                    f"{max((p['rate'] for p in false_alarm), default=0):.2f}"
-                   + (f"; best detection {best['rate']:.2f} ({best['detector']} on {best['scenario']})" if best else ""))
+                   + (f", best detection {best['rate']:.2f} ({best['detector']})" if best else ""))
     return out
 
 
@@ -203,6 +203,10 @@ def write_report(summary: dict, run_dir: Path) -> tuple[Path, Path]:
                                       run_dir / "plots" / f"reliability_overlay_{name}.png",
                                       f"reliability · baseline vs {name}")
             plots.append(str(out.relative_to(run_dir)))
+    bt = summary.get("baseline_training") or {}
+    curve = training_curve(bt.get("history") or [], run_dir / "plots" / "training_curve.png", bt.get("best_epoch"))
+    if curve is not None:
+        plots.append(str(curve.relative_to(run_dir)))
     out = throughput_plot({n: v["throughput_sps_by_batch"] for n, v in ok.items()},
                           run_dir / "plots" / "throughput_vs_batch_size.png")
     if out is not None:
