@@ -135,6 +135,21 @@ def default_run_breakdown(repeats: int, overrides: list[str]) -> None:
         f"(range {100 * min(shares):.0f}-{100 * max(shares):.0f}; target <= 35 %)")
 
 
+def thread_weight_difference(epochs: int = 3) -> float:
+    """Largest |weight difference| between the digits CNN trained on 1 and on 2 intra-op
+    threads (same seed, same batches): why train.threads is not load-dependent."""
+    import functools
+    d = Digits().load()
+    weights = []
+    for threads in (1, 2):
+        torch.manual_seed(0)
+        m = CNN(d.meta.input_shape, 10)
+        fit(m, d.x["train"], d.y["train"], d.x["val"], d.y["val"], epochs=epochs, batch_size=64,
+            optimizer=functools.partial(torch.optim.Adam, lr=1e-3), threads=threads)
+        weights.append([p.detach().clone() for p in m.state_dict().values()])
+    return max(float((a - b).abs().max()) for a, b in zip(*weights))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cuda", action="store_true")
@@ -153,6 +168,8 @@ def main() -> None:
         wall2, _, _ = timed_run("variants=[]", *(["device=cpu"] if not a.cuda else []))
         row("`mlbench variants=[]` (baseline only), fresh cache", wall2, "s")
     row("evaluate() / bare no_grad loop throughput", eval_ratio(), "x", "(target >= 0.9)")
+    row("max |weight difference|, CNN trained on 1 vs 2 threads (3 epochs)", thread_weight_difference(), "",
+        "(> 0: trained weights depend on the thread count)")
     if a.cuda:
         for amp, cl in (("none", False), ("bf16", True)):
             r, hand = cuda_train_ratio(amp, cl)

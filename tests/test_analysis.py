@@ -126,21 +126,6 @@ def test_pareto_labels_never_overlap():
     assert abs(sum(placed) - sum(ys)) < 1e-9  # the column of labels stays centred on its points
 
 
-def test_json_output_is_the_key_figures_alone(tmp_path):
-    out = run_cli("debug=smoke", "data=wine", "model=mlp", "variants=[onnx_fp32]", "stress=none",
-                  "monitor=none", "datacheck=none", "eval.efficiency=false", "--json", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    figures = json.loads(out.stdout)  # stdout holds the JSON and nothing else
-    s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
-    assert figures["recommended"] == s["recommended"]["variant"] and figures["data"] == "wine"
-    assert figures["variants"]["onnx_fp32"]["accuracy"] == s["variants"]["onnx_fp32"]["metrics"]["accuracy"]
-    assert figures["variants"]["onnx_fp32"]["delta_accuracy"] == s["variants"]["onnx_fp32"]["deltas"]["accuracy"]
-    assert "baseline MLP" in out.stderr  # progress went to stderr
-    log = (run_dirs(tmp_path)[0] / "cli.log").read_text()
-    assert "baseline MLP" in log and "data wine" in log  # the console is kept in the run's log file
-    assert s["run"]["overrides"][:3] == ["debug=smoke", "data=wine", "model=mlp"]
-
-
 def test_missing_metric_fails_with_reason():
     r = check_requirements(S, [{"metric": "worst_group_accuracy", "op": ">=", "value": 0.9}])
     assert not r["int8"]["passed"] and r["int8"]["checks"][0]["reason"] == "not measured"

@@ -234,10 +234,20 @@ def test_default_run_includes_the_light_stress_set(smoke_run):
 
 def test_tabular_default_skips_image_stress(tmp_path):
     out = run_cli("debug=smoke", "data=breast_cancer", "model=mlp", "variants=[onnx_fp32]",
-                  "eval.efficiency=false", cwd=tmp_path)
+                  "eval.efficiency=false", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
     assert set(s["variants"]["onnx_fp32"]["stress"]) == {"feature_noise", "missing_features", "fgsm"}
+
+    # --json: stdout holds the key figures and nothing else; progress went to stderr and the log
+    figures = json.loads(out.stdout)
+    assert figures["recommended"] == s["recommended"]["variant"] and figures["data"] == "breast_cancer"
+    assert figures["variants"]["onnx_fp32"]["accuracy"] == s["variants"]["onnx_fp32"]["metrics"]["accuracy"]
+    assert figures["variants"]["onnx_fp32"]["delta_accuracy"] == s["variants"]["onnx_fp32"]["deltas"]["accuracy"]
+    assert "baseline MLP" in out.stderr
+    log = (run_dirs(tmp_path)[0] / "cli.log").read_text()
+    assert "baseline MLP" in log and "data breast_cancer" in log
+    assert s["run"]["overrides"][:3] == ["debug=smoke", "data=breast_cancer", "model=mlp"]
 
     # the ONNX model's metadata is enough to serve it from raw feature values
     art = run_dirs(tmp_path)[0] / s["variants"]["onnx_fp32"]["artifact"]
