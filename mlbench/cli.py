@@ -227,6 +227,8 @@ def check_overrides(argv: list[str]) -> str | None:
                 return f"{key}={value}: no option {name!r}{hint}; {key} options: {', '.join(known)}"
     if extra or any(a.startswith("hydra.searchpath") for a in argv):
         return None  # configs from elsewhere: Hydra composes (and reports) them itself
+    if all((CONF_DIR / a.split("=", 1)[0]).is_dir() and not a.startswith(("+", "~")) for a in overrides):
+        return None  # only group options (or none), checked above: no need to compose twice
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 

@@ -15,7 +15,7 @@ def save_figure(fig, path: Path) -> Path:
     """Lay out, write (110 dpi) and close a figure; the folder is made when missing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # titles wider than the axes are not clipped
     plt.close(fig)
     return path
 
@@ -38,6 +38,6 @@ def exemplar_grid(images: torch.Tensor, captions: list[str], path: Path, title: 
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # a title wider than a 2-image grid is not clipped
     plt.close(fig)
     return path

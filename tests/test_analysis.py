@@ -340,3 +340,20 @@ def test_a_sweep_is_compared_within_its_group_with_intervals_and_a_parameter_plo
     across = cross_run(runs, [tmp_path / "results"], paired=False, across=True)
     assert not any("breast_cancer" in c["reference"] for c in within)
     assert any("breast_cancer" in c["reference"] for c in across)  # asked for: wine against breast_cancer
+
+
+def test_console_result_lines_name_each_stressors_worst_case():
+    from mlbench.analysis.report import result_lines
+    s = summary(
+        baseline=({"stress/fgsm/0.1/accuracy": 0.70, "stress/fgsm/0.05/accuracy": 0.85,
+                   "stress/explanations/ig/spearman": 1.0}, {}),
+        int8=({"stress/fgsm/0.1/accuracy": 0.62, "stress/fgsm/0.05/accuracy": 0.80,
+               "stress/explanations/ig/spearman": 0.91}, {}),
+    )
+    s["seed_spread"] = {"seeds": [0, 1, 2], "metrics": {"accuracy": {"mean": 0.97, "std": 0.004, "min": 0.965,
+                                                                     "max": 0.975}}}
+    assert result_lines(s) == [
+        "stress explanations ig: worst spearman 0.910 (int8); baseline 1.000",
+        "stress fgsm 0.1: worst accuracy 0.620 (int8); baseline 0.700",
+        "seed spread (3 seeds): baseline accuracy 0.9700 ± 0.0040 (0.9650-0.9750)",
+    ]

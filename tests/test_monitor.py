@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from conftest import run_cli, run_dirs
 from scipy import stats as sps
 
@@ -208,3 +209,22 @@ def test_monitor_command_full_on_digits(tmp_path):
                                                       "domain_classifier_weak_at_small_windows"}
     assert mon["streams"]["detectors"]["adwin"]["detected"] >= 0
     assert "mlbench monitor" in out.stdout
+
+
+def test_a_large_test_split_is_monitored_on_a_seeded_sample():
+    """Reference and pool are cut to max_items (seeded, same items every time); smaller splits
+    are left exactly as they are."""
+    from mlbench.data import Synthetic
+    from mlbench.monitor import Monitor
+    d = Synthetic(n=4000, dims=4, test=0.5, calib=0.2).load()
+    mon = Monitor(max_items=500, seed=3)
+    a, b = mon.sample(d), mon.sample(d)
+    assert len(a.y["test"]) == len(a.x["test"]) == len(a.index["test"]) == len(a.group["test"]) == 500
+    assert len(a.y["calib"]) == 500 and len(a.y["train"]) == len(d.y["train"])
+    assert torch.equal(a.index["test"], b.index["test"])
+    pos = {int(i): k for k, i in enumerate(d.index["test"])}  # every sampled item is the split's own
+    for k, i in enumerate(a.index["test"].tolist()):
+        assert torch.equal(a.x["test"][k], d.x["test"][pos[i]]) and a.y["test"][k] == d.y["test"][pos[i]]
+    assert Monitor(max_items=100000).sample(d) is d
+    with pytest.raises(MlbenchError, match="max_items"):
+        Monitor(max_items=1)

@@ -82,7 +82,7 @@ def throughput_plot(curves: dict[str, dict[str, float]], path: Path) -> Path | N
     ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -119,17 +119,17 @@ def result_lines(summary: dict) -> list[str]:
     the seed spread, data-check and monitoring verdicts."""
     out = []
     base = summary["baseline"]
-    stress: dict[str, list[tuple[float, str, str]]] = {}
+    stress: dict[tuple[str, str], list[tuple[float, str, str]]] = {}
     for name, v in summary["variants"].items():
         for key, value in (v.get("metrics") or {}).items():
-            parts = key.split("/")
-            if len(parts) == 4 and parts[0] == "stress" and parts[3] == "accuracy" and isinstance(value, (int, float)):
-                stress.setdefault(parts[1], []).append((value, name, parts[2]))
-    for stressor, rows in sorted(stress.items()):
-        worst = min(rows)
+            parts = key.split("/")  # stress/<stressor>/<condition>/<headline: accuracy, spearman, ...>
+            if len(parts) == 4 and parts[0] == "stress" and isinstance(value, (int, float)):
+                stress.setdefault((parts[1], parts[3]), []).append((value, name, parts[2]))
+    for (stressor, metric), rows in sorted(stress.items()):
+        worst = min(rows)  # every headline is higher-is-better (accuracy, attribution agreement)
         base_rows = [r for r in rows if r[1] == base and r[2] == worst[2]]
         versus = f"; baseline {base_rows[0][0]:.3f}" if base_rows and worst[1] != base else ""
-        out.append(f"stress {stressor} {worst[2]}: worst accuracy {worst[0]:.3f} ({worst[1]}){versus}")
+        out.append(f"stress {stressor} {worst[2]}: worst {metric} {worst[0]:.3f} ({worst[1]}){versus}")
     sp = summary.get("seed_spread")
     if sp and "accuracy" in sp.get("metrics", {}):
         a = sp["metrics"]["accuracy"]

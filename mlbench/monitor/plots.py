@@ -34,7 +34,7 @@ def power_plot(rows: list[dict], path: Path) -> Path | None:
     axes.flat[0].legend(fontsize=6)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -52,6 +52,6 @@ def estimate_plot(estimates: dict, path: Path) -> Path:
     ax.legend(fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -81,7 +81,7 @@ class Monitor:
                  repetitions: int = 100, detectors: Sequence[str] = OUTPUT_DETECTORS, alpha: float = 0.05,
                  stream_length: int = 400, stream_repetitions: int = 10, stream_scenario: dict | None = None,
                  failing_loudly: bool = False, deployment_window: int = 100, deployment_repetitions: int | None = None,
-                 when_unfit: str = "error", seed: int = 0):
+                 when_unfit: str = "error", max_items: int = 20000, seed: int = 0):
         if not 0 < alpha < 1:
             raise MlbenchError(f"monitor.alpha must be in (0, 1), got {alpha}")
         if repetitions < 1 or not windows or min(windows) < 2:
@@ -104,7 +104,31 @@ class Monitor:
         if when_unfit not in ("error", "skip"):
             raise MlbenchError(f"monitor.when_unfit must be error or skip, got {when_unfit!r}")
         self.when_unfit = when_unfit
+        if max_items < 2:
+            raise MlbenchError(f"monitor.max_items must be >= 2, got {max_items}")
+        self.max_items = max_items
         self.dropped: list[dict[str, str]] = []
+
+    def sample(self, data: Any) -> Any:
+        """``data`` with its calib split (the reference) and test split (the pool windows are
+        drawn from) cut to a seeded sample of at most ``max_items`` items each. Windows are
+        hundreds of items, so a larger pool adds nothing but memory: the baseline's
+        penultimate embeddings of a million items in float64 are gigabytes."""
+        import dataclasses
+
+        import torch
+        cut = {}
+        for s in ("calib", "test"):
+            n = len(data.y[s])
+            if n > self.max_items:
+                g = torch.Generator().manual_seed(self.seed)
+                cut[s] = torch.randperm(n, generator=g)[:self.max_items].sort().values
+        if not cut:
+            return data
+
+        def pick(d: dict | None) -> dict | None:
+            return None if d is None else {s: (v[cut[s]] if s in cut else v) for s, v in d.items()}
+        return dataclasses.replace(data, x=pick(data.x), y=pick(data.y), index=pick(data.index), group=pick(data.group))
 
     def prepare(self, pool_size: int, has_group: bool) -> None:
         """Fails before any work when the data cannot serve the configuration; with

@@ -59,6 +59,8 @@ def pools_for(mon: Monitor, runner, artifact, data: DataBundle, batch_size: int,
 def run_monitor(mon: Monitor, data: DataBundle, live: dict[str, Any], base_name: str, batch_size: int,
                 device: torch.device, plots_dir: Path, seed: int) -> tuple[dict[str, Any], dict[str, dict], list[Path]]:
     """Returns the ``monitor`` section, per-variant metrics and the plots written."""
+    sizes = {s: len(data.y[s]) for s in ("calib", "test")}
+    data = mon.sample(data)  # at most monitor.max_items of each: windows are hundreds of items
     y = data.y["test"].numpy()
     group = data.group["test"].numpy() if data.group is not None else None
     modality = data.meta.modality
@@ -75,7 +77,11 @@ def run_monitor(mon: Monitor, data: DataBundle, live: dict[str, Any], base_name:
     est = (BBSE().fit(pools.reference.probs, calib_y), ATC().fit(pools.reference.probs, calib_y))
     rows, estimates = mon.power(pools, y, group, mon.scenarios, mon.windows, dets, mon.repetitions, est)
     section: dict[str, Any] = {
-        "reference": f"calib split ({len(calib_y)} items), baseline outputs", "pool": f"test split ({len(y)} items)",
+        "reference": f"calib split ({len(calib_y)} items"
+                     + (f", a seeded sample of {sizes['calib']}" if len(calib_y) < sizes["calib"] else "")
+                     + "), baseline outputs",
+        "pool": f"test split ({len(y)} items" + (f", a seeded sample of {sizes['test']}" if len(y) < sizes["test"] else "")
+                + ")",
         "alpha": mon.alpha, "repetitions": mon.repetitions, "windows": mon.windows,
         "scenarios": [s.label for s in mon.scenarios], "detectors": list(dets), "skipped": skipped + mon.dropped,
         "power": rows, "estimates": estimates, "streams": mon.streams(pools, y, group),
