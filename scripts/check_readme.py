@@ -43,8 +43,9 @@ def commands() -> list[str]:
 
 
 def strip_comment(cmd: str) -> str:
-    parts = shlex.split(cmd, comments=True)
-    return shlex.join(parts)
+    """The command as written, less a trailing `# comment` (quotes and globs kept for the shell)."""
+    shlex.split(cmd, comments=True)  # a line the shell could not parse fails here
+    return re.sub(r"\s+#\s.*$", "", cmd).strip()
 
 
 def main() -> None:

@@ -112,6 +112,8 @@ def rows_of(runs: list[tuple[Path, dict]], roots: list[Path], metrics: list[str]
             rows.append({"run": label, "run_dir": str(d), "data": s["data"]["name"], "group": group_of(s),
                          "variant": name,
                          "status": v.get("status"), **{k: m.get(k) for k in metrics},
+                         "latency_p50_ci_low_ms": m.get("latency_p50_ci_low_ms"),
+                         "latency_p50_ci_high_ms": m.get("latency_p50_ci_high_ms"),
                          "delta_accuracy": None if not acc else acc["value"],
                          "delta_accuracy_ci_low": None if not acc else acc["ci_low"],
                          "delta_accuracy_ci_high": None if not acc else acc["ci_high"],
@@ -315,7 +317,8 @@ def sweep_plot(rows: list[dict], param: str, path: Path) -> bool:
     if not series or max(len(v) for v in series.values()) < 2:
         return False
     fig, axs = plt.subplots(1, 3, figsize=(12, 3.6))
-    for name, pts in sorted(series.items()):
+    for i, (name, pts) in enumerate(sorted(series.items())):
+        color = f"C{i % 10}"  # one colour per variant in every panel
         pts.sort(key=lambda p: p[0])
         xs = [p[0] for p in pts]
         d = [p[1].get("delta_accuracy") for p in pts]
@@ -323,19 +326,23 @@ def sweep_plot(rows: list[dict], param: str, path: Path) -> bool:
             lo = [p[1].get("delta_accuracy_ci_low") for p in pts]
             hi = [p[1].get("delta_accuracy_ci_high") for p in pts]
             err = None if None in lo else [[100 * (v - a) for v, a in zip(d, lo)], [100 * (b - v) for v, b in zip(d, hi)]]
-            axs[0].errorbar(xs, [100 * v for v in d], yerr=err, marker="o", ms=3, capsize=3, label=name)
+            axs[0].errorbar(xs, [100 * v for v in d], yerr=err, marker="o", ms=3, capsize=3, color=color)
         lat = [p[1].get("latency_p50_ms") for p in pts]
         if all(v is not None for v in lat):
-            axs[1].plot(xs, lat, marker="o", ms=3, label=name)
+            lo = [p[1].get("latency_p50_ci_low_ms") for p in pts]
+            hi = [p[1].get("latency_p50_ci_high_ms") for p in pts]
+            err = None if None in lo or None in hi else [[v - a for v, a in zip(lat, lo)], [b - v for v, b in zip(lat, hi)]]
+            axs[1].errorbar(xs, lat, yerr=err, marker="o", ms=3, capsize=3, color=color)
         size = [p[1].get("size_bytes") for p in pts]
         if all(v is not None for v in size):
-            axs[2].plot(xs, [v / 1024 for v in size], marker="o", ms=3, label=name)
-    for ax, title in zip(axs, ("accuracy change vs its baseline (points, 95% CI)", "p50 latency (ms)",
+            axs[2].plot(xs, [v / 1024 for v in size], marker="o", ms=3, color=color)
+        axs[2].plot([], [], color=color, marker="o", ms=3, label=name)  # the legend: every variant, once
+    for ax, title in zip(axs, ("accuracy change vs its baseline (points, 95% CI)", "p50 latency (ms, 95% CI)",
                               "size (KB)")):
         ax.set_xlabel(param)
         ax.set_title(title, fontsize=9)
     axs[0].axhline(0, color="grey", lw=0.8, ls=":")
-    axs[0].legend(fontsize=7)
+    axs[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
