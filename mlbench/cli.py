@@ -37,9 +37,10 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*did not already require gradients.*")
     for name in ("torch.onnx", "onnxscript", "torch._dynamo", "torch.export", "torchao"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    # libraries that log INFO lines on the root logger (onnxruntime's quantizer) stay quiet;
-    # warnings, mlbench's own included (a corrupt cache entry, history not recorded), still show
-    logging.getLogger().setLevel(logging.WARNING)
+    # libraries that log INFO lines (onnxruntime's quantizer) stay off the console but are kept
+    # in the run's log file: Hydra's console handler takes WARNING and up (conf/config.yaml), its
+    # file handler everything. Outside a Hydra job (the Python API) the root logger stays as the
+    # caller set it.
 
 
 def fail(e: BaseException, run_dir: Path | None = None) -> None:
