@@ -1,5 +1,6 @@
 """report.html and compare.html in a real browser (headless Chromium): the page does not
-overflow sideways, every image loads, and what a reader came for is on the first screen.
+overflow sideways, every image loads, and the decision (each run's choice, on compare.html)
+is on the first screen.
 
 The pages get a small script appended that measures the laid-out page after it loaded and
 writes the figures into the DOM; Chromium's ``--dump-dom`` prints that DOM. Skipped (with
@@ -62,11 +63,13 @@ def test_report_page_fits_loads_its_images_and_leads_with_the_decision(smoke_run
     assert (f"Ship {rec}" if rec else "No variant recommended") in r["first_text"]
 
 
-def test_compare_page_fits_and_loads_its_images(smoke_run, tmp_path):
-    run_dir, _, _ = smoke_run
+def test_compare_page_fits_loads_its_images_and_leads_with_the_choices(smoke_run, tmp_path):
+    run_dir, summary, _ = smoke_run
     out = run_cli("compare", str(run_dir), "--out", str(tmp_path / "cmp"), cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
-    r = measure(tmp_path / "cmp" / "compare.html", "table", tmp_path)
+    r = measure(tmp_path / "cmp" / "compare.html", "#decision", tmp_path)
     assert r["page_width"] <= r["view_width"], r
     assert r["images"] >= 1 and r["broken"] == [], r
-    assert r["first_top"] is not None and r["first_top"] < r["view_height"], r
+    assert r["first_top"] is not None and r["first_top"] < r["view_height"], r  # each run's choice on screen one
+    rec = summary["recommended"]["variant"]
+    assert r["first_text"].startswith("Recommended: ") and (rec or "none") in r["first_text"]

@@ -253,6 +253,13 @@ def write_outputs(rows: list[dict], changes: list[dict], metrics: list[str], out
     doc.h1(title)
     doc.p(f"{len({r['run'] for r in rows})} runs, {len(rows)} variants. Δacc: variant − its run's baseline, "
           "95 % paired bootstrap interval.")
+    chosen: dict[str, str | None] = {}
+    for r in rows:
+        chosen.setdefault(r["run"], None)
+        if r["recommended"]:
+            chosen[r["run"]] = r["variant"]
+    doc.note("Recommended: " + "; ".join(f"{run} → **{v}**" if v else f"{run} → none (no variant met every requirement)"
+                                         for run, v in chosen.items()), ok=any(chosen.values()))
     doc.table(["run", "variant", "status", *metrics, "Δacc [95% CI]", "requirements", "recommended"],
               [[r["run"], r["variant"], r["status"], *[_f(r[m]) for m in metrics], _delta_cell(r),
                 _f(r["requirements"]), _f(r["recommended"])] for r in rows])
