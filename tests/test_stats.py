@@ -118,3 +118,24 @@ def test_flips_and_exemplars():
     ex = exemplars({"baseline": base, "v1": v1, "v2": v2}, "baseline", labels, index)
     assert [e["index"] for e in ex] == [11]  # item 11: right for base, wrong for both variants
     assert ex[0]["variants"] == ["v1", "v2"]
+
+
+def test_a_million_item_path_gives_the_same_numbers_block_by_block(monkeypatch):
+    """Above 65,536 items the columns are built and summed in blocks; the deltas must equal the
+    metric differences computed independently, and the blocks what one pass gives."""
+    import mlbench.evaluate.stats as st
+    g = torch.Generator().manual_seed(5)
+    n, c = 70_000, 4
+    y = torch.randint(0, c, (n,), generator=g)
+    lb = torch.randn(n, c, generator=g) + 2 * torch.nn.functional.one_hot(y, c)
+    pb, pv = lb.softmax(1), (lb + 0.7 * torch.randn(n, c, generator=g)).softmax(1)
+    group = torch.randint(0, 2, (n,), generator=g)
+    d = paired_deltas(pb, pv, y, group, n_resamples=0)
+    mb, mv = classification_metrics(pb, y), classification_metrics(pv, y)
+    for k in ("accuracy", "nll", "brier", "ece", "f1_macro"):
+        assert d[k]["value"] == pytest.approx(mv[k] - mb[k], abs=1e-6), k
+    blocked, _ = st.pair_columns(pb, pv, y, group)
+    monkeypatch.setattr(st, "COLUMN_CHUNK", n)
+    whole, _ = st.pair_columns(pb, pv, y, group)
+    assert torch.equal(blocked, whole)
+    assert torch.allclose(st._sum64(blocked), whole.double().sum(0, keepdim=True), rtol=1e-12, atol=1e-9)
