@@ -9,6 +9,7 @@ import platform
 import random
 import resource
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,8 +40,19 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    # what torch.use_deterministic_algorithms(deterministic, warn_only=True) does, without importing
+    # the compiler stack (over a second) just to set its flag: the compiler's copy is set here when
+    # it is loaded already, and by compiled_flags() before torch.compile otherwise
+    torch._C._set_deterministic_algorithms(deterministic, warn_only=True)
+    if "torch._inductor.config" in sys.modules:
+        sys.modules["torch._inductor.config"].deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic
+
+
+def compiled_flags() -> None:
+    """Carry the deterministic-kernels setting into torch.compile's (inductor's) config."""
+    import torch._inductor.config as inductor_config
+    inductor_config.deterministic = torch.are_deterministic_algorithms_enabled()
 
 
 # torch's intra-op default, read before any run changes it: the machine's physical cores

@@ -68,7 +68,8 @@ class TimingConf:
 
 @dataclass
 class ThroughputConf:
-    min_time_s: float = 0.25  # cap per variant and batch size (the rounds stop sooner when the median window is pinned to ±target_ci)
+    min_time_s: float = 0.1  # cap per variant and batch size (the rounds stop sooner when the median window is pinned to ±target_ci)
+    target_ci: float = 0.05  # stop once every variant's median window is known to within ±5 %
     batch_sizes: List[int] = field(default_factory=lambda: [1, 64, 256])
 
 
@@ -112,6 +113,11 @@ class OrtBackendConf:
     providers: List[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
     strict: bool = False
     graph_optimization: str = "all"
+    # onnxruntime's worker threads busy-wait after each run when true (its own default): a
+    # session alone answers back-to-back calls sooner, but in a process that times several
+    # runners in turn the spinning threads of one take the cores from the next (torch at batch
+    # 1 on 2 threads measured 12-30x slower beside spinning sessions); off by default
+    spinning: bool = False
 
 
 @dataclass
@@ -314,6 +320,7 @@ RANGES: list[tuple[str, Any, str]] = [
     ("eval.latency.max_time_s", lambda v: v >= 0, ">= 0"),
     ("eval.latency.threads", lambda v: v >= 0, ">= 0 (0: the run's threads)"),
     ("eval.throughput.min_time_s", lambda v: v >= 0, ">= 0"),
+    ("eval.throughput.target_ci", lambda v: v > 0, "> 0"),
     ("eval.throughput.batch_sizes", lambda v: len(v) > 0 and all(b >= 1 for b in v), "a non-empty list of sizes >= 1"),
     ("eval.timing.rounds", lambda v: v >= 1, ">= 1"),
     ("eval.timing.tolerance", lambda v: v > 0, "> 0"),

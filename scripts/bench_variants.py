@@ -8,8 +8,12 @@
   mlbench times them against the same ratios from bare loops (target: agree within 5 %);
 - ORT static int8 / ORT fp32 throughput at batch 256, with the accuracy change;
 - structured pruning 50 % (+ fine-tune) / unpruned torch throughput at batch 256;
-- wall time of the whole default run with all default variants (target < 90 s).
-The last three come from one `mlbench` run (same process, same machine state).
+- wall time of the whole default run with all default variants (target < 90 s);
+- batch-1 throughput of the torch baseline on 2 threads, timed in turn with the run's three
+  onnxruntime sessions as the timing stage does, with their worker threads spinning (onnxruntime's
+  default) against sleeping (mlbench's default): how much a spinning session slows the next
+  runner timed in the same process, and the sessions' own batch-256 throughput both ways.
+The three throughput and wall figures come from one `mlbench` run (same process, same machine state).
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ def bare_torch_p50(model: torch.nn.Module, x: torch.Tensor, min_calls: int = 300
 
 def main() -> None:
     torch.set_num_threads(1)  # batch-1 latency is single-stream (eval.latency.threads = 1)
-    wall, run_dir, s = timed_run("device=cpu")
+    wall, run_dir, s = timed_run(*(["device=cpu"] if torch.cuda.is_available() else []))
     v = s["variants"]
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}, batch-1 timing on 1 thread, run {run_dir}")
     x1 = Digits().load().x["test"][:1]
@@ -103,6 +107,35 @@ def main() -> None:
         "(target >= 1.5)")
     row("  accuracy change (points)", 100 * (acc["structured50_ft"] - acc["baseline"]), "pt", "(target >= -1)")
     row("whole default run, all default variants, start-up included", wall, "s", "(target < 90 s)")
+    spinning_interference(run_dir, v)
+
+
+def spinning_interference(run_dir, v: dict, repeats: int = 3) -> None:
+    """The timing stage's throughput rounds on the baseline and the three ONNX variants, once
+    with sessions that spin and once with sessions that sleep, alternating, ``repeats`` times."""
+    from mlbench.backends import TorchRunner
+    from mlbench.evaluate.efficiency import compare_efficiency
+    from mlbench.models import CNN
+    from mlbench.train.cache import load_weights
+    d = Digits().load()
+    model = load_weights(CNN(d.meta.input_shape, 10), run_dir / v["baseline"]["artifact"]).eval()
+    files = {k: run_dir / v[k]["artifact"] for k in ("onnx_fp32", "ort_int8_static", "ort_int8_dynamic")}
+    torch_bs1: dict[bool, list[float]] = {True: [], False: []}
+    ort_256: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(repeats):
+        for spinning in (True, False):
+            runners = {"baseline": TorchRunner(model, torch.device("cpu")),
+                       **{k: OrtRunner(f, threads=2, spinning=spinning) for k, f in files.items()}}
+            out = compare_efficiency(runners, d.x["test"], [1, 256], min_calls=60, max_time_s=0.0,
+                                     throughput_time_s=0.1, latency_threads=1, throughput_threads=2)["runners"]
+            torch_bs1[spinning].append(out["baseline"]["throughput_sps_by_batch"]["1"])
+            ort_256[spinning].append(statistics.median(out[k]["throughput_sps_by_batch"]["256"] for k in files))
+    for name, figures in (("torch baseline, batch 1, 2 threads", torch_bs1),
+                          ("ONNX variants (median of 3), batch 256, 2 threads", ort_256)):
+        ratio = [a / b for a, b in zip(figures[False], figures[True], strict=True)]
+        row(f"{name}: sessions sleeping / spinning", statistics.median(ratio), "x",
+            f"(range {min(ratio):.2f}-{max(ratio):.2f}; {statistics.median(figures[False]):.0f} vs "
+            f"{statistics.median(figures[True]):.0f} samples/s)")
 
 
 if __name__ == "__main__":

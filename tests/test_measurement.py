@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from conftest import run_cli, run_dirs
+from omegaconf import OmegaConf
 from scipy.stats import binom
 
 from mlbench.analysis.requirements import check_requirements, recommend
@@ -247,3 +248,27 @@ def test_ort_serving_call_runs_the_same_model_as_predict(tmp_path):
     x = torch.randn(1, 12)
     direct = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
     assert np.allclose(r.serving_call(x)()[0], direct) and np.allclose(r.predict(x).numpy(), direct)
+
+
+def test_ort_sessions_do_not_spin_unless_asked(tmp_path):
+    """Idle onnxruntime worker threads busy-wait by default and take the cores from the runner
+    timed next in the same process; mlbench's sessions sleep instead unless
+    ``backend.onnxruntime.spinning`` asks otherwise, and say which in the runner record."""
+    from mlbench.backends import OrtRunner, runner_for
+    from mlbench.compress import Artifact
+    from mlbench.schema import BackendConf
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(m, (torch.randn(1, 12),), str(path), input_names=["x"], dynamo=False)
+
+    def entry(r: OrtRunner, key: str) -> str:
+        return r.session.get_session_options().get_session_config_entry(key)
+
+    quiet = OrtRunner(path, threads=2)
+    assert entry(quiet, "session.intra_op.allow_spinning") == "0" == entry(quiet, "session.inter_op.allow_spinning")
+    assert quiet.describe()["spinning"] is False
+    assert entry(quiet.with_threads(1), "session.intra_op.allow_spinning") == "0"  # the latency session too
+    backend = OmegaConf.structured(BackendConf)
+    backend.onnxruntime.spinning = True
+    loud = runner_for(Artifact(id="m", format="onnx", path=path, files=[path]), backend, torch.device("cpu"))
+    assert entry(loud, "session.intra_op.allow_spinning") == "1" and loud.describe()["spinning"] is True

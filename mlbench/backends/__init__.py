@@ -17,6 +17,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from mlbench.env import compiled_flags
 from mlbench.errors import MlbenchError
 
 BACKEND_OF = {"torch": "torch", "onnx": "onnxruntime"}  # artifact format -> runner (and its option table)
@@ -59,6 +60,8 @@ class TorchRunner:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.compiled = compile
+        if compile:
+            compiled_flags()
         self.fn = torch.compile(self.model) if compile else self.model
         self.cuda_graphs = cuda_graphs and device.type == "cuda"
         self._graph: tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor] | None = None
@@ -125,7 +128,8 @@ class OrtRunner:
     input_device = torch.device("cpu")
 
     def __init__(self, path: str | Path, providers: list[str] | tuple[str, ...] = ("CPUExecutionProvider",),
-                 threads: int = 0, strict: bool = False, graph_optimization: str = "all"):
+                 threads: int = 0, strict: bool = False, graph_optimization: str = "all",
+                 spinning: bool = False):
         ort = _ort()
         self.path = Path(path)
         if not self.path.is_file():
@@ -145,6 +149,9 @@ class OrtRunner:
         opts.intra_op_num_threads = threads if threads > 0 else torch.get_num_threads()
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # idle worker threads sleep instead of busy-waiting (see OrtBackendConf.spinning)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
         levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -164,7 +171,8 @@ class OrtRunner:
         self._outputs = [self.session.get_outputs()[0].name]
         raw = getattr(self.session, "_sess", None)
         self._run = raw.run if raw is not None and hasattr(raw, "run") else self.session.run
-        self._options = {"providers": self.requested, "strict": strict, "graph_optimization": graph_optimization}
+        self._options = {"providers": self.requested, "strict": strict, "graph_optimization": graph_optimization,
+                         "spinning": spinning}
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_dtype = np.float16 if "float16" in inp.type else np.float32
@@ -198,7 +206,7 @@ class OrtRunner:
         return {"backend": "onnxruntime", "provider": self.session.get_providers()[0],
                 "providers": self.session.get_providers(), "requested": self.requested,
                 "threads": self.threads, "graph_optimization": self.graph_optimization,
-                "warnings": self.warnings}
+                "spinning": self._options["spinning"], "warnings": self.warnings}
 
 
 def runner_for(art: Any, backend: Any, device: torch.device, overrides: dict[str, Any] | None = None,

@@ -132,7 +132,8 @@ def median_ci(seconds: list[float] | np.ndarray, z: float = 1.96, scale: float =
 def compare_efficiency(runners: dict[str, Runner], x: torch.Tensor, batch_sizes: list[int], *,
                        warmup: int = 10, min_calls: int = 200, min_time_s: float = 0.0,
                        target_ci: float = 0.02, max_time_s: float = 2.0,
-                       throughput_time_s: float = 0.25, rounds: int = 6, latency_threads: int = 1,
+                       throughput_time_s: float = 0.1, throughput_target_ci: float = 0.05,
+                       rounds: int = 6, latency_threads: int = 1,
                        throughput_threads: int = 0, tolerance: float = 0.25,
                        ratio_batch: int | None = None) -> dict[str, Any]:
     """Latency and throughput of several runners, measured in interleaved rounds.
@@ -146,8 +147,8 @@ def compare_efficiency(runners: dict[str, Runner], x: torch.Tensor, batch_sizes:
     ``max_time_s`` seconds on average (the phase's budget is ``max_time_s`` × runners); all
     runners stay in lockstep so their rounds pair up. Throughput, per batch size, works the
     same way on rounds of one short window per runner (the median window's interval within
-    ``target_ci``), with ``throughput_time_s`` seconds per runner as the cap; nothing is timed
-    concurrently.
+    ``throughput_target_ci``), with ``throughput_time_s`` seconds per runner as the cap; nothing
+    is timed concurrently.
 
     Batch-1 latency runs with ``latency_threads`` intra-op threads (single-stream), throughput
     with ``throughput_threads`` (0: torch's current setting). Returns ``{"runners": {name:
@@ -218,7 +219,7 @@ def compare_efficiency(runners: dict[str, Runner], x: torch.Tensor, batch_sizes:
                 k += 1
                 if k < rounds:
                     continue
-                if all(_rel_halfwidth(v, scale=1.0) <= target_ci for v in rates.values()):
+                if all(_rel_halfwidth(v, scale=1.0) <= throughput_target_ci for v in rates.values()):
                     stops[str(b)] = {"rounds": k, "stop": "converged"}
                     break
                 if spent_tp >= throughput_time_s * len(rates):
@@ -229,7 +230,8 @@ def compare_efficiency(runners: dict[str, Runner], x: torch.Tensor, batch_sizes:
                 if b == ratio_batch:
                     out[name]["throughput_sps_by_round"] = rates[name]
                 out[name]["throughput_threads"] = n_tp
-        conditions["throughput"] = {**watch.stop(), "threads": n_tp, "by_batch": stops}
+        conditions["throughput"] = {**watch.stop(), "threads": n_tp, "by_batch": stops,
+                                    "target_ci": throughput_target_ci, "max_time_s": throughput_time_s}
     # agreement is judged over `rounds` consecutive blocks of rounds (however many rounds the
     # adaptive stop took), so the rule means the same with 6 rounds or 60
     blocks = {n: [float(np.median([v for rt in part for v in rt])) for part in _blocks(rt_list, rounds)]
