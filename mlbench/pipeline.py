@@ -37,6 +37,7 @@ from mlbench.analysis.requirements import validate as validate_requirement
 from mlbench.backends import BACKEND_OF, runner_for
 from mlbench.calibrate import Calibrator
 from mlbench.compress import Artifact, Facts, Pass, PassContext, lineage_id
+from mlbench.compress.cache import ArtifactCache
 from mlbench.data import DataBundle, Dataset
 from mlbench.data.base import ALLOW_NONFINITE
 from mlbench.datacheck import Check, CheckContext
@@ -113,6 +114,7 @@ class RunContext:
     records: dict[str, VariantRecord] = field(default_factory=dict)
     live: dict[str, Live] = field(default_factory=dict)  # measured variants only
     built: dict[str, Artifact] = field(default_factory=dict)  # lineage id -> artifact built in this run
+    artifacts: ArtifactCache | None = None  # ONNX artifacts kept across runs
     run: RunRecord = field(default_factory=RunRecord)
 
 
@@ -154,6 +156,7 @@ def setup(ctx: RunContext) -> None:
     ctx.started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     ctx.t0 = time.perf_counter()
     ctx.device = resolve_device(cfg.device)
+    ctx.artifacts = ArtifactCache(cfg.paths.cache_dir, ctx.device)
     threads, how = resolve_threads(cfg.backend.threads)
     set_threads(threads)
     seed_everything(cfg.seed, deterministic=ctx.device.type == "cpu")
@@ -251,27 +254,41 @@ def datacheck(ctx: RunContext) -> None:
 
 # --------------------------------------------------------------------------- variants
 
-def build(ctx: RunContext, spec: VariantSpec) -> tuple[Artifact, list[str]]:
-    """Apply the recipe's passes in order to the baseline. A prefix of passes another variant
-    of this run already applied (the same lineage id: same parent, pass and parameters) is
-    reused, not rebuilt: onnx_fp32, ort_int8_static and ort_int8_dynamic export once. Returns
-    the artifact and the names of the passes reused."""
+def build(ctx: RunContext, spec: VariantSpec) -> tuple[Artifact, dict[str, list[str]]]:
+    """Apply the recipe's passes in order to the baseline, starting after the longest prefix
+    whose artifact exists already: built earlier in this run (the same lineage id: same
+    parent, pass and parameters, so onnx_fp32, ort_int8_static and ort_int8_dynamic export
+    once), or kept by an earlier run in the artifact cache (ONNX artifacts; see
+    ``mlbench.compress.cache``). Returns the artifact and the names of the passes not run:
+    ``{"reused": [...]}`` (this run) or ``{"cached": [...]}`` (an earlier run)."""
     workdir = ctx.run_dir / "models" / spec.name
     workdir.mkdir(parents=True, exist_ok=True)
-    art, reused = ctx.baseline, []
-    for step, p in enumerate(spec.passes):
-        done = ctx.built.get(lineage_id(art.id, p.name, p.params()))
-        if done is not None and len(reused) == step:  # only a leading run of passes is shared
-            art = _localized(done, workdir)
-            reused.append(p.name)
-            continue
+    ids, parent = [], ctx.baseline.id
+    for p in spec.passes:  # lineage ids are known before anything is built
+        parent = lineage_id(parent, p.name, p.params())
+        ids.append(parent)
+    art, start, skipped = ctx.baseline, 0, {}
+    for k in range(len(spec.passes) - 1, -1, -1):  # the deepest artifact at hand
+        done = ctx.built.get(ids[k])
+        if done is not None:
+            art, start, skipped = _localized(done, workdir), k + 1, {"reused": [p.name for p in spec.passes[:k + 1]]}
+            break
+        hit = (ctx.artifacts.get(ids[k], workdir)
+               if ctx.artifacts is not None and spec.passes[k].produces == "onnx" else None)
+        if hit is not None:
+            art, start, skipped = hit, k + 1, {"cached": [p.name for p in spec.passes[:k + 1]]}
+            ctx.built[hit.id] = hit
+            break
+    for step in range(start, len(spec.passes)):
         pctx = PassContext(data=ctx.data, device=ctx.device, workdir=workdir, seed=ctx.cfg.seed,
                            fit_kwargs=fit_kwargs(ctx.cfg, ctx.device), step=step)
-        art = p(art, pctx)
+        art = spec.passes[step](art, pctx)
         ctx.built[art.id] = art
+        if ctx.artifacts is not None and art.format == "onnx":
+            ctx.artifacts.put(art)
     if art.format == "torch" and art is not ctx.baseline:
         art.files = [_save_torch(art.model, workdir)]
-    return art, reused
+    return art, skipped
 
 
 def _localized(art: Artifact, workdir: Path) -> Artifact:
@@ -326,10 +343,8 @@ def variants(ctx: RunContext) -> None:
         rec = VariantRecord(spec.name, spec.description, [p.name for p in spec.passes])
         t0 = time.perf_counter()
         try:
-            art, reused = build(ctx, spec)
-            rec.lineage = {"id": art.id, "parent": art.parent, "passes": art.records}
-            if reused:
-                rec.lineage["reused"] = reused
+            art, skipped = build(ctx, spec)
+            rec.lineage = {"id": art.id, "parent": art.parent, "passes": art.records, **skipped}
             rec.build_s = time.perf_counter() - t0
             rec.artifact_path = str(art.files[0].relative_to(ctx.run_dir))
             _measure(ctx, rec, art, spec.runner)
@@ -369,7 +384,8 @@ def efficiency(ctx: RunContext) -> None:
     figures = compare_efficiency(runners, ctx.data.x["test"], sorted({*tp.batch_sizes, bs}), warmup=lat.warmup,
                                  min_calls=lat.min_calls, min_time_s=lat.min_time_s,
                                  target_ci=lat.target_ci, max_time_s=lat.max_time_s,
-                                 throughput_time_s=tp.min_time_s, rounds=cfg.eval.timing.rounds,
+                                 throughput_time_s=tp.min_time_s, throughput_target_ci=tp.target_ci,
+                                 rounds=cfg.eval.timing.rounds,
                                  latency_threads=lat.threads, throughput_threads=ctx.env["threads"],
                                  tolerance=cfg.eval.timing.tolerance, ratio_batch=bs)
     for name, f in figures["runners"].items():
@@ -412,7 +428,7 @@ def stress(ctx: RunContext) -> None:
     x, y = d.x["test"], d.y["test"]
 
     def accuracy(runner) -> float:
-        return robust_accuracy(evaluate(runner, x, y, batch_size=serving_batch(cfg)).logits, y)
+        return robust_accuracy(evaluate(runner, x, y, batch_size=serving_batch(cfg), metrics=False).logits, y)
 
     def faulty_runner(art: Artifact):
         return runner_for(art, cfg.backend, ctx.device, {"compile": False, "cuda_graphs": False}

@@ -170,20 +170,38 @@ def test_help_lists_groups(tmp_path):
     assert "structured50_ft_ort_int8" in out.stdout and run_cli("cycle", "--help", cwd=tmp_path).stdout == out.stdout
 
 
-def test_cache_hit_then_corrupt_cache_recovery(tmp_path):
-    args = ("debug=smoke", "data=wine", "model=mlp", "variants=[]", "eval.efficiency=false")
+def test_caches_across_runs_and_corrupt_entries_are_rebuilt(tmp_path):
+    """A second run with the same settings loads the baseline from the baseline cache and the
+    exported and quantized ONNX files from the artifact cache instead of building them, and
+    measures the same numbers; damaged entries are reported, rebuilt, and the run still succeeds."""
+    args = ("debug=smoke", "data=wine", "model=mlp", "variants=[onnx_fp32,ort_int8_dynamic]", "eval.efficiency=false",
+            "stress=none", "monitor=none", "datacheck=none")
     first = run_cli(*args, cwd=tmp_path)
     second = run_cli(*args, cwd=tmp_path)
-    assert first.returncode == second.returncode == 0
+    assert first.returncode == second.returncode == 0, second.stderr
     s1, s2 = [json.loads((d / "summary.json").read_text()) for d in run_dirs(tmp_path)]
     assert not s1["baseline_training"]["cache_hit"] and s2["baseline_training"]["cache_hit"]
-    assert s1["variants"]["baseline"]["metrics"]["accuracy"] == s2["variants"]["baseline"]["metrics"]["accuracy"]
-    (entry,) = [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    assert "cached" not in s1["variants"]["onnx_fp32"]["lineage"]
+    assert s2["variants"]["onnx_fp32"]["lineage"]["cached"] == ["onnx_export"]
+    assert s2["variants"]["ort_int8_dynamic"]["lineage"]["cached"] == ["onnx_export", "ort_quantize_dynamic"]
+    for name in ("baseline", "onnx_fp32", "ort_int8_dynamic"):
+        a, b = s1["variants"][name], s2["variants"][name]
+        assert a["lineage"]["passes"] == b["lineage"]["passes"]  # ids, parameters, parity: as built
+        for k in ("accuracy", "nll", "ece", "size_bytes", "params"):
+            assert a["metrics"][k] == b["metrics"][k], (name, k)
+        assert (run_dirs(tmp_path)[1] / b["artifact"]).is_file()  # copied into the run, not linked
+    (entry,) = [p for p in (tmp_path / "cache").iterdir() if p.is_dir() and p.name != "artifacts"]
     (entry / "model.safetensors").write_bytes(b"\0" * 64)
+    artifacts = sorted((tmp_path / "cache" / "artifacts").iterdir())
+    assert len(artifacts) == 2
+    for f in artifacts[0].glob("*.onnx"):
+        f.write_bytes(b"\0" * 16)
     third = run_cli(*args, cwd=tmp_path)
     assert third.returncode == 0 and "corrupt" in third.stdout + third.stderr
+    assert "artifact cache entry" in third.stdout + third.stderr
     s3 = json.loads((run_dirs(tmp_path)[-1] / "summary.json").read_text())
     assert not s3["baseline_training"]["cache_hit"]
+    assert s3["variants"]["onnx_fp32"]["metrics"]["accuracy"] == s1["variants"]["onnx_fp32"]["metrics"]["accuracy"]
 
 
 def test_export_writes_a_model_plain_onnxruntime_reproduces(tmp_path):
