@@ -11,6 +11,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 
+def plain_log_ticks(axis) -> None:
+    """Label a log-scaled axis as plain numbers (0.2, 1, 64, 10000) with matplotlib's own choice
+    of which ticks get a label: its default 10^k labels go through mathtext, which costs more
+    than the rest of a small plot."""
+    from matplotlib.ticker import LogFormatter
+
+    class Plain(LogFormatter):
+        def _num_to_string(self, x, vmin, vmax):
+            return f"{x:g}"
+
+    base = axis.get_transform().base
+    axis.set_major_formatter(Plain(base=base))
+    axis.set_minor_formatter(Plain(base=base, labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
 def save_figure(fig, path: Path) -> Path:
     """Lay out, write (110 dpi) and close a figure; the folder is made when missing."""
     path.parent.mkdir(parents=True, exist_ok=True)

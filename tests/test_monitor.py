@@ -52,6 +52,29 @@ def test_bbsd_soft_is_bonferroni_over_scipy_ks():
     assert out["p_value"] == pytest.approx(min(1.0, 4 * min(raw)))
 
 
+def test_batched_ks_equals_scipy_bit_for_bit_on_many_windows_with_ties():
+    """KSReference reuses scipy's p-value for a repeated (n1, n2, D): every window's statistic
+    and p-value must still equal a direct scipy call exactly, ties and constant columns too."""
+    from mlbench.evaluate.twosample import KSReference
+    rng = np.random.default_rng(3)
+    ref = np.round(rng.normal(size=(450, 5)), 1)  # rounded: many ties within and across samples
+    ref[:, 4] = 0.25  # a constant reference column
+    ks = KSReference(ref)
+    hits = 0
+    for i in range(300):
+        n = (20, 100, 200)[i % 3]
+        win = np.round(rng.normal(0.3 * (i % 2), 1.0, size=(n, 5)), 1)
+        stats, pvals = ks.test(win)
+        for j in range(5):
+            r = sps.ks_2samp(ref[:, j], win[:, j])
+            assert stats[j] == r.statistic and pvals[j] == r.pvalue, (i, j)
+        hits += 1
+    assert hits == 300
+    one = KSReference(ref[:, 0])  # 1-D reference and window
+    s1, p1 = one.test(win[:, 0])
+    assert (s1[0], p1[0]) == (sps.ks_2samp(ref[:, 0], win[:, 0]).statistic, sps.ks_2samp(ref[:, 0], win[:, 0]).pvalue)
+
+
 def test_bbsd_hard_is_the_chi_squared_test_by_hand():
     ref, _ = _world(seed=1)
     win, _ = _world(n=300, seed=2, shift=0.5)

@@ -59,6 +59,20 @@ def test_group_deltas_equal_group_metric_differences():
         assert d[k]["value"] == pytest.approx(gv[k] - gb[k], abs=1e-6), k
 
 
+@pytest.mark.parametrize("metrics", [("accuracy", "ece"), ("nll",), ("f1_macro", "worst_class_recall", "mce"),
+                                     ("disagreement", "brier"), ("worst_group_accuracy", "demographic_parity_difference")])
+def test_bootstrapping_some_metrics_gives_exactly_their_full_figures(metrics):
+    """Only the columns the chosen metrics need are resampled: values, intervals and the
+    McNemar test must equal those of the full computation exactly (same resamples)."""
+    pb, pv, y = _pair(1500, 4, shift=-0.05)
+    group = torch.randint(0, 3, (1500,), generator=torch.Generator().manual_seed(2))
+    full = paired_deltas(pb, pv, y, group, n_resamples=400, seed=3)
+    some = paired_deltas(pb, pv, y, group, n_resamples=400, seed=3, metrics=metrics)
+    assert set(some) == set(metrics)
+    for m in metrics:
+        assert some[m] == full[m], m
+
+
 def test_bootstrap_is_deterministic_under_a_seed():
     pb, pv, y = _pair(500, 1)
     assert paired_deltas(pb, pv, y, n_resamples=200, seed=7) == paired_deltas(pb, pv, y, n_resamples=200, seed=7)

@@ -47,6 +47,8 @@ def pareto_plot(points: dict[str, dict[str, Any]], axes: list[tuple[str, str]], 
     import matplotlib  # on use: only a run that draws the plot pays for matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from mlbench.plotting import plain_log_ticks
     (ym, ymode), (xm, xmode) = axes[0], axes[1]
     zm = axes[2][0] if len(axes) > 2 else None
     names = [n for n, p in points.items() if p.get(xm) is not None and p.get(ym) is not None]
@@ -74,6 +76,7 @@ def pareto_plot(points: dict[str, dict[str, Any]], axes: list[tuple[str, str]], 
         ax.plot([points[n][xm] for n in fr], [points[n][ym] for n in fr], ls="--", color="C1", lw=1, zorder=1)
     if min(xs) > 0 and max(xs) / min(xs) > 5:
         ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis)
     ax.margins(x=0.15, y=0.2)
     ax.set_xlabel(f"{xm} ({'lower' if xmode == 'min' else 'higher'} is better)")
     ax.set_ylabel(f"{ym} ({'lower' if ymode == 'min' else 'higher'} is better)")

@@ -194,15 +194,11 @@ def write_report(summary: dict, run_dir: Path) -> tuple[Path, Path]:
         f = read_predictions(run_dir / v["predictions"])
         preds[n] = (torch.from_numpy(f["probs"]), torch.from_numpy(f["labels"]).long())
     plots: list[str] = []
-    for name, p in preds.items():
-        out = reliability_diagram({name: p},
-                                  run_dir / "plots" / f"reliability_{name}.png", f"reliability · {name}")
+    for name, p in preds.items():  # one diagram per variant (its bin counts below), over the baseline's curve
+        curves = {name: p} if name == base or base not in preds else {name: p, "baseline": preds[base]}
+        out = reliability_diagram(curves, run_dir / "plots" / f"reliability_{name}.png",
+                                  f"reliability · {' vs '.join(curves)}")
         plots.append(str(out.relative_to(run_dir)))
-        if name != base:
-            out = reliability_diagram({"baseline": preds[base], name: p},
-                                      run_dir / "plots" / f"reliability_overlay_{name}.png",
-                                      f"reliability · baseline vs {name}")
-            plots.append(str(out.relative_to(run_dir)))
     bt = summary.get("baseline_training") or {}
     curve = training_curve(bt.get("history") or [], run_dir / "plots" / "training_curve.png", bt.get("best_epoch"))
     if curve is not None:

@@ -44,19 +44,20 @@ def predict_all(runner: Runner, x: torch.Tensor, batch_size: int,
 
 def evaluate(runner: Runner, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 256,
              perturbation: Perturbation | None = None, calibrator: Calibrator | None = None,
-             ) -> Evaluation:
+             metrics: bool = True) -> Evaluation:
     """Run ``runner`` over a split and compute the core metrics.
 
     ``calibrator`` maps logits to probabilities (softmax when None). Metrics are
     computed from the float32 probabilities that are saved, so they can be
-    recomputed from ``predictions/*.npz`` exactly.
+    recomputed from ``predictions/*.npz`` exactly; ``metrics=False`` skips them (callers that
+    read only the outputs).
     """
     logits = predict_all(runner, x, batch_size, perturbation, y).float()
     probs = (calibrator(logits) if calibrator is not None else logits.softmax(1)).float()
     labels = y.cpu().long()
     problem = check_probs(probs)
-    metrics = {} if problem else classification_metrics(probs, labels)
-    return Evaluation(logits=logits, probs=probs, labels=labels, metrics=metrics, problem=problem)
+    found = {} if problem or not metrics else classification_metrics(probs, labels)
+    return Evaluation(logits=logits, probs=probs, labels=labels, metrics=found, problem=problem)
 
 
 def serving_batch(cfg) -> int:

@@ -17,6 +17,7 @@ from mlbench.evaluate.efficiency import peak_memory
 from mlbench.evaluate.fairness import group_metrics
 from mlbench.evaluate.loop import Evaluation, evaluate, serving_batch
 from mlbench.evaluate.metrics import (
+    accuracy,
     check_probs,
     classification_metrics,
     per_class_recall,
@@ -35,7 +36,7 @@ def batch_invariance(runner, x: torch.Tensor, y: torch.Tensor, served: torch.Ten
     if n == 0 or cfg.eval.batch_size == 1:
         return None
     online = cfg.deployment.serving == "online"
-    other = evaluate(runner, x[:n], y[:n], batch_size=cfg.eval.batch_size if online else 1).logits
+    other = evaluate(runner, x[:n], y[:n], batch_size=cfg.eval.batch_size if online else 1, metrics=False).logits
     at1, atn = (served[:n], other) if online else (other, served[:n])
     p1, pn = at1.argmax(1), atn.argmax(1)
     changed = (p1 != pn).nonzero().flatten()
@@ -70,8 +71,8 @@ def measure(rec: VariantRecord, art: Any, runner: Any, data: DataBundle, cfg: Di
     test = evaluate(runner, d.x["test"], d.y["test"], batch_size=served)
     if test.problem:
         raise VariantFailed(f"invalid outputs on the test split: {test.problem}")
-    calib_logits = evaluate(runner, d.x["calib"], d.y["calib"], batch_size=served).logits
-    train_eval = evaluate(runner, d.x["train"], d.y["train"], batch_size=bs)
+    calib_logits = evaluate(runner, d.x["calib"], d.y["calib"], batch_size=served, metrics=False).logits
+    train_eval = evaluate(runner, d.x["train"], d.y["train"], batch_size=bs, metrics=False)  # accuracy only
     rec.serving = batch_invariance(runner, d.x["test"], d.y["test"], test.logits, cfg, d.index["test"])
     if rec.serving and rec.serving["changed"]:
         inv = rec.serving
@@ -102,7 +103,9 @@ def measure(rec: VariantRecord, art: Any, runner: Any, data: DataBundle, cfg: Di
     rec.per_class_recall = per_class_recall(chosen, test.labels)
     params, nonzero = model_params(art)
     m = dict(evaluation.metrics)
-    m["train_accuracy"] = train_eval.metrics["accuracy"]
+    if train_eval.problem:
+        raise VariantFailed(f"invalid outputs on the train split: {train_eval.problem}")
+    m["train_accuracy"] = accuracy(train_eval.probs, train_eval.labels)
     m["generalization_gap"] = m["train_accuracy"] - m["accuracy"]
     m.update({"params": params, "nonzero_params": nonzero, "size_bytes": sum(p.stat().st_size for p in art.files)})
     if cfg.eval.efficiency and cfg.eval.memory:

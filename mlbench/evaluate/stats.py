@@ -47,6 +47,32 @@ def _sum64(cols: torch.Tensor, block: int = 65536) -> torch.Tensor:
     return total
 
 
+# The resample counts depend only on (items, resamples, seed, chunk, device): a run bootstraps
+# many pairs on the same test split (every variant, every stress condition), so the last set
+# drawn is kept while it is small, and drawn again (identically) otherwise.
+_KEEP_WEIGHTS_BYTES = 64 << 20
+_kept: dict[tuple, list[torch.Tensor]] = {}
+
+
+def _weight_chunks(n: int, n_resamples: int, seed: int, chunk: int, device: torch.device):
+    """The (chunk, n) count matrices of ``n_resamples`` resamples drawn from ``seed``."""
+    key = (n, n_resamples, seed, chunk, str(device))
+    if key in _kept:
+        yield from _kept[key]
+        return
+    keep = 4 * n * n_resamples <= _KEEP_WEIGHTS_BYTES
+    gen = torch.Generator(device=device).manual_seed(seed)
+    drawn = []
+    for start in range(0, n_resamples, chunk):
+        w = resample_weights(n, min(chunk, n_resamples - start), gen, device)
+        if keep:
+            drawn.append(w)
+        yield w
+    if keep:
+        _kept.clear()
+        _kept[key] = drawn
+
+
 def paired_bootstrap(columns: torch.Tensor, statistic: Callable[[torch.Tensor, float], torch.Tensor],
                      n_resamples: int = 2000, seed: int = 0, level: float = 0.95,
                      device: torch.device | None = None, memory_budget: int = 256 << 20,
@@ -67,10 +93,8 @@ def paired_bootstrap(columns: torch.Tensor, statistic: Callable[[torch.Tensor, f
     if n_resamples == 0:
         return point.cpu(), None, None
     chunk = int(min(1000, max(1, memory_budget // (16 * max(n, 1)))))  # counts + their float copy
-    gen = torch.Generator(device=device).manual_seed(seed)
     stats = []
-    for start in range(0, n_resamples, chunk):
-        w = resample_weights(n, min(chunk, n_resamples - start), gen, device)
+    for w in _weight_chunks(n, n_resamples, seed, chunk, device):
         stats.append(statistic((w @ cols).double(), n))
     s = torch.cat(stats)
     alpha = (1 - level) / 2
@@ -178,24 +202,27 @@ def _metrics_from_sums(s: torch.Tensor, n: int, classes: int, bins: int, support
             "worst_class_recall": worst}
 
 
-def _stack(m: dict[str, torch.Tensor]) -> torch.Tensor:
-    return torch.stack([m[k] for k in DELTA_METRICS], dim=1)
-
-
-def pair_statistic(layout: dict) -> tuple[Callable[[torch.Tensor, float], torch.Tensor], list[str]]:
+def pair_statistic(layout: dict, only: tuple[str, ...] | None = None
+                   ) -> tuple[Callable[[torch.Tensor, float], torch.Tensor], list[str]]:
     """The statistic for :func:`paired_bootstrap`: variant minus baseline for each of
     ``DELTA_METRICS``, then ``disagreement``, then (with groups) the variant-minus-baseline
-    change in worst-group accuracy and in demographic-parity difference."""
+    change in worst-group accuracy and in demographic-parity difference; ``only`` keeps
+    those named (each is computed the same way either way)."""
     c, bins, w, groups = layout["classes"], layout["bins"], layout["width"], layout["groups"]
     names = [*DELTA_METRICS, "disagreement"] + (
         ["worst_group_accuracy", "demographic_parity_difference"] if groups else [])
+    if only is not None:
+        names = [n for n in names if n in only]
+    per_model = [k for k in DELTA_METRICS if k in names]
 
     def statistic(s: torch.Tensor, n: float) -> torch.Tensor:
         support = s[:, 2 * w + 1:2 * w + 1 + c]
-        mb = _stack(_metrics_from_sums(s[:, :w], n, c, bins, support))
-        mv = _stack(_metrics_from_sums(s[:, w:2 * w], n, c, bins, support))
-        out = [mv - mb, (s[:, 2 * w:2 * w + 1] / n)]
-        if groups:
+        mb = _metrics_from_sums(s[:, :w], n, c, bins, support)
+        mv = _metrics_from_sums(s[:, w:2 * w], n, c, bins, support)
+        out = [torch.stack([mv[k] - mb[k] for k in per_model], dim=1)] if per_model else []
+        if "disagreement" in names:
+            out.append(s[:, 2 * w:2 * w + 1] / n)
+        if "worst_group_accuracy" in names or "demographic_parity_difference" in names:
             o = 2 * w + 1 + c
             gn = s[:, o:o + groups].clamp_min(1e-12)
             gb = (s[:, o + groups:o + 2 * groups] / gn).amin(1)
@@ -208,7 +235,8 @@ def pair_statistic(layout: dict) -> tuple[Callable[[torch.Tensor, float], torch.
 
             dpb = dp(s[:, o2:o2 + groups * c])
             dpv = dp(s[:, o2 + groups * c:o2 + 2 * groups * c])
-            out.append(torch.stack([gv - gb, dpv - dpb], dim=1))
+            both = {"worst_group_accuracy": gv - gb, "demographic_parity_difference": dpv - dpb}
+            out.append(torch.stack([both[k] for k in names if k in both], dim=1))
         return torch.cat(out, dim=1)
 
     return statistic, names
@@ -220,18 +248,18 @@ def paired_deltas(probs_base: torch.Tensor, probs_var: torch.Tensor, labels: tor
                   metrics: tuple[str, ...] | None = None) -> dict[str, dict]:
     """Variant minus baseline for the core metrics on the same items, each with a paired
     percentile bootstrap interval; accuracy also gets the exact McNemar p-value.
-    ``metrics``: keep only these (the resamples are shared, so the intervals are the same)."""
+    ``metrics``: compute and bootstrap only these statistics (from the same sums of the same
+    resamples, so their values and intervals equal those of the full computation exactly)."""
     cols, layout = pair_columns(probs_base, probs_var, labels, group)
-    stat, names = pair_statistic(layout)
+    stat, names = pair_statistic(layout, metrics)
     point, lo, hi = paired_bootstrap(cols, stat, n_resamples, seed, level, device)
     out = {name: {"value": float(point[i]), "ci_low": None if lo is None else float(lo[i]),
                   "ci_high": None if hi is None else float(hi[i])} for i, name in enumerate(names)}
     labels = labels.long()
     mc = mcnemar_exact(probs_base.argmax(1) == labels, probs_var.argmax(1) == labels)
-    out["accuracy"]["p_value"] = mc["p_value"]
-    out["accuracy"]["mcnemar_b"], out["accuracy"]["mcnemar_c"] = mc["b"], mc["c"]
-    if metrics is not None:
-        out = {k: v for k, v in out.items() if k in metrics}
+    if "accuracy" in out:
+        out["accuracy"]["p_value"] = mc["p_value"]
+        out["accuracy"]["mcnemar_b"], out["accuracy"]["mcnemar_c"] = mc["b"], mc["c"]
     for v in out.values():
         v["significant"] = None if v["ci_low"] is None else not (v["ci_low"] <= 0.0 <= v["ci_high"])
     return out

@@ -2,7 +2,8 @@
 
 Written here, batched in torch: the permutation test runs every permutation as one
 matrix product (on the GPU when the tensors are there), which no library offers;
-the rest call scipy and scikit-learn (``ks_2samp``, ``false_discovery_control``,
+the KS test of many windows against one reference is batched over columns (see
+:class:`KSReference`); the rest call scipy and scikit-learn (``ks_2samp``, ``false_discovery_control``,
 ``LogisticRegression``, ``roc_auc_score``, ``minimum_spanning_tree``).
 """
 
@@ -34,26 +35,89 @@ def ks_2samp(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(r.statistic), float(r.pvalue)
 
 
-def ks_features(a: np.ndarray, b: np.ndarray, alpha: float = 0.05, correction: str = "bh") -> dict[str, Any]:
-    """Two-sample Kolmogorov–Smirnov test per feature (``scipy.stats.ks_2samp``), corrected for
-    the number of features: Benjamini–Hochberg (``bh``) or Bonferroni (``bonferroni``).
-    ``drift`` when any corrected p-value is below ``alpha``; ``p_value`` is the smallest
-    corrected one."""
-    same = (np.ptp(a, 0) == 0) & (np.ptp(b, 0) == 0) & (a[0] == b[0])  # one constant on both sides
-    stats, p_arr = np.zeros(a.shape[1]), np.ones(a.shape[1])
-    for j in np.flatnonzero(~same):
-        stats[j], p_arr[j] = ks_2samp(a[:, j], b[:, j])
-    stats = stats.tolist()
-    if correction == "bh":
-        adj = sps.false_discovery_control(p_arr, method="bh")
-    elif correction == "bonferroni":
-        adj = np.minimum(1.0, p_arr * len(p_arr))
-    else:
+# scipy's two-sided result is a function of (n1, n2, D) alone, where D is the largest gap
+# between the empirical CDFs (the exact p-value takes most of the time). Windows of one size
+# against one reference take few distinct values of D, so each is asked of scipy once.
+_KS_MEMO: dict[tuple[int, int, float], tuple[float, float]] = {}
+_KS_MEMO_MAX = 200_000
+
+
+class KSReference:
+    """Two-sample KS tests of many windows against one fixed reference, every column at once.
+
+    The reference columns are sorted once; a window's statistics for all columns come from one
+    batched ``torch.searchsorted``, computed exactly as ``scipy.stats.ks_2samp`` does (the same
+    integer counts, the same float64 divisions and comparisons). The statistic and p-value
+    reported are scipy's own for that (n1, n2, D), asked of scipy on the first window that
+    produced it, so every figure equals a direct ``ks_2samp`` call bit for bit (tests compare
+    them on windows with and without ties). Written here because no library batches the test
+    over columns or reuses its exact p-values."""
+
+    def __init__(self, reference: np.ndarray):
+        a = np.asarray(reference, dtype=np.float64)
+        self.ref = a[:, None] if a.ndim == 1 else a
+        self.n1 = len(self.ref)
+        self.sorted = torch.from_numpy(np.ascontiguousarray(np.sort(self.ref, 0).T))  # (columns, n1)
+        self.constant = np.ptp(self.ref, 0) == 0
+
+    def test(self, window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per column: (statistics, p-values), as ``ks_2samp(reference[:, j], window[:, j])``."""
+        stats, pvals = self.test_many([window])
+        return stats[0], pvals[0]
+
+    def test_many(self, windows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Windows of one size at once: (statistics, p-values), each (windows, columns)."""
+        b = np.stack([np.asarray(w, dtype=np.float64) for w in windows])
+        b = b[:, :, None] if b.ndim == 2 else b  # (windows, n2, columns)
+        r, n2, c = b.shape
+        bs = torch.from_numpy(np.ascontiguousarray(np.sort(b, 1).transpose(0, 2, 1).reshape(r * c, n2)))
+        ref = self.sorted.repeat(r, 1)  # (windows * columns, n1)
+        pooled = torch.cat([ref, bs], 1)
+        cdf1 = torch.searchsorted(ref, pooled, right=True).numpy() / self.n1
+        cdf2 = torch.searchsorted(bs, pooled, right=True).numpy() / n2
+        diffs = cdf1 - cdf2
+        min_s, max_s = np.clip(-diffs.min(1), 0, 1), diffs.max(1)
+        d = np.where(min_s > max_s, min_s, max_s)
+        stats, pvals = np.empty(r * c), np.empty(r * c)
+        for i, di in enumerate(d.tolist()):
+            key = (self.n1, n2, di)
+            hit = _KS_MEMO.get(key)
+            if hit is None:
+                if len(_KS_MEMO) >= _KS_MEMO_MAX:
+                    _KS_MEMO.clear()
+                hit = _KS_MEMO[key] = ks_2samp(self.ref[:, i % c], b[i // c, :, i % c])
+            stats[i], pvals[i] = hit
+        return stats.reshape(r, c), pvals.reshape(r, c)
+
+
+def ks_features(a: np.ndarray | KSReference, b: np.ndarray, alpha: float = 0.05,
+                correction: str = "bh") -> dict[str, Any]:
+    """Two-sample Kolmogorov–Smirnov test per feature (``scipy.stats.ks_2samp``; ``a`` may be
+    a :class:`KSReference` built once for many windows), corrected for the number of features:
+    Benjamini–Hochberg (``bh``) or Bonferroni (``bonferroni``). ``drift`` when any corrected
+    p-value is below ``alpha``; ``p_value`` is the smallest corrected one."""
+    return ks_features_many(a if isinstance(a, KSReference) else KSReference(a), [b], alpha, correction)[0]
+
+
+def ks_features_many(ref: KSReference, windows: list[np.ndarray], alpha: float = 0.05,
+                     correction: str = "bh") -> list[dict[str, Any]]:
+    """:func:`ks_features` of each window (all of one size) against ``ref``, batched."""
+    if correction not in ("bh", "bonferroni"):
         raise ValueError(f"correction must be bh or bonferroni, got {correction!r}")
-    shifted = np.flatnonzero(adj < alpha)
-    return {"statistic": float(max(stats)) if stats else 0.0, "p_value": float(adj.min()) if len(adj) else 1.0,
-            "drift": bool(len(shifted)), "features_shifted": shifted.tolist(), "correction": correction,
-            "p_values": adj.tolist()}
+    windows = [np.asarray(w) for w in windows]
+    all_stats, all_p = ref.test_many(windows)
+    out = []
+    for b, s, p in zip(windows, all_stats, all_p):
+        same = ref.constant & (np.ptp(b, 0) == 0) & (ref.ref[0] == b[0])  # one constant on both sides
+        stats = np.where(same, 0.0, s).tolist()
+        p_arr = np.where(same, 1.0, p)
+        adj = (sps.false_discovery_control(p_arr, method="bh") if correction == "bh"
+               else np.minimum(1.0, p_arr * len(p_arr)))
+        shifted = np.flatnonzero(adj < alpha)
+        out.append({"statistic": float(max(stats)) if stats else 0.0,
+                    "p_value": float(adj.min()) if len(adj) else 1.0, "drift": bool(len(shifted)),
+                    "features_shifted": shifted.tolist(), "correction": correction, "p_values": adj.tolist()})
+    return out
 
 
 def median_bandwidth(z: torch.Tensor, max_items: int = 1000) -> float:

@@ -16,7 +16,7 @@ import torch
 from scipy import stats as sps
 
 from mlbench.errors import MlbenchError
-from mlbench.evaluate.twosample import ks_2samp, ks_features, mmd_test
+from mlbench.evaluate.twosample import KSReference, ks_features_many, mmd_test
 
 
 @dataclass
@@ -61,6 +61,17 @@ class Detector:
     def test(self, window: View) -> dict[str, Any]:
         raise NotImplementedError
 
+    def test_many(self, windows: list[View]) -> list[dict[str, Any]]:
+        """:meth:`test` of each window (detectors that can batch windows of one size override it)."""
+        return [self.test(w) for w in windows]
+
+
+def _ks_rows(ks: KSReference, samples: list[np.ndarray], alpha: float) -> list[dict[str, Any]]:
+    """One-column KS tests of several windows against ``ks`` as detector results."""
+    stats, pvals = ks.test_many(samples)
+    return [{"statistic": float(st), "p_value": float(p), "drift": bool(p < alpha)}
+            for st, p in zip(stats[:, 0], pvals[:, 0])]
+
 
 def _space(view: View, needs: str) -> np.ndarray:
     return {"inputs": view.inputs, "embeddings": view.embeddings, "probs": view.probs}[needs]
@@ -76,9 +87,17 @@ class FeatureKS(Detector):
         self.needs, self.correction = space, correction
         self.name = f"ks_{space}"
 
+    def fit(self, reference: View) -> Detector:
+        super().fit(reference)
+        self.ks = KSReference(_space(reference, self.needs))  # sorted once for every window
+        return self
+
     def test(self, window: View) -> dict[str, Any]:
-        r = ks_features(_space(self.ref, self.needs), _space(window, self.needs), self.alpha, self.correction)
-        return {"statistic": r["statistic"], "p_value": r["p_value"], "drift": r["drift"]}
+        return self.test_many([window])[0]
+
+    def test_many(self, windows: list[View]) -> list[dict[str, Any]]:
+        rs = ks_features_many(self.ks, [_space(w, self.needs) for w in windows], self.alpha, self.correction)
+        return [{"statistic": r["statistic"], "p_value": r["p_value"], "drift": r["drift"]} for r in rs]
 
 
 class MMD(Detector):
@@ -103,9 +122,17 @@ class BBSDs(Detector):
 
     name = "bbsd_soft"
 
+    def fit(self, reference: View) -> Detector:
+        super().fit(reference)
+        self.ks = KSReference(reference.probs)
+        return self
+
     def test(self, window: View) -> dict[str, Any]:
-        r = ks_features(self.ref.probs, window.probs, self.alpha, "bonferroni")
-        return {"statistic": r["statistic"], "p_value": r["p_value"], "drift": r["drift"]}
+        return self.test_many([window])[0]
+
+    def test_many(self, windows: list[View]) -> list[dict[str, Any]]:
+        rs = ks_features_many(self.ks, [w.probs for w in windows], self.alpha, "bonferroni")
+        return [{"statistic": r["statistic"], "p_value": r["p_value"], "drift": r["drift"]} for r in rs]
 
 
 class BBSDh(Detector):
@@ -122,14 +149,23 @@ class BBSDh(Detector):
         return self
 
     def test(self, window: View) -> dict[str, Any]:
-        table = np.stack([self.ref_counts, np.bincount(window.probs.argmax(1), minlength=len(self.ref_counts))])
-        table = table[:, table.sum(0) > 0].astype(float)
-        if table.shape[1] < 2:
-            return {"statistic": 0.0, "p_value": 1.0, "drift": False}
-        expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
-        stat = float(((table - expected) ** 2 / expected).sum())
-        p = float(sps.chi2.sf(stat, table.shape[1] - 1))
-        return {"statistic": stat, "p_value": p, "drift": p < self.alpha}
+        return self.test_many([window])[0]
+
+    def test_many(self, windows: list[View]) -> list[dict[str, Any]]:
+        stats, dfs = [], []
+        for w in windows:
+            table = np.stack([self.ref_counts, np.bincount(w.probs.argmax(1), minlength=len(self.ref_counts))])
+            table = table[:, table.sum(0) > 0].astype(float)
+            if table.shape[1] < 2:
+                stats.append(0.0)
+                dfs.append(0)
+                continue
+            expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+            stats.append(float(((table - expected) ** 2 / expected).sum()))
+            dfs.append(table.shape[1] - 1)
+        ps = sps.chi2.sf(stats, np.maximum(dfs, 1))  # one vectorised call: elementwise the same function
+        return [{"statistic": st, "p_value": float(p), "drift": bool(p < self.alpha)} if df else
+                {"statistic": 0.0, "p_value": 1.0, "drift": False} for st, df, p in zip(stats, dfs, ps)]
 
 
 class ConfidenceShift(Detector):
@@ -137,9 +173,16 @@ class ConfidenceShift(Detector):
 
     name = "confidence"
 
+    def fit(self, reference: View) -> Detector:
+        super().fit(reference)
+        self.ks = KSReference(reference.probs.max(1))
+        return self
+
     def test(self, window: View) -> dict[str, Any]:
-        stat, p = ks_2samp(self.ref.probs.max(1), window.probs.max(1))
-        return {"statistic": stat, "p_value": p, "drift": bool(p < self.alpha)}
+        return self.test_many([window])[0]
+
+    def test_many(self, windows: list[View]) -> list[dict[str, Any]]:
+        return _ks_rows(self.ks, [w.probs.max(1) for w in windows], self.alpha)
 
 
 class EntropyShift(Detector):
@@ -147,9 +190,16 @@ class EntropyShift(Detector):
 
     name = "entropy"
 
+    def fit(self, reference: View) -> Detector:
+        super().fit(reference)
+        self.ks = KSReference(entropy(reference.probs))
+        return self
+
     def test(self, window: View) -> dict[str, Any]:
-        stat, p = ks_2samp(entropy(self.ref.probs), entropy(window.probs))
-        return {"statistic": stat, "p_value": p, "drift": bool(p < self.alpha)}
+        return self.test_many([window])[0]
+
+    def test_many(self, windows: list[View]) -> list[dict[str, Any]]:
+        return _ks_rows(self.ks, [entropy(w.probs) for w in windows], self.alpha)
 
 
 class DomainClassifier(Detector):

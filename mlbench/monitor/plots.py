@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 
 def power_plot(rows: list[dict], path: Path) -> Path | None:
@@ -21,6 +22,7 @@ def power_plot(rows: list[dict], path: Path) -> Path | None:
     fig, axes = plt.subplots(nrows, cols, figsize=(3.4 * cols, 2.8 * nrows), squeeze=False)
     for ax in axes.flat[len(scenarios):]:
         ax.axis("off")
+    windows = sorted({r["window"] for r in rows})
     for ax, sc in zip(axes.flat, scenarios):
         for det in dict.fromkeys(r["detector"] for r in rows if r["scenario"] == sc):
             rs = sorted((r for r in rows if r["scenario"] == sc and r["detector"] == det), key=lambda r: r["window"])
@@ -28,13 +30,16 @@ def power_plot(rows: list[dict], path: Path) -> Path | None:
             ax.plot(w, [r["rate"] for r in rs], marker="o", ms=3, label=det)
             ax.fill_between(w, [r["ci_low"] for r in rs], [r["ci_high"] for r in rs], alpha=0.12)
         ax.set_xscale("log")
+        ax.set_xticks(windows, [str(w) for w in windows], fontsize=7)  # the window sizes run, as plain text
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.tick_params(axis="y", labelsize=7)
         ax.set_ylim(0, 1.02)
         ax.set_title(("false-positive rate · " if sc == "none" else "power · ") + sc, fontsize=8)
         ax.set_xlabel("window size", fontsize=8)
     axes.flat[0].legend(fontsize=6)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 

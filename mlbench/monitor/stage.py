@@ -39,8 +39,13 @@ def corruption(name: str, data: DataBundle, seed: int) -> Corruption:
     return c
 
 
-def view(runner, artifact, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device) -> View:
-    probs = evaluate(runner, x, y, batch_size=batch_size).logits.softmax(1).double().numpy()
+def view(runner, artifact, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
+         outputs_only: bool = False) -> View:
+    """The deployed model's view of items: softmax outputs, and (unless ``outputs_only``, for
+    detectors that read outputs alone) flattened inputs and penultimate embeddings."""
+    probs = evaluate(runner, x, y, batch_size=batch_size, metrics=False).logits.softmax(1).double().numpy()
+    if outputs_only:
+        return View(np.empty((len(x), 0)), None, probs)
     emb = None
     if artifact.differentiable:
         emb = penultimate(artifact.model, x, device=runner.input_device, dtype=artifact.dtype).double().numpy()
@@ -48,11 +53,11 @@ def view(runner, artifact, x: torch.Tensor, y: torch.Tensor, batch_size: int, de
 
 
 def pools_for(mon: Monitor, runner, artifact, data: DataBundle, batch_size: int, device: torch.device,
-              perturbed_x: dict[str, torch.Tensor]) -> Pools:
-    p = Pools(view(runner, artifact, data.x["calib"], data.y["calib"], batch_size, device),
-              view(runner, artifact, data.x["test"], data.y["test"], batch_size, device))
+              perturbed_x: dict[str, torch.Tensor], outputs_only: bool = False) -> Pools:
+    p = Pools(view(runner, artifact, data.x["calib"], data.y["calib"], batch_size, device, outputs_only),
+              view(runner, artifact, data.x["test"], data.y["test"], batch_size, device, outputs_only))
     for label, x in perturbed_x.items():
-        p.perturbed[label] = view(runner, artifact, x, data.y["test"], batch_size, device)
+        p.perturbed[label] = view(runner, artifact, x, data.y["test"], batch_size, device, outputs_only)
     return p
 
 
@@ -116,7 +121,8 @@ def _deployed(mon: Monitor, name: str, lv: Any, base_name: str, pools: Pools, ro
     """One variant's false alarms under the baseline's monitor and its detectors' power."""
     n = mon.deployment_window
     base_power = {(r["scenario"], r["detector"]): r for r in rows if r["window"] == n}
-    vp = pools if name == base_name else pools_for(mon, lv.runner, lv.artifact, data, batch_size, device, perturbed)
+    vp = pools if name == base_name else pools_for(mon, lv.runner, lv.artifact, data, batch_size, device, perturbed,
+                                                   outputs_only=True)  # only output detectors run per variant
     # compression alone: the baseline's monitor watching this variant's outputs, no shift
     if name == base_name and n in mon.windows:  # the null rows measured above
         fa = [r for r in rows if r["kind"] == "none" and r["window"] == n and r["detector"] in out_dets]
