@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+
+if TYPE_CHECKING:  # torch is not imported for plots that do not need it (mlbench compare)
+    import torch
 
 
 def plain_log_ticks(axis) -> None:

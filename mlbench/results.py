@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -82,10 +83,24 @@ def summary_schema() -> dict:
     return json.loads(resources.files("mlbench").joinpath("summary.schema.json").read_text())
 
 
-def validate_summary(summary: dict) -> None:
-    """Raise ``jsonschema.ValidationError`` if ``summary`` breaks the contract."""
+@functools.lru_cache(maxsize=1)
+def _validator():
+    """The contract's validator, built (and the schema itself checked) once per process:
+    ``jsonschema.validate`` checks the schema on every call, most of its cost per summary."""
     import jsonschema  # only when a summary is validated
-    jsonschema.validate(summary, summary_schema())
+    schema = summary_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def validate_summary(summary: dict) -> None:
+    """Raise ``jsonschema.ValidationError`` if ``summary`` breaks the contract (the error
+    ``jsonschema.validate`` would raise)."""
+    from jsonschema.exceptions import best_match
+    err = best_match(_validator().iter_errors(summary))
+    if err is not None:
+        raise err
 
 
 # -- readers of files that may come from anywhere: one MlbenchError, never a traceback ----------
@@ -113,7 +128,7 @@ def read_summary(path: Path) -> dict:
         err.schema_version = s.get("schema_version")  # type: ignore[attr-defined]
         raise err
     try:
-        jsonschema.validate(s, summary_schema())
+        validate_summary(s)
     except jsonschema.ValidationError as e:
         where = "/".join(map(str, e.absolute_path)) or "top level"
         raise MlbenchError(f"{path}: breaks the results contract at {where}: {e.message[:120]}") from None

@@ -8,6 +8,7 @@ import multiprocessing as mp
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import ROOT, run_cli, run_dirs
 
@@ -124,6 +125,23 @@ def test_pareto_labels_never_overlap():
     assert all(placed[b] - placed[a] >= 11.0 - 1e-9 for a, b in zip(order, order[1:]))
     assert [sorted(range(5), key=lambda i: ys[i])] == [order]  # the vertical order is kept
     assert abs(sum(placed) - sum(ys)) < 1e-9  # the column of labels stays centred on its points
+
+
+def test_a_pareto_plot_of_hundreds_of_points_labels_the_front_and_keeps_its_size(tmp_path):
+    """Past MAX_LABELS points only the front is labelled: hundreds of spread labels had made a
+    7,000-pixel-tall image (and a 20 s plot in `mlbench compare` over 200 runs)."""
+    import matplotlib.image as mpimg
+
+    from mlbench.analysis.pareto import MAX_LABELS, pareto_front, pareto_plot
+    rng = np.random.default_rng(0)
+    points = {f"run{i:03d} · v": {"accuracy": float(a), "latency_p50_ms": float(t), "size_bytes": 1000.0}
+              for i, (a, t) in enumerate(zip(rng.uniform(0.8, 1.0, 300), rng.uniform(0.1, 2.0, 300)))}
+    axes = [("accuracy", "max"), ("latency_p50_ms", "min")]
+    front = pareto_front(points, axes)
+    assert 0 < len(front) < MAX_LABELS < len(points)
+    assert pareto_plot(points, axes, front, tmp_path / "p.png")
+    h, w = mpimg.imread(tmp_path / "p.png").shape[:2]
+    assert h <= 1.3 * 4.6 * 110 and w <= 1.5 * 7.5 * 110, (h, w)  # the 7.5 x 4.6 in figure, plus margins
 
 
 def test_missing_metric_fails_with_reason():

@@ -334,7 +334,7 @@ def test_seed_spread_and_group_fairness(tmp_path):
 
 def test_missing_provider_is_a_recorded_fallback_or_a_strict_error(tmp_path):
     args = ["debug=smoke", "data=wine", "model=mlp", "variants=[onnx_fp32]", "stress=none", "eval.efficiency=false",
-            "backend=gpu"]
+            "monitor=none", "datacheck=none", "backend=gpu"]
     out = run_cli(*args, cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
@@ -346,8 +346,8 @@ def test_missing_provider_is_a_recorded_fallback_or_a_strict_error(tmp_path):
 
 
 def test_a_quantization_that_wrecks_accuracy_is_flagged(tmp_path):
-    out = run_cli("debug=smoke", "data=wine", "model=mlp", "stress=none", "eval.efficiency=false",
-                  "+variants.wrecked={passes: [{_target_: mlbench.compress.PruneUnstructured, sparsity: 0.995}]}",
+    out = run_cli("debug=smoke", "data=wine", "model=mlp", "stress=none", "eval.efficiency=false", "monitor=none",
+                  "datacheck=none", "+variants.wrecked={passes: [{_target_: mlbench.compress.PruneUnstructured, sparsity: 0.995}]}",
                   "variants=[]", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
@@ -358,7 +358,8 @@ def test_a_quantization_that_wrecks_accuracy_is_flagged(tmp_path):
 def test_every_recipe_runs_under_the_smoke_preset(tmp_path):
     from mlbench.schema import CONF_DIR
     names = sorted(p.stem for p in (CONF_DIR / "variants").glob("*.yaml"))
-    out = run_cli("debug=smoke", "stress=none", "eval.efficiency=false", f"variants=[{','.join(names)}]", cwd=tmp_path)
+    out = run_cli("debug=smoke", "stress=none", "monitor=none", "datacheck=none", "eval.efficiency=false",
+                  f"variants=[{','.join(names)}]", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
     validate_summary(s)

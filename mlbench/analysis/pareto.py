@@ -36,13 +36,18 @@ def _spread_labels(ys_px: list[float], height: float) -> list[float]:
     return [p - shift for p in placed]
 
 
+MAX_LABELS = 30  # more points than this: only the front (and the passing variants) are labelled
+
+
 def pareto_plot(points: dict[str, dict[str, Any]], axes: list[tuple[str, str]], front: list[str], path,
                 passed: set[str] | None = None) -> bool:
     """Scatter of the first two axes (x on a log scale when it spans more than 5x, with 95 %
     interval bars where the metric has them); marker area follows the third axis, with a legend
     of reference sizes beside the plot; the front is outlined (and joined when there are only
     two axes); ``passed`` variants get a ✓.
-    Labels are moved apart so they never overlap. Returns False (and draws nothing) when no
+    Labels are moved apart so they never overlap; with more than ``MAX_LABELS`` points only the
+    front and the passing variants are labelled, points on the same spot share a label, and at
+    most ``MAX_LABELS`` labels are drawn (leftmost first). Returns False (and draws nothing) when no
     point has both plotted axes."""
     import matplotlib  # on use: only a run that draws the plot pays for matplotlib
     matplotlib.use("Agg")
@@ -90,10 +95,20 @@ def pareto_plot(points: dict[str, dict[str, Any]], axes: list[tuple[str, str]], 
     fig.tight_layout()
     fig.canvas.draw()  # label placement works in display pixels of the final layout
     to_px, to_data = ax.transData, ax.transData.inverted()
-    px = [to_px.transform((x, y)) for x, y in zip(xs, ys)]
+    # every point is labelled when there are few; else the front and the variants that pass (a
+    # column of hundreds of labels would run far off the figure and take most of a minute to draw).
+    # Points drawn on the same pixel share one label ("+k here": the same variant in many runs).
+    shown = [i for i, n in enumerate(names) if len(names) <= MAX_LABELS or n in front or (passed and n in passed)]
+    spots: dict[tuple[int, int], list[int]] = {}
+    for i in shown:
+        x0, y0 = to_px.transform((xs[i], ys[i]))
+        spots.setdefault((round(x0), round(y0)), []).append(i)
+    groups = sorted(spots.values(), key=lambda g: xs[g[0]])[:MAX_LABELS]
+    px = [to_px.transform((xs[g[0]], ys[g[0]])) for g in groups]
     label_y = _spread_labels([p[1] for p in px], height=11.0)
-    for n, (x0, y0), yl in zip(names, px, label_y):
-        text = n + (" ✓" if passed and n in passed else "")
+    for g, (x0, y0), yl in zip(groups, px, label_y):
+        n = names[g[0]]
+        text = n + (" ✓" if passed and n in passed else "") + (f" (+{len(g) - 1} here)" if len(g) > 1 else "")
         target = to_data.transform((x0 + 12, yl))
         ax.annotate(text, (to_data.transform((x0, y0))), xytext=target, textcoords="data", fontsize=7,
                     va="center", arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5}
