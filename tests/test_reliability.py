@@ -21,7 +21,8 @@ from conftest import run_cli, run_dirs
 
 pytestmark = pytest.mark.reliability
 
-FAST = ("debug=smoke", "variants=[]", "stress=none", "eval.efficiency=false", "train.epochs=2")
+FAST = ("debug=smoke", "variants=[]", "stress=none", "monitor=none", "datacheck=none", "eval.efficiency=false",
+        "train.epochs=2")  # the stages these tests exercise: set-up, training, building, writing
 
 
 # ------------------------------------------------------------------ files the cases read
