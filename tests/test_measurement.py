@@ -30,7 +30,8 @@ def fairness_runs(tmp_path_factory):
     for mode in ("batch", "online"):
         cwd = tmp_path_factory.mktemp(mode)
         res = run_cli("experiment=fairness", "variants=[ort_int8_dynamic]", "stress=none", "eval.efficiency=false",
-                      "analysis.history=false", f"deployment.serving={mode}", cwd=cwd)
+                      "monitor=none", "datacheck=none", "analysis.history=false", f"deployment.serving={mode}",
+                      cwd=cwd)
         assert res.returncode == 0, res.stdout + res.stderr
         (run_dir,) = run_dirs(cwd)
         out[mode] = run_dir, json.loads((run_dir / "summary.json").read_text())
