@@ -436,6 +436,32 @@ def test_cache_store_failure_keeps_the_trained_model(tmp_path, monkeypatch):
     assert not [p for p in (tmp_path / "c").iterdir() if p.is_dir()]  # no half entry left
 
 
+def test_artifact_cache_store_failure_is_a_warning_and_a_later_get_misses(tmp_path, monkeypatch, caplog):
+    """An ONNX artifact that cannot be kept (the rename fails) costs a warning, leaves no half
+    entry, and the next lookup builds again; a stored entry comes back with its files' bytes."""
+    from mlbench.compress import Artifact
+    from mlbench.compress.cache import ArtifactCache
+    src = tmp_path / "run" / "00_onnx_export.onnx"
+    src.parent.mkdir()
+    src.write_bytes(b"onnx bytes")
+    art = Artifact(id="abc", format="onnx", path=src, files=[src], recipe=["onnx_export"])
+    cache = ArtifactCache(tmp_path / "c")
+    real = Path.rename
+
+    def broken(self, target):
+        raise OSError(errno.EACCES, "Permission denied", str(target))
+
+    monkeypatch.setattr(Path, "rename", broken)
+    assert cache.put(art) is False and "not stored" in caplog.text
+    assert not [p for p in (tmp_path / "c" / "artifacts").iterdir()]  # no half entry left
+    assert cache.get("abc", tmp_path / "w1") is None
+    monkeypatch.setattr(Path, "rename", real)
+    assert cache.put(art) is True
+    back = cache.get("abc", tmp_path / "w2")
+    assert back is not None and back.recipe == ["onnx_export"] and back.path == tmp_path / "w2" / src.name
+    assert back.path.read_bytes() == b"onnx bytes"
+
+
 def test_cache_entries_follow_the_umask_and_work_without_a_lock(tmp_path, monkeypatch):
     from filelock import FileLock
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from typing import Any
 import torch
 
 from mlbench.compress.base import Artifact, Facts, Parity
-from mlbench.train.cache import content_hash, file_sha256, umask
+from mlbench.train.cache import content_hash, file_sha256, publish
 
 log = logging.getLogger(__name__)
 ARTIFACT_CACHE_FORMAT = 1
@@ -110,25 +108,18 @@ class ArtifactCache:
         entry = self.root / self.key(art.id)
         if entry.is_dir():
             return True
-        tmp = None
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".artifact-", dir=self.root))
-            os.chmod(tmp, 0o777 & ~umask())
+
+        def fill(tmp: Path) -> None:
             for f in art.files:
                 shutil.copy2(f, tmp / f.name)
             meta = {**_to_json(art), "sha256": {f.name: file_sha256(tmp / f.name) for f in art.files},
                     "versions": _versions(), "device": self.device, "format_version": ARTIFACT_CACHE_FORMAT}
             (tmp / "artifact.json").write_text(json.dumps(meta, indent=1, default=str))
-            for f in tmp.iterdir():
-                os.chmod(f, 0o666 & ~umask())
-            tmp.rename(entry)
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            publish(entry, fill, marker="artifact.json")
             return True
         except OSError as e:
-            if (entry / "artifact.json").is_file():
-                return True  # stored meanwhile by another process: same key, same artifact
             log.warning("artifact %s not stored in the cache %s (%s)", art.id, self.root, e.strerror or e)
             return False
-        finally:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)

@@ -63,6 +63,28 @@ def load_weights(model: nn.Module, path: Path) -> nn.Module:
     return model
 
 
+def publish(entry: Path, fill: Callable[[Path], None], marker: str) -> None:
+    """Make the cache entry folder ``entry`` appear whole or not at all: ``fill(tmp)`` writes
+    into a temporary folder beside it, whose files get the permissions the umask allows, and
+    the folder is renamed into place. An entry that another process stored meanwhile (its
+    ``marker`` file present) counts as stored. Raises OSError otherwise; the temporary folder
+    never stays behind."""
+    tmp = None
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; the umask decides
+        fill(tmp)
+        for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~umask())
+        tmp.rename(entry)
+    except OSError:
+        if not (entry / marker).is_file():
+            raise
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 class BaselineCache:
     """``root/<key>/{model.safetensors, meta.json}``; ``meta.json`` holds the weights' sha256."""
 
@@ -104,26 +126,18 @@ class BaselineCache:
     def _store(self, key: str, model: nn.Module, meta: dict) -> bool:
         """Write the entry into a temporary folder and rename it into place; False (and a
         warning) when that cannot be done. Never raises: the caller still has the weights."""
-        tmp = None
-        try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self.root))
-            os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private; the umask decides
+        def fill(tmp: Path) -> None:
             save_weights(model, tmp / "model.safetensors")
             meta["sha256"] = file_sha256(tmp / "model.safetensors")
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
-            for f in tmp.iterdir():
-                os.chmod(f, 0o666 & ~umask())
-            tmp.rename(self.entry(key))
+
+        try:
+            publish(self.entry(key), fill, marker="meta.json")
             return True
         except OSError as e:
-            if self.entry(key).is_dir() and (self.entry(key) / "meta.json").is_file():
-                return True  # stored meanwhile by another process: same key, same recipe
             log.warning("baseline not stored in the cache %s (%s); the trained weights are used and kept "
                         "in the run directory", self.root, e.strerror or e)
             return False
-        finally:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
 
     def load_or_train(
         self, key: str, model: nn.Module, train: Callable[[nn.Module], dict],
