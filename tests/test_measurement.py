@@ -16,8 +16,9 @@ from conftest import run_cli, run_dirs
 from omegaconf import OmegaConf
 from scipy.stats import binom
 
+from mlbench.analysis.explain import figures
 from mlbench.analysis.requirements import check_requirements, recommend
-from mlbench.analysis.timing import order_interval, round_ratio
+from mlbench.analysis.timing import order_interval, ratio_delta, round_ratio
 from mlbench.backends import TorchRunner
 from mlbench.evaluate.efficiency import compare_efficiency, cpu_count, judge_timing
 
@@ -135,6 +136,22 @@ def test_recommendation_breaks_latency_ties_by_the_next_objective():
     s2 = _summary_with({"baseline": [1.0] * 6, "fast": [0.5] * 6}, {"baseline": 100, "fast": 300})
     rec2 = recommend(s2, check_requirements(s2, []), "latency_p50_ms", "min", [("size_bytes", "min")])
     assert rec2["variant"] == "fast" and rec2["tied"] == []
+
+
+def test_a_ratio_point_lies_inside_its_interval_even_when_the_pooled_ratio_does_not():
+    # pooled p50s (all calls of all rounds) can give a ratio outside the per-round interval
+    rounds = [0.48, 0.485, 0.49, 0.48, 0.49, 0.485]
+    r = ratio_delta(0.52, 1.0, rounds, [1.0] * 6)
+    assert r["pooled"] == pytest.approx(0.52)
+    assert r["value"] == pytest.approx(0.485) and r["ci_low"] <= r["value"] <= r["ci_high"]
+    assert (r["ci_low"], r["ci_high"]) == (pytest.approx(0.48), pytest.approx(0.49))
+    assert ratio_delta(2.0, 4.0) == {"value": 0.5, "pooled": 0.5, "ci_low": None, "ci_high": None}
+    # the decision text prints that point with that interval
+    s = _summary_with({"baseline": [1.0] * 6, "v": rounds}, {"baseline": 100, "v": 50})
+    s["variants"]["v"]["metrics"]["latency_p50_ms"] = 0.52
+    s["variants"]["v"]["deltas"]["latency_p50_ms_ratio"] = r
+    text = " ".join(figures(s, "v", "latency_p50_ms"))
+    assert "0.48x the baseline's (0.48-0.49x)" in text or "0.49x the baseline's (0.48-0.49x)" in text
 
 
 def test_latency_degradation_requirement_treats_a_tie_as_no_degradation():

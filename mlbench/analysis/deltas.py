@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from mlbench.analysis.timing import round_ratio
+from mlbench.analysis.timing import ratio_delta
 from mlbench.data import DataBundle
 from mlbench.evaluate.fairness import exemplars, flips
 from mlbench.evaluate.stats import paired_deltas
@@ -43,8 +43,7 @@ def compare_variants(records: dict[str, VariantRecord], live: dict[str, Live], b
                                    level=level, device=device)
         for k, rounds_key in RATIO_METRICS.items():
             if k in rec.metrics and k in base.metrics:
-                rec.deltas[k + "_ratio"] = {"value": rec.metrics[k] / base.metrics[k] if base.metrics[k] else None,
-                                            "ci_low": None, "ci_high": None}
-                if rounds_key and rec.timing.get(rounds_key) and base.timing.get(rounds_key):
-                    rec.deltas[k + "_ratio"].update(round_ratio(rec.timing[rounds_key], base.timing[rounds_key]))
+                rec.deltas[k + "_ratio"] = ratio_delta(rec.metrics[k], base.metrics[k],
+                                                       rec.timing.get(rounds_key) if rounds_key else None,
+                                                       base.timing.get(rounds_key) if rounds_key else None)
     return exemplars(preds, base_name, y, data.index["test"])

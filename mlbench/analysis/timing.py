@@ -9,6 +9,7 @@ ratios is what this machine can tell apart; a ratio interval that includes 1 is 
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 
@@ -32,15 +33,30 @@ def order_interval(values: list[float], level: float = 0.95) -> tuple[float, flo
 
 
 def round_ratio(variant: list[float], baseline: list[float], level: float = 0.95) -> dict[str, Any]:
-    """Interval for a timing ratio from interleaved rounds: round k's figure of the variant over
-    round k's of the baseline (timed moments apart), then ``order_interval`` of those ratios.
+    """A timing ratio from interleaved rounds: round k's figure of the variant over round k's of
+    the baseline (timed moments apart); ``value`` is the median of those per-round ratios and
+    ``ci_low``/``ci_high`` its ``order_interval``, so the point always lies inside its interval.
     ``tie``: the interval includes 1, so the two are not told apart by this machine."""
     ratios = [v / b for v, b in zip(variant, baseline) if b > 0]
     if not ratios:
         return {"ci_low": None, "ci_high": None, "coverage": None, "rounds": 0, "tie": None}
     lo, hi, cov = order_interval(ratios, level)
-    return {"ci_low": lo, "ci_high": hi, "coverage": cov, "rounds": len(ratios),
+    return {"value": statistics.median(ratios), "ci_low": lo, "ci_high": hi, "coverage": cov, "rounds": len(ratios),
             "tie": bool(lo <= 1.0 <= hi), "interval": "sign-test interval of the per-round ratios"}
+
+
+def ratio_delta(variant: float, baseline: float, variant_rounds: list[float] | None = None,
+                baseline_rounds: list[float] | None = None) -> dict[str, Any]:
+    """A variant's figure ÷ the baseline's, as recorded under ``deltas`` (``*_ratio``).
+    ``pooled``: the ratio of the two pooled figures. With per-round figures on both sides,
+    ``value`` is the median per-round ratio with its ``round_ratio`` interval (the pooled ratio
+    can fall outside that interval when rounds differ in length); without, ``value`` is the
+    pooled ratio and there is no interval."""
+    pooled = variant / baseline if baseline else None
+    out: dict[str, Any] = {"value": pooled, "pooled": pooled, "ci_low": None, "ci_high": None}
+    if variant_rounds and baseline_rounds:
+        out.update(round_ratio(variant_rounds, baseline_rounds))
+    return out
 
 
 # timing metrics whose per-round figures are in a variant's ``timing_rounds``
