@@ -261,7 +261,8 @@ def test_run_records_history_and_compare_history(smoke_run):
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_multirun_with_launchers_writes_a_sweep_table(tmp_path, launcher):
     out = run_cli("-m", f"hydra/launcher={launcher}", "debug=smoke", "data=wine", "model=mlp", "variants=[]",
-                  "stress=none", "eval.efficiency=false", "train.epochs=2", "seed=0,1", cwd=tmp_path)
+                  "stress=none", "monitor=none", "datacheck=none", "eval.efficiency=false", "train.epochs=2",
+                  "seed=0,1", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     dirs = run_dirs(tmp_path)
     assert len(dirs) == 2
@@ -272,7 +273,7 @@ def test_multirun_with_launchers_writes_a_sweep_table(tmp_path, launcher):
 
 def test_sweep_shares_the_baseline_cache(tmp_path):
     out = run_cli("-m", "hydra/launcher=joblib", "debug=smoke", "data=wine", "model=mlp", "stress=none",
-                  "eval.efficiency=false", "variants=[prune50_ft]",
+                  "monitor=none", "datacheck=none", "eval.efficiency=false", "variants=[prune50_ft]",
                   "variants.prune50_ft.passes.0.sparsity=0.3,0.6", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     hits = sorted(json.loads((d / "summary.json").read_text())["baseline_training"]["cache_hit"]
@@ -282,7 +283,8 @@ def test_sweep_shares_the_baseline_cache(tmp_path):
 
 def test_optuna_sweep_example_runs(tmp_path):
     out = run_cli("-m", "sweep=optuna_structured", "debug=smoke", "hydra.sweeper.n_trials=2",
-                  "eval.efficiency=false", "analysis.objective.metric=accuracy", cwd=tmp_path)
+                  "eval.efficiency=false", "monitor=none", "datacheck=none", "analysis.objective.metric=accuracy",
+                  cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     (res,) = list((tmp_path / "results" / "sweeps").rglob("optimization_results.yaml"))
     assert "best_value" in res.read_text()
@@ -290,7 +292,7 @@ def test_optuna_sweep_example_runs(tmp_path):
 
 def test_fail_if_none_exits_non_zero(tmp_path):
     out = run_cli("debug=smoke", "data=wine", "model=mlp", "variants=[]", "stress=none", "eval.efficiency=false",
-                  "requirements.fail_if_none=true", "requirements.checks=[{metric: accuracy, op: '>=', value: 1.01}]",
+                  "monitor=none", "datacheck=none", "requirements.fail_if_none=true", "requirements.checks=[{metric: accuracy, op: '>=', value: 1.01}]",
                   cwd=tmp_path)
     assert out.returncode == 3 and "no variant recommended" in out.stdout.lower()
     assert "'accuracy >= 1.01' (closest: baseline, short by" in out.stdout.replace("\n", " ")

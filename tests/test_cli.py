@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import run_cli, run_dirs
+from conftest import run_cli, run_cli_cases, run_dirs
 
 from mlbench.evaluate.metrics import classification_metrics
 from mlbench.evaluate.stats import paired_deltas
@@ -118,27 +118,38 @@ BAD = [
 SET_UP = 5  # the last cases are config mistakes of the new stages: they must fail before any training
 
 
-@pytest.mark.parametrize("args,message", BAD)
-def test_bad_input_is_one_clear_line_and_leaves_runs_alone(smoke_run, args, message):
+@pytest.fixture(scope="module")
+def bad_runs(smoke_run, tmp_path_factory):
+    """Every BAD command line, run beside the smoke run (each a forked real CLI), with the
+    smoke run's files hashed before and after."""
     run_dir, _, _ = smoke_run
     before = _digest(run_dir)
-    cwd = run_dir.parents[3]  # the smoke run's working folder
-    out = run_cli("debug=smoke", *args, cwd=cwd)
+    cases = [(f"bad{i}", ["debug=smoke", *args]) for i, (args, _) in enumerate(BAD)]
+    outs = run_cli_cases(cases, run_dir.parents[3], tmp_path_factory.mktemp("bad-logs"))  # the smoke run's folder
+    return outs, before, _digest(run_dir)
+
+
+@pytest.mark.parametrize("i", range(len(BAD)), ids=[m for _, m in BAD])
+def test_bad_input_is_one_clear_line_and_leaves_runs_alone(bad_runs, i):
+    outs, before, after = bad_runs
+    args, message = BAD[i]
+    out = outs[f"bad{i}"]
     assert out.returncode == 2, out.stdout + out.stderr
     lines = [l for l in out.stderr.splitlines() if l.startswith("error:")]
-    assert len(lines) == 1 and message in lines[0], out.stdout
+    assert len(lines) == 1 and message in lines[0], out.stdout + out.stderr
     assert "Traceback" not in out.stdout + out.stderr
-    assert _digest(run_dir) == before
-    if (args, message) in BAD[-SET_UP:]:
+    assert after == before
+    if i >= len(BAD) - SET_UP:
         assert "baseline" not in out.stdout, out.stdout  # failed at set-up, before any work
 
 
 def test_unknown_names_fail_at_compose(tmp_path):
-    for arg, says in (("data=digitz", "no option 'digitz' (did you mean digits?); data options: breast_cancer,"),
-                      ("variants=[onnx_fp32,prune5]", "no option 'prune5' (did you mean prune50_ft?)"),
-                      ("model=nope", "model options: cnn, mlp, resnet"),
-                      ("data.vall=1", "Key 'vall' not in 'DigitsConf'"),
-                      ("seed=abc", "'abc' of type 'str' could not be converted to Integer")):
+    cases = (("data=digitz", "no option 'digitz' (did you mean digits?); data options: breast_cancer,"),
+             ("variants=[onnx_fp32,prune5]", "no option 'prune5' (did you mean prune50_ft?)"),
+             ("model=nope", "model options: cnn, mlp, resnet"),
+             ("data.vall=1", "Key 'vall' not in 'DigitsConf'"),
+             ("seed=abc", "'abc' of type 'str' could not be converted to Integer"))
+    for arg, says in cases:
         out = run_cli(arg, cwd=tmp_path)
         lines = out.stderr.strip().splitlines()
         assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (arg, out.stderr)
@@ -225,7 +236,7 @@ def test_export_writes_a_model_plain_onnxruntime_reproduces(tmp_path):
 
 def test_multirun_sweeps_jobs(tmp_path):
     out = run_cli("-m", "debug=smoke", "data=wine", "model=mlp", "variants=[]", "eval.efficiency=false",
-                  "seed=0,1", cwd=tmp_path)
+                  "stress=none", "monitor=none", "datacheck=none", "seed=0,1", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     dirs = run_dirs(tmp_path)
     assert len(dirs) == 2 and all("sweeps" in str(d) for d in dirs)
@@ -252,7 +263,7 @@ def test_default_run_includes_the_light_stress_set(smoke_run):
 
 def test_tabular_default_skips_image_stress(tmp_path):
     out = run_cli("debug=smoke", "data=breast_cancer", "model=mlp", "variants=[onnx_fp32]",
-                  "eval.efficiency=false", "--json", cwd=tmp_path)
+                  "eval.efficiency=false", "monitor=none", "datacheck=none", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
     assert set(s["variants"]["onnx_fp32"]["stress"]) == {"feature_noise", "missing_features", "fgsm"}
@@ -304,7 +315,8 @@ def test_mnist_from_its_idx_files_end_to_end(tmp_path):
 
 def test_broken_variant_is_marked_failed_and_others_kept(tmp_path):
     out = run_cli("debug=smoke", "data=wine", "model=mlp", "stress=none", "eval.efficiency=false",
-                  "variants=[onnx_fp32]", "+variants.broken={description: NaN outputs, passes: [{_target_: helpers.Poison}]}",
+                  "monitor=none", "datacheck=none", "variants=[onnx_fp32]",
+                  "+variants.broken={description: NaN outputs, passes: [{_target_: helpers.Poison}]}",
                   cwd=tmp_path, env={"PYTHONPATH": str(Path(__file__).parent)})
     assert out.returncode == 0, out.stdout + out.stderr
     s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
@@ -318,7 +330,7 @@ def test_broken_variant_is_marked_failed_and_others_kept(tmp_path):
 
 def test_seed_spread_and_group_fairness(tmp_path):
     out = run_cli("debug=smoke", "experiment=fairness", "variants=[structured50_ft]", "stress=none",
-                  "eval.efficiency=false", "seeds=[1]", cwd=tmp_path)
+                  "eval.efficiency=false", "monitor=none", "datacheck=none", "seeds=[1]", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
     sp = s["seed_spread"]

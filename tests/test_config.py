@@ -105,6 +105,6 @@ def test_cluster_launcher_composes():
 def test_run_dir_override(tmp_path):
     from conftest import run_cli
     out = run_cli("debug=smoke", "data=wine", "model=mlp", "variants=[]", "stress=none", "eval.efficiency=false",
-                  f"hydra.run.dir={tmp_path}/my_run", cwd=tmp_path)
+                  "monitor=none", "datacheck=none", f"hydra.run.dir={tmp_path}/my_run", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert (tmp_path / "my_run" / "summary.json").is_file()

@@ -26,13 +26,15 @@ from mlbench.evaluate.efficiency import compare_efficiency, cpu_count, judge_tim
 
 @pytest.fixture(scope="module")
 def fairness_runs(tmp_path_factory):
-    """experiment=fairness with the dynamic int8 variant, served in batches and online."""
+    """experiment=fairness with the dynamic int8 variant, served in batches and online (the
+    second run reads the same baseline and ONNX files from the first one's cache)."""
     out = {}
+    cache = tmp_path_factory.mktemp("cache")
     for mode in ("batch", "online"):
         cwd = tmp_path_factory.mktemp(mode)
         res = run_cli("experiment=fairness", "variants=[ort_int8_dynamic]", "stress=none", "eval.efficiency=false",
                       "monitor=none", "datacheck=none", "analysis.history=false", f"deployment.serving={mode}",
-                      cwd=cwd)
+                      cwd=cwd, env={"MLBENCH_CACHE": str(cache)})
         assert res.returncode == 0, res.stdout + res.stderr
         (run_dir,) = run_dirs(cwd)
         out[mode] = run_dir, json.loads((run_dir / "summary.json").read_text())

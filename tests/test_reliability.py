@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli, run_dirs
+from conftest import run_cli, run_cli_cases, run_dirs
 
 pytestmark = pytest.mark.reliability
 
@@ -188,58 +188,6 @@ def _tree_digest(*paths: Path) -> dict[str, str]:
     return out
 
 
-DRIVER = """
-import json, os, sys
-import mlbench.cli, mlbench.export, mlbench.pipeline  # imported once; every case is a fork of this process
-cases = json.loads(sys.stdin.read())
-out = {}
-for cid, args, folder in cases:
-    o, e = os.path.join(folder, cid + ".out"), os.path.join(folder, cid + ".err")
-    pid = os.fork()
-    if pid == 0:
-        fo, fe = os.open(o, os.O_WRONLY | os.O_CREAT), os.open(e, os.O_WRONLY | os.O_CREAT)
-        os.dup2(fo, 1); os.dup2(fe, 2)
-        sys.stdout = open(1, "w", closefd=False); sys.stderr = open(2, "w", closefd=False)
-        export = args[0] == "--export"
-        sys.argv = ["mlbench"] + [a for a in args if a != "--export"]
-        code = 0
-        try:
-            (mlbench.export.main if export else mlbench.cli.main)()
-        except SystemExit as x:
-            code = x.code if isinstance(x.code, int) else (0 if x.code is None else 1)
-        except BaseException:
-            import traceback; traceback.print_exc(); code = 1
-        sys.stdout.flush(); sys.stderr.flush()
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    out[cid] = os.waitstatus_to_exitcode(status)
-print(json.dumps(out))
-"""
-
-
-def _run_cases(cases, cwd: Path, logs: Path) -> dict[str, subprocess.CompletedProcess]:
-    """Every case as the real CLI, each in a process forked from one that imported mlbench once
-    (the same code path as a fresh `mlbench` after its imports, in a fraction of the time)."""
-    env = {**os.environ, "MLBENCH_RESULTS": str(cwd / "results"), "MLBENCH_CACHE": str(cwd / "cache"),
-           "HYDRA_FULL_ERROR": "0"}
-    payload = json.dumps([(cid, args, str(logs)) for cid, args, _ in cases])
-    half = len(cases) // 2
-    procs = [subprocess.Popen([sys.executable, "-c", DRIVER], cwd=cwd, env=env, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    chunks = [json.dumps(json.loads(payload)[:half]), json.dumps(json.loads(payload)[half:])]
-    codes = {}
-    for p, chunk in zip(procs, chunks):
-        p.stdin.write(chunk)
-        p.stdin.close()
-    for p in procs:
-        out, err = p.stdout.read(), p.stderr.read()
-        assert p.wait(timeout=600) == 0, err[-3000:]
-        codes.update(json.loads(out.strip().splitlines()[-1]))
-    return {cid: subprocess.CompletedProcess(args, codes[cid], (logs / f"{cid}.out").read_text(),
-                                             (logs / f"{cid}.err").read_text()) for cid, args, _ in cases}
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     work = tmp_path_factory.mktemp("corpus")
@@ -250,7 +198,7 @@ def corpus(tmp_path_factory):
     cases = _cases(files)
     guarded = [earlier, work / "cache", work / "results" / "history.sqlite"]
     before = _tree_digest(*guarded)
-    results = _run_cases(cases, work, tmp_path_factory.mktemp("logs"))
+    results = run_cli_cases(cases, work, tmp_path_factory.mktemp("logs"))
     after = _tree_digest(*guarded)
     return {"cases": cases, "results": results, "before": before, "after": after, "work": work,
             "earlier": earlier}
