@@ -178,6 +178,35 @@ def thread_weight_difference(epochs: int = 3) -> float:
     return max(float((a - b).abs().max()) for a, b in zip(*weights))
 
 
+def reliability_plot_ratio(repeats: int = 8) -> tuple[float, float]:
+    """One reliability diagram saved with its fixed layout ÷ the same saved with a tight bounding
+    box (what it did before), interleaved; median of paired ratios over ``repeats`` (2 warm-ups
+    dropped), and the fixed layout's median seconds."""
+    import matplotlib.pyplot as plt
+
+    from mlbench.analysis.plots import reliability_diagram
+
+    torch.manual_seed(0)
+    labels = torch.randint(0, 10, (450,))
+    curves = {n: (torch.softmax(3 * torch.randn(450, 10), 1), labels) for n in ("variant", "baseline")}
+    save = plt.Figure.savefig
+    out = Path(tempfile.mkdtemp(prefix="mlbench-bench-plot-"))
+    times: dict[str, list[float]] = {"fixed": [], "tight": []}
+    try:
+        for _ in range(repeats + 2):
+            for kind in ("fixed", "tight"):
+                plt.Figure.savefig = save if kind == "fixed" else (
+                    lambda fig, *a, **k: save(fig, *a, **{**k, "bbox_inches": "tight"}))
+                t0 = time.perf_counter()
+                reliability_diagram(curves, out / f"{kind}.png", "reliability · variant vs baseline")
+                times[kind].append(time.perf_counter() - t0)
+    finally:
+        plt.Figure.savefig = save
+        shutil.rmtree(out, ignore_errors=True)
+    ratios = [f / t for f, t in zip(times["fixed"][2:], times["tight"][2:])]
+    return statistics.median(ratios), statistics.median(times["fixed"][2:])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cuda", action="store_true")
@@ -196,6 +225,9 @@ def main() -> None:
         wall2, _, _ = timed_run("variants=[]", *(CPU if not a.cuda else []))
         row("`mlbench variants=[]` (baseline only), fresh cache", wall2, "s")
     row("evaluate() / bare no_grad loop throughput", eval_ratio(), "x", "(target >= 0.9)")
+    r, secs = reliability_plot_ratio()
+    row("reliability diagram: fixed layout / tight bounding box", r, "x",
+        f"({secs:.2f} s per diagram; one per variant in a run)")
     row("max |weight difference|, CNN trained on 1 vs 2 threads (3 epochs)", thread_weight_difference(), "",
         "(> 0: trained weights depend on the thread count)")
     if a.cuda:
