@@ -259,6 +259,25 @@ def test_adaptive_latency_stops_on_the_interval_or_the_budget():
     assert lat["stop"] == "time cap" and lat["wall_s"] < 1.0
 
 
+class _SlowToSetUp(_Clocked):
+    """Instant calls, but 0.15 s to rebuild for another thread count."""
+
+    def with_threads(self, n):
+        time.sleep(0.15)
+        return self
+
+
+def test_timing_records_the_time_spent_outside_its_timed_phases():
+    x = torch.zeros(8, 3)
+    out = compare_efficiency({"a": _SlowToSetUp([1e-5])}, x, [4], warmup=1, min_calls=12, max_time_s=0.05,
+                             throughput_time_s=0.0, rounds=6)
+    t = out["timing"]
+    phases = sum(c["wall_s"] for c in t["phases"].values())
+    # rebuilt twice (latency, then throughput threads), both before their phase's clock starts
+    assert t["outside_phases_s"] == pytest.approx(t["wall_s"] - phases) and t["outside_phases_s"] >= 0.3
+    assert phases < 0.3
+
+
 def test_ort_serving_call_runs_the_same_model_as_predict(tmp_path):
     from mlbench.backends import OrtRunner
     m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()

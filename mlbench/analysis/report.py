@@ -533,6 +533,8 @@ def _timing_section(doc, summary: dict) -> None:
         f"{t['cpu_count']} CPUs; {t['rounds']} interleaved rounds",
         *[f"{name}: other processes kept {fmt(c.get('other_busy_cores'), 2)} cores busy; load average "
           f"{c['loadavg_before']:.2f} before, {c['loadavg_after']:.2f} after" for name, c in ph.items()],
+        *([f"timing took {t['wall_s']:.1f} s, {t['outside_phases_s']:.1f} s of it outside the timed phases "
+           "(runners rebuilt for other thread counts, warm-up calls)"] if t.get("wall_s") is not None else []),
         f"rules: unreliable when a runner's per-round p50 spans more than {1 + t['tolerance']:.2f}x, or other "
         "processes kept more cores busy than the timing left free (+0.25). Ratio intervals: sign-test interval "
         "of the per-round ratios; one that includes 1 is a tie (the recommendation then uses the tie-breakers).",

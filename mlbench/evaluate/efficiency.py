@@ -156,6 +156,7 @@ def compare_efficiency(runners: dict[str, Runner], x: torch.Tensor, batch_sizes:
     latency and per-round throughput at ``ratio_batch`` (what ratio intervals are built
     from); the conditions say what the machine did meanwhile and whether to trust it.
     """
+    t_start = time.perf_counter()
     x1 = x[:1].cpu()
     cores = cpu_count()
     out: dict[str, dict] = {}
@@ -244,6 +245,10 @@ def compare_efficiency(runners: dict[str, Runner], x: torch.Tensor, batch_sizes:
               "phases": conditions, "round_spread": spreads, "tolerance": tolerance,
               "fewest_calls_per_round": fewest,
               "reliable": not reasons, "reasons": reasons}
+    # the stage's own wall time, and what of it the timed phases do not cover (runners rebuilt
+    # for other thread counts, warm-up calls): where to look when timing takes long
+    timing["wall_s"] = time.perf_counter() - t_start
+    timing["outside_phases_s"] = max(0.0, timing["wall_s"] - sum(c["wall_s"] for c in conditions.values()))
     return {"runners": out, "timing": timing}
 
 
