@@ -140,24 +140,14 @@ class Summary:
 def compose(overrides: list[str] | None = None) -> Any:
     """The run's config for ``overrides`` (what ``mlbench --cfg job`` prints), checked as the
     CLI checks it: an unknown option or key, or a wrong type, raises MlbenchError."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from mlbench.cli import check_overrides
-    from mlbench.schema import CONF_DIR, register
+    from mlbench.cli import check_overrides, compose_or_problem
 
     overrides = list(overrides or [])
-    problem = check_overrides(overrides)
+    problem = check_overrides(overrides, compose=False)  # group options: named with their choices
+    cfg, problem = (None, problem) if problem else compose_or_problem(overrides)  # composed once
     if problem:
         raise MlbenchError(problem)
-    register()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return hydra_compose("config", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
+    return cfg
 
 
 def _run_dir(cfg: Any, run_dir: str | Path | None, tag: str) -> Path:

@@ -203,12 +203,34 @@ def _choices(group: str) -> list[str]:
     return sorted(q.stem for q in (CONF_DIR / group).glob("*.yaml"))
 
 
-def check_overrides(argv: list[str]) -> str | None:
+def compose_or_problem(overrides: list[str]) -> tuple[Any, str | None]:
+    """The config composed with ``overrides`` and None, or None and the composition error as one
+    line (Hydra's own message, first line, and OmegaConf's reason: the key, the expected type)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose("config", overrides=overrides), None
+    except Exception as e:  # noqa: BLE001 - any composition error becomes one line
+        why = [str(e).split("\n")[0].rstrip(".")]
+        if e.__cause__ is not None:
+            why.append(str(e.__cause__).split("\n")[0])
+        return None, ": ".join(w for w in why if w)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def check_overrides(argv: list[str], compose: bool = True) -> str | None:
     """The first mistake in the command line's overrides, as one line (None if it composes).
 
     A group option that does not exist is named with the group's choices (and the closest
     one); any other composition error (an unknown key, a wrong type) is Hydra's own message,
-    first line. Sweeps (``-m``) are left to Hydra, which composes each job."""
+    first line (``compose=False``: group options only, for a caller that composes next and
+    reports its errors with ``compose_or_problem``). Sweeps (``-m``) are left to Hydra, which
+    composes each job."""
     import difflib
 
     if any(a in ("-m", "--multirun") for a in argv):
@@ -228,24 +250,10 @@ def check_overrides(argv: list[str]) -> str | None:
                 return f"{key}={value}: no option {name!r}{hint}; {key} options: {', '.join(known)}"
     if extra or any(a.startswith("hydra.searchpath") for a in argv):
         return None  # configs from elsewhere: Hydra composes (and reports) them itself
-    if all((CONF_DIR / a.split("=", 1)[0]).is_dir() and not a.startswith(("+", "~")) for a in overrides):
+    if not compose or all((CONF_DIR / a.split("=", 1)[0]).is_dir() and not a.startswith(("+", "~"))
+                          for a in overrides):
         return None  # only group options (or none), checked above: no need to compose twice
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    register()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            compose("config", overrides=overrides)
-    except Exception as e:  # noqa: BLE001 - any composition error becomes one line
-        why = [str(e).split("\n")[0].rstrip(".")]
-        if e.__cause__ is not None:  # OmegaConf's reason: the key, the expected type
-            why.append(str(e.__cause__).split("\n")[0])
-        return ": ".join(w for w in why if w)
-    finally:
-        GlobalHydra.instance().clear()
-    return None
+    return compose_or_problem(overrides)[1]
 
 
 EXPORT_HELP = """mlbench-export: write a deployable ONNX model and its metadata (model.json beside it).

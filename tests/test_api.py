@@ -49,6 +49,10 @@ def test_run_compare_and_export_from_python(tmp_path):
 def test_api_mistakes_are_one_line_errors_and_leave_no_folder(tmp_path):
     with pytest.raises(MlbenchError, match=r"no option 'wien' \(did you mean wine\?\)"):
         mlbench.run(["data=wien"], run_dir=tmp_path / "a")
+    with pytest.raises(MlbenchError, match="'abc' of type 'str' could not be converted to Integer"):
+        mlbench.compose(["seed=abc"])  # a wrong type: Hydra's reason, one line
+    with pytest.raises(MlbenchError, match="Key 'vall' not in 'DigitsConf'"):
+        mlbench.run(["data.vall=1"], run_dir=tmp_path / "a")
     with pytest.raises(MlbenchError, match="train.epochs must be"):
         mlbench.run([*_overrides(tmp_path), "train.epochs=0"], run_dir=tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
