@@ -143,8 +143,9 @@ def compose(overrides: list[str] | None = None) -> Any:
     from mlbench.cli import check_overrides, compose_or_problem
 
     overrides = list(overrides or [])
-    problem = check_overrides(overrides, compose=False)  # group options: named with their choices
-    cfg, problem = (None, problem) if problem else compose_or_problem(overrides)  # composed once
+    cfg, problem = None, check_overrides(overrides, compose=False)  # group options, with their choices
+    if not problem:
+        cfg, problem = compose_or_problem(overrides)  # composed once: checked and returned
     if problem:
         raise MlbenchError(problem)
     return cfg

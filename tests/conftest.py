@@ -76,25 +76,34 @@ for line in sys.stdin:
 _zygote: subprocess.Popen | None = None
 
 
+def _start_zygote() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+
+
+def _send(zygote: subprocess.Popen, args: list[str], cwd: Path, env: dict, module: str, out: Path, err: Path) -> None:
+    """Ask ``zygote`` to fork one CLI run; it answers with the exit code on a line of its own."""
+    zygote.stdin.write(json.dumps({"args": args, "cwd": str(cwd), "env": env, "module": module,
+                                   "out": str(out), "err": str(err)}) + "\n")
+    zygote.stdin.flush()
+
+
 def _fork_run(args: list[str], cwd: Path, env: dict, module: str, timeout: int) -> subprocess.CompletedProcess:
     """One CLI run in a process forked from a per-worker one that imported mlbench once."""
     import select
     import tempfile
     global _zygote
     if _zygote is None or _zygote.poll() is not None:
-        _zygote = subprocess.Popen([sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   text=True, cwd=ROOT)
+        _zygote = _start_zygote()
     with tempfile.TemporaryDirectory() as logs:
-        out, err = f"{logs}/out", f"{logs}/err"
-        _zygote.stdin.write(json.dumps({"args": args, "cwd": str(cwd), "env": env, "module": module,
-                                        "out": out, "err": err}) + "\n")
-        _zygote.stdin.flush()
+        out, err = Path(logs) / "out", Path(logs) / "err"
+        _send(_zygote, args, cwd, env, module, out, err)
         if not select.select([_zygote.stdout], [], [], timeout)[0]:
             _zygote.kill()
             raise subprocess.TimeoutExpired(args, timeout)
         line = _zygote.stdout.readline()
         assert line, "the CLI test driver died"
-        return subprocess.CompletedProcess(args, json.loads(line), Path(out).read_text(), Path(err).read_text())
+        return subprocess.CompletedProcess(args, json.loads(line), out.read_text(), err.read_text())
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None, module: str = "mlbench.cli",
@@ -112,58 +121,41 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, module: str = "mlben
                           text=True, timeout=timeout)
 
 
-DRIVER = """
-import json, os, sys
-import mlbench.cli, mlbench.export, mlbench.pipeline  # imported once; every case is a fork of this process
-cases = json.loads(sys.stdin.read())
-out = {}
-for cid, args, folder in cases:
-    o, e = os.path.join(folder, cid + ".out"), os.path.join(folder, cid + ".err")
-    pid = os.fork()
-    if pid == 0:
-        fo, fe = os.open(o, os.O_WRONLY | os.O_CREAT), os.open(e, os.O_WRONLY | os.O_CREAT)
-        os.dup2(fo, 1); os.dup2(fe, 2)
-        sys.stdout = open(1, "w", closefd=False); sys.stderr = open(2, "w", closefd=False)
-        export = args[0] == "--export"
-        sys.argv = ["mlbench"] + [a for a in args if a != "--export"]
-        code = 0
-        try:
-            (mlbench.export.main if export else mlbench.cli.main)()
-        except SystemExit as x:
-            code = x.code if isinstance(x.code, int) else (0 if x.code is None else 1)
-        except BaseException:
-            import traceback; traceback.print_exc(); code = 1
-        sys.stdout.flush(); sys.stderr.flush()
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    out[cid] = os.waitstatus_to_exitcode(status)
-print(json.dumps(out))
-"""
-
-
 def run_cli_cases(cases: list[tuple], cwd: Path, logs: Path, processes: int = 2) -> dict[str, subprocess.CompletedProcess]:
     """Many command lines (``(case id, argv, ...)``; an argv starting with ``--export`` runs
-    ``mlbench-export``), each as the real CLI in a process forked from one that imported mlbench
-    once: the same code path as a fresh ``mlbench`` after its imports, in a fraction of the time.
-    Cases run one after another in each of ``processes`` drivers; returns each case's exit code
-    and output by id."""
+    ``mlbench-export``), each run like ``run_cli`` (forked from a process that imported mlbench
+    once), ``processes`` at a time, in ``cwd``; each case's output goes to ``logs``. Returns each
+    case's exit code and output by id."""
+    import select
     env = {**os.environ, "MLBENCH_RESULTS": str(cwd / "results"), "MLBENCH_CACHE": str(cwd / "cache"),
            "HYDRA_FULL_ERROR": "0"}
-    work = [(cid, list(args), str(logs)) for cid, args, *_ in cases]
-    chunks = [work[i::processes] for i in range(processes) if work[i::processes]]
-    procs = [subprocess.Popen([sys.executable, "-c", DRIVER], cwd=cwd, env=env, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in chunks]
-    for p, chunk in zip(procs, chunks):
-        p.stdin.write(json.dumps(chunk))
-        p.stdin.close()
-    codes = {}
-    for p in procs:
-        out, err = p.stdout.read(), p.stderr.read()
-        assert p.wait(timeout=600) == 0, err[-3000:]
-        codes.update(json.loads(out.strip().splitlines()[-1]))
+    work = [(cid, list(args)) for cid, args, *_ in cases]
+    pending, running, codes = list(reversed(work)), {}, {}
+    zygotes = [_start_zygote() for _ in range(min(processes, len(work)))]
+
+    def feed(z: subprocess.Popen) -> None:
+        cid, args = pending.pop()
+        module = "mlbench.export" if args[:1] == ["--export"] else "mlbench.cli"
+        _send(z, [a for a in args if a != "--export"], cwd, env, module, logs / f"{cid}.out", logs / f"{cid}.err")
+        running[z] = cid
+
+    try:
+        for z in zygotes:
+            feed(z)
+        while running:
+            ready = select.select([z.stdout for z in running], [], [], 600)[0]
+            assert ready, "a command line ran for more than 600 s"
+            for z in [z for z in running if z.stdout in ready]:
+                line = z.stdout.readline()
+                assert line, "the CLI test driver died"
+                codes[running.pop(z)] = json.loads(line)
+                if pending:
+                    feed(z)
+    finally:
+        for z in zygotes:
+            z.kill()
     return {cid: subprocess.CompletedProcess(args, codes[cid], (logs / f"{cid}.out").read_text(),
-                                             (logs / f"{cid}.err").read_text()) for cid, args, _ in work}
+                                             (logs / f"{cid}.err").read_text()) for cid, args in work}
 
 
 def run_dirs(root: Path) -> list[Path]:
