@@ -25,6 +25,7 @@ from mlbench.cli import (
     hydra_entry,
     precheck,
     quiet_libraries,
+    skip_final_collection,
 )
 from mlbench.errors import MlbenchError
 from mlbench.progress import console
@@ -127,7 +128,13 @@ def _export_task(cfg: DictConfig) -> None:
 
 def main() -> None:
     """``mlbench-export``: ``--help`` and ``--version`` answer at once; a config mistake is one line."""
-    argv = sys.argv[1:]
+    try:
+        _main(sys.argv[1:])
+    finally:
+        skip_final_collection()
+
+
+def _main(argv: list[str]) -> None:
     if early_exit(argv, lambda: EXPORT_HELP.format(variants=", ".join(
             sorted(q.stem for q in (CONF_DIR / "variants").glob("*.yaml"))))):
         return

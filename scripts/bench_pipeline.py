@@ -207,6 +207,31 @@ def reliability_plot_ratio(repeats: int = 8) -> tuple[float, float]:
     return statistics.median(ratios), statistics.median(times["fixed"][2:])
 
 
+EXIT_CHILD = """
+import atexit, sys, time
+import mlbench.pipeline, mlbench.cli, torch._dynamo, torch.onnx, matplotlib.pyplot, river.drift  # a run's modules
+atexit.register(lambda: print(time.time(), flush=True))  # runs after the other atexit handlers
+if sys.argv[1] == "frozen":
+    mlbench.cli.skip_final_collection()
+"""
+
+
+def exit_ratio(repeats: int = 5) -> tuple[float, float, float, list[float]]:
+    """The interpreter's exit after a run's imports (last atexit handler to process end, seen by
+    the parent): with the heap frozen as `mlbench` ends ÷ without, interleaved in fresh
+    processes; median of paired ratios, each side's median seconds, and the ratios."""
+    import subprocess
+    import sys
+    times: dict[str, list[float]] = {"frozen": [], "plain": []}
+    for i in range(repeats):
+        for kind in (("frozen", "plain") if i % 2 == 0 else ("plain", "frozen")):
+            out = subprocess.run([sys.executable, "-c", EXIT_CHILD, kind], capture_output=True, text=True,
+                                 cwd=ROOT, check=True)
+            times[kind].append(time.time() - float(out.stdout.split()[-1]))
+    ratios = [f / p for f, p in zip(times["frozen"], times["plain"])]
+    return statistics.median(ratios), statistics.median(times["frozen"]), statistics.median(times["plain"]), ratios
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cuda", action="store_true")
@@ -224,6 +249,9 @@ def main() -> None:
         default_run_breakdown(a.repeats, CPU if not a.cuda else [])
         wall2, _, _ = timed_run("variants=[]", *(CPU if not a.cuda else []))
         row("`mlbench variants=[]` (baseline only), fresh cache", wall2, "s")
+    r, frozen, plain, rs = exit_ratio()
+    row("interpreter exit after a run's imports: heap frozen / not", r, "x",
+        f"({frozen:.2f} s vs {plain:.2f} s; range {min(rs):.2f}-{max(rs):.2f} over {len(rs)} pairs)")
     row("evaluate() / bare no_grad loop throughput", eval_ratio(), "x", "(target >= 0.9)")
     r, secs = reliability_plot_ratio()
     row("reliability diagram: fixed layout / tight bounding box", r, "x",

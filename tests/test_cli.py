@@ -169,6 +169,24 @@ def test_version_and_export_help_are_mlbench_own(tmp_path):
     assert "export.variant=NAME" in out.stdout and "ort_int8_static" in out.stdout
 
 
+def test_commands_hide_their_objects_from_the_exit_collection_whatever_their_exit_status(tmp_path):
+    """Both entry points freeze the heap as they end (the interpreter's last cycle collections
+    would walk every object a run left), on success and on a mistake, and keep their exit status."""
+    import subprocess
+    import sys
+    report = "import atexit, gc; atexit.register(lambda: print('frozen', gc.get_freeze_count() > 1000))"
+    cases = [("mlbench.cli", ["mlbench", "--version"], 0), ("mlbench.cli", ["mlbench", "data=nope"], 2),
+             ("mlbench.export", ["mlbench-export", "export.variant=nope"], 2)]
+    for module, argv, status in cases:
+        code = f"import sys; {report}; from {module} import main; sys.argv = {argv!r}; main()"
+        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == status and out.stdout.strip().endswith("frozen True"), (argv, out)
+    code = f"import sys; {report}; import mlbench.cli"  # importing alone freezes nothing
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "frozen False"
+
+
 def test_help_lists_groups(tmp_path):
     out = run_cli("--help", cwd=tmp_path)
     assert out.returncode == 0
