@@ -7,14 +7,13 @@ import json
 import math
 import os
 import tempfile
-import zipfile
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlbench.errors import MlbenchError
+from mlbench.errors import ZIP_READ_ERRORS, MlbenchError
 from mlbench.version import SCHEMA_VERSION
 
 if TYPE_CHECKING:  # torch is not imported at run time here: `mlbench compare` starts without it
@@ -145,7 +144,7 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
             out = {k: f[k] for k in ("probs", "labels", "index")}
     except KeyError as e:
         raise MlbenchError(f"{path}: missing array {e}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, MemoryError, TypeError) as e:
+    except (OSError, ValueError, MemoryError, TypeError, *ZIP_READ_ERRORS) as e:
         raise MlbenchError(f"{path}: not a predictions file ({type(e).__name__})") from None
     p, y, i = out["probs"], out["labels"], out["index"]
     if p.ndim != 2 or p.dtype.kind != "f" or y.ndim != 1 or i.ndim != 1 or not (len(p) == len(y) == len(i)):

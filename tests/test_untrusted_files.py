@@ -89,6 +89,47 @@ def test_npz_readers_any_content(tmp_path, a, cut, flip, mutate):
             assert out is not None
 
 
+def _patch_headers(blob: bytes, local: tuple[int, int] | None, central: tuple[int, int] | None, value: int,
+                   mode: str = "set") -> bytes:
+    """Set (or OR in) a 2-byte field at an offset of every local (``PK\\3\\4``) and central
+    (``PK\\1\\2``) zip header: (offset, width) per kind, None to leave that kind alone."""
+    import struct
+    b = bytearray(blob)
+    for sig, field in ((b"PK\x03\x04", local), (b"PK\x01\x02", central)):
+        j = b.find(sig)
+        while field is not None and j >= 0:
+            at = j + field[0]
+            old = struct.unpack("<H", b[at:at + 2])[0]
+            b[at:at + 2] = struct.pack("<H", old | value if mode == "or" else value)
+            j = b.find(sig, j + 4)
+    return bytes(b)
+
+
+# zip features the standard library refuses, each found once by the property test above as an
+# exception other than MlbenchError: (local header field, central header field, value, mode)
+UNSUPPORTED_ZIPS = {
+    "compression method 99": ((8, 2), (10, 2), 99, "set"),       # NotImplementedError
+    "compressed patched data": ((6, 2), (8, 2), 0x20, "or"),     # NotImplementedError (flag bit 5)
+    "encrypted members": ((6, 2), (8, 2), 0x1, "or"),            # RuntimeError: password required
+    "zip version 21.0": (None, (6, 2), 210, "set"),              # NotImplementedError
+    "bzip2 on stored bytes": ((8, 2), (10, 2), 12, "set"),       # OSError: invalid data stream
+    "deflate on stored bytes": ((8, 2), (10, 2), 8, "set"),      # BadZipFile: bad CRC-32
+}
+
+
+@pytest.mark.parametrize("case", list(UNSUPPORTED_ZIPS))
+def test_npz_readers_name_an_archive_they_cannot_read_in_one_line(tmp_path, case):
+    local, central, value, mode = UNSUPPORTED_ZIPS[case]
+    good = _npz_bytes({"x": np.ones((4, 2)), "y": np.arange(4) % 2, "probs": np.full((4, 2), 0.5),
+                       "labels": np.arange(4) % 2, "index": np.arange(4)})
+    p = _write(tmp_path, "d.npz", _patch_headers(good, local, central, value, mode))
+    for reader in (read_npz_dataset, read_predictions):
+        with pytest.raises(MlbenchError) as e:
+            reader(p)
+        assert "\n" not in str(e.value) and str(p) in str(e.value), (reader.__name__, str(e.value))
+    assert read_predictions(_write(tmp_path, "ok.npz", good))["probs"].shape == (4, 2)  # the untouched file reads
+
+
 @SETTINGS
 @given(blob=st.binary(max_size=512) | json_values.map(lambda v: json.dumps(v).encode()))
 def test_cache_meta_any_bytes_is_a_miss_or_a_hit_never_a_crash(tmp_path, blob):

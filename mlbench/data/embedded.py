@@ -9,7 +9,7 @@ import numpy as np
 from sklearn import datasets as skd
 
 from mlbench.data.base import NO_NORMALIZATION, DataMeta, Dataset, scaled
-from mlbench.errors import MlbenchError
+from mlbench.errors import ZIP_READ_ERRORS, MlbenchError
 
 
 class Digits(Dataset):
@@ -121,7 +121,7 @@ def read_npz_dataset(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | N
         if "pickle" in msg.lower():
             msg = "holds Python objects (pickled data), which mlbench never loads"
         raise MlbenchError(f"{where}: {msg}") from None
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile, MemoryError) as e:
+    except (OSError, KeyError, MemoryError, *ZIP_READ_ERRORS) as e:
         raise MlbenchError(f"{where}: cannot read x and y ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     if x.dtype.kind not in "biuf":
         raise MlbenchError(f"{where}: x must be numeric, got dtype {x.dtype}")
