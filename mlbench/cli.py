@@ -9,6 +9,7 @@ no variant met the requirements (with ``requirements.fail_if_none``); 130 interr
 from __future__ import annotations
 
 import errno
+import functools
 import gc
 import json
 import logging
@@ -297,24 +298,24 @@ def precheck(argv: list[str]) -> None:
         sys.exit(2)
 
 
+def skip_final_collection(entry: Callable[[], None]) -> Callable[[], None]:
+    """A command's entry point that, as it ends (whatever its exit status), hides every object
+    from the garbage collector's last passes (``gc.freeze``). At exit the interpreter collects
+    cycles while it tears down its modules, walking every object left (1-2 s after a run, spent
+    only to free memory the operating system takes back anyway). atexit handlers still run and
+    objects without reference cycles are still finalized; files are written and closed by then."""
+    @functools.wraps(entry)
+    def command() -> None:
+        try:
+            entry()
+        finally:
+            gc.freeze()
+    return command
+
+
+@skip_final_collection
 def main() -> None:
     """``mlbench``: a run, a sweep or a subcommand (see the module docstring for exit statuses)."""
-    try:
-        _main()
-    finally:
-        skip_final_collection()
-
-
-def skip_final_collection() -> None:
-    """Called as the command ends: hide every object from the collector's last passes
-    (``gc.freeze``). At exit the interpreter collects cycles while it tears down its modules,
-    walking every object left (1-2 s after a run, spent only to free memory the operating
-    system takes back anyway). atexit handlers still run and objects without reference cycles
-    are still finalized; files are written and closed by then."""
-    gc.freeze()
-
-
-def _main() -> None:
     if "--json" in sys.argv[1:]:  # the key figures as JSON on stdout, for scripts
         sys.argv = [a for a in sys.argv if a != "--json"] + ["output=json"]
     if len(sys.argv) > 1 and sys.argv[1:] == ["--version"]:

@@ -126,15 +126,10 @@ def _export_task(cfg: DictConfig) -> None:
                   f"(test accuracy {out['test_accuracy']:.4f} in a fresh onnxruntime session)")
 
 
+@skip_final_collection
 def main() -> None:
     """``mlbench-export``: ``--help`` and ``--version`` answer at once; a config mistake is one line."""
-    try:
-        _main(sys.argv[1:])
-    finally:
-        skip_final_collection()
-
-
-def _main(argv: list[str]) -> None:
+    argv = sys.argv[1:]
     if early_exit(argv, lambda: EXPORT_HELP.format(variants=", ".join(
             sorted(q.stem for q in (CONF_DIR / "variants").glob("*.yaml"))))):
         return
