@@ -63,7 +63,7 @@ from mlbench.monitor.stage import run_monitor
 from mlbench.plotting import exemplar_grid
 from mlbench.progress import console
 from mlbench.records import Live, RunRecord, VariantRecord
-from mlbench.results import save_predictions, write_json
+from mlbench.results import save_predictions, save_splits, write_json
 from mlbench.schema import VariantConf, check_values
 from mlbench.stress.base import StressEnv, Stressor, StressVariant
 from mlbench.stress.stage import run_stressors, scorer
@@ -509,7 +509,7 @@ def summary(ctx: RunContext) -> dict[str, Any]:
                  "n_val": sizes["val"], "n_calib": sizes["calib"], "n_test": sizes["test"],
                  "input_shape": list(d.meta.input_shape), "modality": d.meta.modality,
                  "class_names": d.meta.class_names, "group": d.meta.group_name,
-                 "content_hash": ctx.data_hash},
+                 "content_hash": ctx.data_hash, "splits": "splits.npz"},
         "baseline": BASELINE,
         "baseline_training": dict(ctx.baseline_info),  # with its per-epoch history
         "calibration_view": ctx.cfg.eval.calibration,
@@ -524,6 +524,7 @@ def summary(ctx: RunContext) -> dict[str, Any]:
 def write(ctx: RunContext) -> dict[str, Any]:
     d = ctx.data
     console.print("[bold]writing[/] predictions, summary.json, plots and the report")
+    save_splits(ctx.run_dir / "splits.npz", d.index)
     for name, lv in ctx.live.items():
         save_predictions(ctx.run_dir / "predictions" / f"{name}.npz", lv.evaluation.probs,
                          lv.evaluation.labels, d.index["test"], lv.evaluation.logits,
@@ -584,6 +585,7 @@ def run_datacheck(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if ctx.data.meta.modality == "image" and ctx.checks:  # image checks use the baseline's embeddings
         baseline(ctx)
     datacheck(ctx)
+    save_splits(run_dir / "splits.npz", ctx.data.index)
     s = summary(ctx)
     s["variants"] = {}
     write_datacheck_report(s, run_dir)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import json
 import math
 import os
@@ -58,6 +60,18 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 
+def write_table(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """``rows`` (dicts with the same keys) as a CSV file with a header line, written whole or
+    not at all; floats keep their full precision (``repr``)."""
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    atomic_write(path, buf.getvalue())
+    return path
+
+
 def save_predictions(path: Path, probs: torch.Tensor, labels: torch.Tensor, index: torch.Tensor,
                      logits: torch.Tensor | None = None, group: torch.Tensor | None = None) -> None:
     """``predictions/<variant>.npz`` as in the results contract."""
@@ -67,6 +81,11 @@ def save_predictions(path: Path, probs: torch.Tensor, labels: torch.Tensor, inde
         arrays["logits"] = logits.float().numpy()
     if group is not None:
         arrays["group"] = group.long().numpy()
+    save_npz(path, arrays)
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """A compressed ``.npz`` written whole or not at all (temporary file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
     os.close(fd)
@@ -76,6 +95,12 @@ def save_predictions(path: Path, probs: torch.Tensor, labels: torch.Tensor, inde
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def save_splits(path: Path, index: dict[str, "torch.Tensor"]) -> None:
+    """``splits.npz``: for each split, the dataset indices of its items in the order the run
+    used them (the test split's order is the row order of ``predictions/*.npz``)."""
+    save_npz(path, {s: t.long().numpy() for s, t in index.items()})
 
 
 def summary_schema() -> dict:

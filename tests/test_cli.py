@@ -77,6 +77,23 @@ def test_predictions_recompute_the_summary(smoke_run):
             assert d[k]["ci_low"] == pytest.approx(v["deltas"][k]["ci_low"], abs=1e-6)
 
 
+def test_the_run_folder_records_split_membership_by_dataset_index(smoke_run):
+    # predictions' `index` holds dataset indices: rows of scikit-learn's digits, read here
+    # independently of mlbench's loader; splits.npz maps every used dataset index to its split
+    from sklearn.datasets import load_digits
+    run_dir, s, _ = smoke_run
+    splits = np.load(run_dir / s["data"]["splits"])
+    assert sorted(splits.files) == ["calib", "test", "train", "val"]
+    for name in splits.files:
+        assert len(splits[name]) == s["data"][f"n_{name}"]
+    used = np.concatenate([splits[k] for k in splits.files])
+    assert len(np.unique(used)) == len(used)  # no item in two splits
+    pred = np.load(run_dir / "predictions" / "baseline.npz")
+    assert np.array_equal(pred["index"], splits["test"])  # the test split, in row order
+    digits = load_digits()
+    assert np.array_equal(digits.target[pred["index"]], pred["labels"])
+
+
 def test_variant_facts(smoke_run):
     run_dir, s, _ = smoke_run
     v = s["variants"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
@@ -25,10 +26,11 @@ from mlbench.datacheck import (
     Shift,
     nearest_distances,
 )
-from mlbench.datacheck.stage import feature_source, select
+from mlbench.datacheck.stage import feature_source, run_checks, select
 from mlbench.errors import MlbenchError
 from mlbench.evaluate.twosample import (
     ber_bounds,
+    ber_interval,
     border_fraction,
     domain_classifier,
     fisher_ratio,
@@ -47,10 +49,40 @@ def _ctx(data, tmp_path, target=None):
 # ------------------------------------------------------------------ complexity: published values
 
 def test_ber_bounds_reproduce_the_published_values():
+    # DataEval's ber_mst / ber_knn doctest: (upper, lower) = (0.04, 0.020416847668728033) for both
     x, y = make_blobs(n_samples=50, centers=2, n_features=2, random_state=0)
     mst, knn = ber_bounds(x, y, "mst"), ber_bounds(x, y, "knn")
-    assert mst["upper"] == pytest.approx(0.02) and mst["lower"] == pytest.approx(0.0101, abs=1e-4)
-    assert knn["upper"] == pytest.approx(0.04) and knn["lower"] == pytest.approx(0.0204, abs=1e-4)
+    assert mst["upper"] == pytest.approx(0.04) and mst["lower"] == pytest.approx(0.020416847668728033, rel=1e-12)
+    assert knn["upper"] == pytest.approx(0.04) and knn["lower"] == pytest.approx(0.020416847668728033, rel=1e-12)
+
+
+def _gaussian_classes(classes: int, sep: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-prior unit Gaussians in 5-D whose means lie on the first axis, ``sep`` apart."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    x = rng.standard_normal((n, 5))
+    x[:, 0] += (y - (classes - 1) / 2) * sep
+    return x, y
+
+
+@pytest.mark.parametrize("classes,sep", [(2, 2 * 1.2815515655446004), (3, 1.5)])
+@pytest.mark.parametrize("seed", range(4))
+def test_ber_intervals_contain_a_closed_form_bayes_error(classes, sep, seed):
+    # closed form: two classes at ±m: Φ(−m) = 0.10 here; three on a line `sep` apart: the middle
+    # class errs on both sides, the outer ones on one, so BER = (4/3)·Φ(−sep/2) = 0.302
+    from scipy.stats import norm
+    truth = norm.cdf(-sep / 2) * (1 if classes == 2 else 4 / 3)
+    x, y = _gaussian_classes(classes, sep, 2000, seed)
+    mst, knn = ber_bounds(x, y, "mst"), ber_bounds(x, y, "knn")
+    for b in (mst, knn, ber_interval(mst, knn)):
+        assert b["lower"] <= truth <= b["upper"]
+
+
+def test_the_verdict_interval_is_the_intersection_or_says_the_estimators_disagree():
+    both = ber_interval({"lower": 0.05, "upper": 0.12}, {"lower": 0.07, "upper": 0.15})
+    assert both == {"lower": 0.07, "upper": 0.12, "combined": "intersection", "agree": True}
+    apart = ber_interval({"lower": 0.20, "upper": 0.35}, {"lower": 0.05, "upper": 0.10})
+    assert apart == {"lower": 0.05, "upper": 0.35, "combined": "span", "agree": False}
 
 
 def test_cover_hart_lower_bound_worked_example():
@@ -62,7 +94,7 @@ def test_cover_hart_lower_bound_worked_example():
 def test_complexity_orders_easy_and_hard_data():
     easy_x, easy_y = make_blobs(400, centers=[[0, 0], [20, 20]], random_state=1)
     hard_x, hard_y = make_blobs(400, centers=[[0, 0], [0.5, 0.5]], random_state=1)
-    assert ber_bounds(easy_x, easy_y)["upper"] == 1 / 800  # the tree must cross once: 1 edge / (2n)
+    assert ber_bounds(easy_x, easy_y)["upper"] == 1 / 400  # the tree must cross once: 1 edge / n
     # true Bayes error of the hard pair: Phi(-0.354) = 0.36 (the 1-NN figures are estimates from
     # 400 items, so its lower bound may land a little above)
     mst, knn = ber_bounds(hard_x, hard_y, "mst"), ber_bounds(hard_x, hard_y, "knn")
@@ -233,6 +265,26 @@ def test_label_errors_recover_planted_flips(tmp_path):
     assert top["rank"] == 1 and top["given"] != top["suggested"]
 
 
+def test_every_flagged_label_issue_is_written_and_summary_keeps_the_head(tmp_path):
+    # 20 % planted flips on 1,800 train items: more flagged items than the summary lists
+    d = Synthetic(n=3000, dims=16, separation=6.0, label_noise=0.2, seed=0).load()
+    section = run_checks([LabelErrors(folds=5)], _ctx(d, tmp_path / "plots"), [], tmp_path)
+    sec = section["checks"]["LabelErrors"]
+    with open(tmp_path / sec["files"]["label_issues"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    total = section["figures"]["label_issues"]
+    assert total > 200 and sec["issues_total"] == total == len(rows)
+    assert list(rows[0]) == ["index", "given", "suggested", "self_confidence", "rank"]
+    assert [int(r["rank"]) for r in rows] == list(range(1, total + 1))
+    conf = [float(r["self_confidence"]) for r in rows]
+    assert conf == sorted(conf)  # ranked by self-confidence, lowest first
+    train_index = set(d.index["train"].tolist())
+    assert all(int(r["index"]) in train_index and r["given"] != r["suggested"] for r in rows)
+    head = sec["issues"]
+    assert len(head) == 20 and [int(r["index"]) for r in rows[:20]] == [h["index"] for h in head]
+    assert float(rows[0]["self_confidence"]) == head[0]["self_confidence"]  # full precision in the file
+
+
 def test_label_errors_on_clean_data_flag_few(tmp_path):
     d = Synthetic(n=3000, dims=16, separation=6.0, label_noise=0.0, seed=0).load()
     res = LabelErrors().run(_ctx(d, tmp_path))
@@ -326,7 +378,7 @@ def test_fisher_ratio_and_border_fraction_worked_examples():
     # points on a line 0, 1, 2, 3, 10 with labels a a b b b: the MST is the chain; one cross edge (1-2)
     line = np.array([[0.0], [1.0], [2.0], [3.0], [10.0]])
     assert border_fraction(line, np.array([0, 0, 1, 1, 1])) == pytest.approx(2 / 5)
-    assert ber_bounds(line, np.array([0, 0, 1, 1, 1]), "mst")["upper"] == pytest.approx(1 / 10)
+    assert ber_bounds(line, np.array([0, 0, 1, 1, 1]), "mst")["upper"] == pytest.approx(1 / 5)
 
 
 def test_the_sufficiency_fit_recovers_a_planted_learning_curve():

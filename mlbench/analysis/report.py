@@ -463,11 +463,17 @@ def datacheck_section(doc: Doc, summary: dict) -> None:
                  sec["conventions"]["ber_mst"]],
                 ["Bayes error, 1-NN", f"[{sec['ber_1nn']['lower']:.4f}, {sec['ber_1nn']['upper']:.4f}]",
                  sec["conventions"]["ber_1nn"]],
+                *([["Bayes error (verdict)", f"[{sec['ber']['lower']:.4f}, {sec['ber']['upper']:.4f}]",
+                    sec["conventions"]["ber"]]] if "ber" in sec else []),
                 ["F1", fmt(sec["f1"]), sec["conventions"]["f1"]], ["N1", fmt(sec["n1"]), sec["conventions"]["n1"]],
                 ["intrinsic dimension (TwoNN)", fmt(sec["intrinsic_dimension"], 2), ""]])
         if "issues" in sec and "noise_matrix" in sec:
-            doc.h3(f"Label issues ({name}): {len(sec['issues'])} listed, estimated noise rate {sec['noise_rate']:.3f}")
+            total = sec.get("issues_total", len(sec["issues"]))
+            doc.h3(f"Label issues ({name}): {total} flagged, estimated noise rate {sec['noise_rate']:.3f}")
             doc.p(f"{sec['model']}; {sec['method']}.")
+            if "label_issues" in sec.get("files", {}):
+                doc.p(f"Every flagged item (index, given, suggested, self-confidence, rank): "
+                      f"`{sec['files']['label_issues']}`; the first {min(total, 20)} by rank below.")
             if "planted" in sec:
                 pl = sec["planted"]
                 doc.p(f"Against the {pl['flipped']} planted flips: precision {pl['precision']:.3f}, "

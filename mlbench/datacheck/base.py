@@ -52,6 +52,9 @@ class CheckResult:
     figures: dict[str, float | int | None] = field(default_factory=dict)  # requirement-ready numbers
     section: dict[str, Any] = field(default_factory=dict)  # everything else, for summary.json
     plots: list[Path] = field(default_factory=list)
+    # name -> rows (one dict per row, same keys): written whole to <run dir>/datacheck/<name>.csv
+    # by the stage, which records the file's path in the check's section under "files"
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from mlbench.datacheck.checks import Lint
 from mlbench.errors import MlbenchError
 from mlbench.models import penultimate
 from mlbench.progress import console
+from mlbench.results import write_table
 
 
 def validate_data(data: DataBundle) -> None:
@@ -98,6 +99,9 @@ def run_checks(checks: list[Check], ctx: CheckContext, skipped: list[dict[str, s
         figures.update(res.figures)
         sections[c.name] = {"class": type(c).__name__, "seconds": time.perf_counter() - t0,
                             "figures": res.figures, **res.section}
+        if res.tables:
+            sections[c.name]["files"] = {name: str(write_table(run_dir / "datacheck" / f"{name}.csv", rows)
+                                                   .relative_to(run_dir)) for name, rows in res.tables.items()}
         plots += [str(p.relative_to(run_dir)) for p in res.plots]
     order = {"fail": 0, "warn": 1, "info": 2}
     findings.sort(key=lambda f: order[f.severity])

@@ -196,13 +196,16 @@ def _mst_edges(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ber_bounds(x: np.ndarray, y: np.ndarray, method: str = "mst") -> dict[str, float]:
-    """Bounds on the Bayes error rate. ``mst`` (Friedman–Rafsky style): upper = the number of
-    minimum-spanning-tree edges joining two classes / (2n); ``knn``: upper = the leave-one-out
-    1-NN error. Lower bound from the upper by Cover–Hart (:func:`lower_from_upper`)."""
+    """Bounds on the Bayes error rate. ``mst`` (Friedman–Rafsky statistic; Sekeh, Oselio & Hero,
+    "Learning to Bound the Multi-class Bayes Error", Th. 3–4, as DataEval's ``ber_mst``): with
+    C the minimum-spanning-tree edges joining two classes, δ = C/(2n) and upper = 2δ = C/n;
+    ``knn``: upper = the leave-one-out 1-NN error. Lower bound from the upper by Cover–Hart
+    (:func:`lower_from_upper`). The upper is capped at (M−1)/M, the most any classifier can
+    err with M classes."""
     classes = len(np.unique(y))
     if method == "mst":
         r, c = _mst_edges(x)
-        upper = float((y[r] != y[c]).sum()) / (2 * len(y))
+        upper = float((y[r] != y[c]).sum()) / len(y)
     elif method == "knn":
         d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
         np.fill_diagonal(d, np.inf)
@@ -211,6 +214,19 @@ def ber_bounds(x: np.ndarray, y: np.ndarray, method: str = "mst") -> dict[str, f
         raise ValueError(f"method must be mst or knn, got {method!r}")
     upper = min(upper, (classes - 1) / classes)
     return {"upper": upper, "lower": lower_from_upper(upper, classes)}
+
+
+def ber_interval(mst: dict[str, float], knn: dict[str, float]) -> dict[str, Any]:
+    """One Bayes-error interval from the MST and 1-NN bounds: their intersection
+    [max lower, min upper] when they overlap (both are bounds, so both hold); when they do
+    not, the estimators disagree beyond their sampling noise and the interval is the span of
+    both, [min lower, max upper], marked ``agree: False``. The achievability verdict uses
+    ``lower`` of this interval."""
+    lo, hi = max(mst["lower"], knn["lower"]), min(mst["upper"], knn["upper"])
+    if lo <= hi:
+        return {"lower": lo, "upper": hi, "combined": "intersection", "agree": True}
+    return {"lower": min(mst["lower"], knn["lower"]), "upper": max(mst["upper"], knn["upper"]),
+            "combined": "span", "agree": False}
 
 
 def fisher_ratio(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
