@@ -97,12 +97,13 @@ class Summary:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Summary:
-        """Read ``run_dir/summary.json`` (a damaged or missing file is one MlbenchError)."""
-        path = Path(run_dir) / "summary.json"
-        try:
-            return cls(json.loads(path.read_text()), Path(run_dir))
-        except (OSError, json.JSONDecodeError) as e:
-            raise MlbenchError(f"{path}: cannot read a summary ({e})") from None
+        """Read ``run_dir/summary.json`` as ``mlbench compare`` does: a damaged or missing file,
+        one that breaks the results contract, or one of another ``schema_version`` is one
+        MlbenchError."""
+        from mlbench.results import read_summary
+
+        folder = _path(run_dir, "run_dir")
+        return cls(read_summary(folder / "summary.json"), folder)
 
     @property
     def baseline(self) -> str:
@@ -137,12 +138,40 @@ class Summary:
                 f"recommended={self.recommended!r}, run_dir={str(self.run_dir)!r})")
 
 
+def _path(value: Any, what: str) -> Path:
+    if isinstance(value, (str, Path)) and str(value).strip():
+        return Path(value)
+    raise MlbenchError(f"{what} must be a path (str or Path), got {value!r}")
+
+
+def _overrides(overrides: Any) -> list[str]:
+    """Overrides as a list of strings; a single string (one override, or the letters of one)
+    or anything else is a mistake said in one line."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, (str, bytes)):
+        raise MlbenchError(f"overrides must be a list of strings, e.g. [{overrides!r}], not a single string")
+    if not isinstance(overrides, (list, tuple)) or not all(isinstance(o, str) for o in overrides):
+        raise MlbenchError(f"overrides must be a list of strings like ['data=wine'], got {overrides!r}")
+    for o in overrides:
+        if o.lstrip("+~").startswith(("hydra.run.dir=", "hydra.sweep.dir=")):
+            raise MlbenchError(f"{o}: the Python API writes to run_dir=...; pass the folder there")
+    return list(overrides)
+
+
+def _writable_run_dir(run_dir: Any, what: str) -> Path:
+    out = _path(run_dir, what)
+    if out.exists() and not out.is_dir():
+        raise MlbenchError(f"{what} {out} is a file; give a folder")
+    return out
+
+
 def compose(overrides: list[str] | None = None) -> Any:
     """The run's config for ``overrides`` (what ``mlbench --cfg job`` prints), checked as the
     CLI checks it: an unknown option or key, or a wrong type, raises MlbenchError."""
     from mlbench.cli import check_overrides, compose_or_problem
 
-    overrides = list(overrides or [])
+    overrides = _overrides(overrides)
     cfg, problem = None, check_overrides(overrides, compose=False)  # group options, with their choices
     if not problem:
         cfg, problem = compose_or_problem(overrides)  # composed once: checked and returned
@@ -153,7 +182,7 @@ def compose(overrides: list[str] | None = None) -> Any:
 
 def _run_dir(cfg: Any, run_dir: str | Path | None, tag: str) -> Path:
     if run_dir is not None:
-        return Path(run_dir)
+        return _writable_run_dir(run_dir, "run_dir")
     stamp = _dt.datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
     return Path(cfg.paths.results_dir) / "runs" / f"{stamp}_{tag}"
 
@@ -188,7 +217,12 @@ def compare(paths: list[str | Path], metrics: list[str] | None = None) -> list[d
     ``mlbench compare``, without writing files)."""
     from mlbench.analysis.compare import DEFAULT_METRICS, find_runs, rows_of
 
-    roots = [Path(p) for p in paths]
+    if isinstance(paths, (str, Path)) or not isinstance(paths, (list, tuple)):
+        raise MlbenchError(f"paths must be a list of run or sweep folders, e.g. [{str(paths)!r}], got {paths!r}")
+    if metrics is not None and (isinstance(metrics, str) or not isinstance(metrics, (list, tuple))
+                                or not all(isinstance(m, str) for m in metrics)):
+        raise MlbenchError(f"metrics must be a list of metric names, e.g. ['accuracy'], got {metrics!r}")
+    roots = [_path(p, "each path") for p in paths]
     runs, _ = find_runs(roots)
     if not runs:
         raise MlbenchError(f"no runs with a readable summary.json under {', '.join(map(str, roots))}")
@@ -198,9 +232,14 @@ def compare(paths: list[str | Path], metrics: list[str] | None = None) -> list[d
 def export(overrides: list[str] | None = None, run_dir: str | Path | None = None) -> dict[str, Any]:
     """``mlbench-export <overrides>``: build (or check) the ONNX model and write it with its
     metadata to ``export.output``. Returns the output paths and the fresh-session accuracy."""
+    import tempfile
+
     from mlbench.export import export as do_export
 
-    cfg = compose(overrides)
-    out = _run_dir(cfg, run_dir, "export")
-    out.mkdir(parents=True, exist_ok=True)
-    return do_export(cfg, out)
+    cfg = compose(_overrides(overrides))
+    if run_dir is not None:  # where the recipe's intermediate files go (kept)
+        out = _writable_run_dir(run_dir, "run_dir")
+        out.mkdir(parents=True, exist_ok=True)
+        return do_export(cfg, out)
+    with tempfile.TemporaryDirectory(prefix="mlbench-export-") as work:  # only export.output is kept
+        return do_export(cfg, Path(work))

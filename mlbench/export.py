@@ -11,23 +11,23 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlbench.cli import (
     EXPORT_HELP,
-    WRITE_ERRORS,
     early_exit,
     fail,
     hydra_entry,
+    interrupted,
     precheck,
     quiet_libraries,
     skip_final_collection,
 )
-from mlbench.errors import MlbenchError
+from mlbench.errors import MlbenchError, environment_error
 from mlbench.progress import console
 from mlbench.schema import CONF_DIR, check_values
 
@@ -50,6 +50,11 @@ def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     out = Path(e.output)
     if out.suffix != ".onnx":
         raise MlbenchError(f"export.output must end in .onnx, got {out}")
+    if out.is_dir():
+        raise MlbenchError(f"export.output {out} is a folder; name the .onnx file to write")
+    blocking = next((p for p in [out.parent, *out.parent.parents] if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise MlbenchError(f"export.output {out}: {blocking} is a file, not a folder")
     ctx = pipeline.RunContext(cfg=cfg, run_dir=run_dir)
     if e.source is None and e.variant not in (cfg.variants or {}):
         node = _variant_node(e.variant)
@@ -115,13 +120,17 @@ def _variant_node(name: str) -> Any:
 def _export_task(cfg: DictConfig) -> None:
     quiet_libraries()
     try:
-        out = export(cfg, Path(HydraConfig.get().runtime.output_dir))
+        with tempfile.TemporaryDirectory(prefix="mlbench-export-") as work:  # the recipe's files
+            out = export(cfg, Path(work))
     except MlbenchError as e:
         fail(e)
-    except OSError as e:
-        if e.errno not in WRITE_ERRORS:
+    except KeyboardInterrupt:
+        interrupted(None, "nothing was written to export.output")
+    except Exception as e:
+        env = environment_error(e)
+        if env is None:
             raise
-        fail(e)
+        fail(env)
     console.print(f"wrote [bold]{out['output']}[/] and {out['metadata']} "
                   f"(test accuracy {out['test_accuracy']:.4f} in a fresh onnxruntime session)")
 
@@ -134,5 +143,19 @@ def main() -> None:
             sorted(q.stem for q in (CONF_DIR / "variants").glob("*.yaml"))))):
         return
     precheck(argv)
-    hydra_entry(_export_task)
+    positional = [a for a in argv if not a.startswith("-") and "=" not in a]
+    if positional:
+        fail(MlbenchError(f"mlbench-export takes key=value options, not {positional[0]!r} "
+                          "(e.g. export.variant=onnx_fp32 export.output=model.onnx)"))
+    # export writes only export.output: Hydra's job folder (its record and log) goes to a
+    # temporary folder that is removed afterwards, so no run folder is left under results/
+    hydra_dir = None
+    if not any(a.startswith(("hydra.run.dir=", "hydra.output_subdir=")) for a in argv):
+        hydra_dir = tempfile.mkdtemp(prefix="mlbench-export-hydra-")
+        sys.argv += [f"hydra.run.dir={hydra_dir}", "hydra.output_subdir=null"]
+    try:
+        hydra_entry(_export_task)
+    finally:
+        if hydra_dir is not None:
+            shutil.rmtree(hydra_dir, ignore_errors=True)
 

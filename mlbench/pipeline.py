@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import errno
 import logging
 import math
 import os
@@ -52,7 +53,7 @@ from mlbench.env import (
     seed_everything,
     set_threads,
 )
-from mlbench.errors import MlbenchError
+from mlbench.errors import MlbenchError, environment_error, first_line
 from mlbench.evaluate import registry
 from mlbench.evaluate.efficiency import compare_efficiency
 from mlbench.evaluate.loop import evaluate, robust_accuracy, serving_batch
@@ -167,6 +168,31 @@ def setup(ctx: RunContext) -> None:
     if cfg.calibrate and "_target_" in cfg.calibrate:
         ctx.calibrator_factory = lambda node=cfg.calibrate: instantiate(node)
         ctx.calibrator_factory()  # fail now on bad arguments
+    ctx.specs, ctx.stressors, ctx.checks, ctx.monitor = components(cfg)
+    if cfg.get("tracking") and "_target_" in cfg.tracking:  # fails here when MLflow is missing
+        ctx.tracker = instantiate_checked(cfg.tracking, "tracking")
+
+
+def check_training(cfg: DictConfig) -> None:
+    """The optimizer and scheduler built once on a dummy parameter, so that a value torch
+    refuses (a negative learning rate or weight decay) is one line before any work."""
+    opt = instantiate_checked(cfg.train.optimizer, "train.optimizer")
+    if not callable(opt):
+        raise MlbenchError("train.optimizer must be a partial optimizer (_partial_: true)")
+    try:
+        built = opt([torch.nn.Parameter(torch.zeros(1))])
+        if cfg.train.scheduler:
+            instantiate_checked(cfg.train.scheduler, "train.scheduler")(built)
+    except (ValueError, TypeError) as e:
+        raise MlbenchError(f"train.optimizer: {first_line(e)}") from None
+
+
+def components(cfg: DictConfig) -> tuple[list[VariantSpec], list[Stressor], list[Check], Monitor | None]:
+    """The variants' passes, the stressors, the data checks and the monitor, built from the
+    config (each constructor checks its own arguments): a bad value fails here, before any
+    work, and before the first job of a sweep (``mlbench.cli.check_sweep``)."""
+    check_training(cfg)
+    specs = []
     allowed = {f.name for f in fields(VariantConf)}
     for name, spec in (cfg.variants or {}).items():
         unknown = set(spec or {}) - allowed
@@ -179,16 +205,15 @@ def setup(ctx: RunContext) -> None:
         for p in passes:
             if not isinstance(p, Pass):
                 raise MlbenchError(f"variants.{name}: {type(p).__name__} is not a compression pass")
-        ctx.specs.append(VariantSpec(name, spec.description, passes,
-                                     OmegaConf.to_container(spec.runner, resolve=True)))
-    ctx.stressors = _components(cfg.stress, "stress", Stressor, "a stressor")
-    ctx.checks = _components(cfg.datacheck, "datacheck", Check, "a data check")
-    if cfg.get("tracking") and "_target_" in cfg.tracking:  # fails here when MLflow is missing
-        ctx.tracker = instantiate_checked(cfg.tracking, "tracking")
+        specs.append(VariantSpec(name, spec.description, passes, OmegaConf.to_container(spec.runner, resolve=True)))
+    stressors = _components(cfg.stress, "stress", Stressor, "a stressor")
+    checks = _components(cfg.datacheck, "datacheck", Check, "a data check")
+    monitor = None
     if cfg.monitor and "_target_" in cfg.monitor:
-        ctx.monitor = instantiate_checked(cfg.monitor, "monitor")
-        if not isinstance(ctx.monitor, Monitor):
-            raise MlbenchError(f"monitor: {type(ctx.monitor).__name__} is not a mlbench.monitor.Monitor")
+        monitor = instantiate_checked(cfg.monitor, "monitor")
+        if not isinstance(monitor, Monitor):
+            raise MlbenchError(f"monitor: {type(monitor).__name__} is not a mlbench.monitor.Monitor")
+    return specs, stressors, checks, monitor
 
 
 # --------------------------------------------------------------------------- data
@@ -314,7 +339,11 @@ def _save_torch(model: torch.nn.Module, workdir: Path) -> Path:
     except (TypeError, RuntimeError, AttributeError):  # quantized modules hold packed params
         path.unlink(missing_ok=True)
         path = workdir / "model.pt"
-        torch.save(model.state_dict(), path)
+        try:
+            torch.save(model.state_dict(), path)
+        except RuntimeError as e:  # torch's zip writer reports a failed write without its errno
+            path.unlink(missing_ok=True)
+            raise OSError(errno.ENOSPC, f"write failed ({first_line(e)}); is the disk full?", str(path)) from None
     return path
 
 
@@ -355,6 +384,8 @@ def variants(ctx: RunContext) -> None:
             console.print(f"  [green]✓[/] {spec.name}: accuracy {rec.metrics['accuracy']:.4f}"
                           + (f" [yellow]({'; '.join(shown)})[/]" if shown else ""))
         except Exception as e:  # one broken variant must not lose the others
+            if environment_error(e) is not None:  # a full disk is the run's failure, not the variant's
+                raise
             rec.status, rec.metrics = "failed", {}
             rec.backend = BACKEND_OF[spec.passes[-1].produces] if spec.passes else "torch"
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""

@@ -137,7 +137,7 @@ def read_summary(path: Path) -> dict:
 
     try:
         text = Path(path).read_bytes().decode("utf-8")
-        s = json.loads(text)
+        s = json.loads(text, parse_constant=_not_a_number)
     except UnicodeDecodeError:
         raise MlbenchError(f"{path}: not UTF-8 text") from None
     except (json.JSONDecodeError, RecursionError) as e:
@@ -158,7 +158,39 @@ def read_summary(path: Path) -> dict:
         raise MlbenchError(f"{path}: breaks the results contract at {where}: {e.message[:120]}") from None
     except RecursionError:
         raise MlbenchError(f"{path}: nested too deeply") from None
+    problem = out_of_bounds(s)
+    if problem:
+        raise MlbenchError(f"{path}: breaks the results contract at {problem}")
     return s
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def out_of_bounds(summary: dict) -> str | None:
+    """The first metric or delta in ``summary`` outside what a correct run can report (the
+    metric table's ``bounds``: an accuracy of 1.7, a negative size), as ``where: why``."""
+    from mlbench.evaluate.registry import METRICS
+
+    for name, v in summary.get("variants", {}).items():
+        for key, value in (v.get("metrics") or {}).items():
+            spec = METRICS.get(key)
+            if spec is not None and value is not None and not spec.bounds[0] <= value <= spec.bounds[1]:
+                return f"variants/{name}/metrics/{key}: {value} outside [{spec.bounds[0]}, {spec.bounds[1]}]"
+        for key, d in (v.get("deltas") or {}).items():
+            spec = METRICS.get(key)
+            if spec is None or not isinstance(d, dict):
+                continue
+            lo, hi = spec.bounds
+            for part in ("value", "ci_low", "ci_high"):
+                x = d.get(part)
+                if x is not None and not lo - hi <= x <= hi - lo:
+                    return f"variants/{name}/deltas/{key}/{part}: {x} is not a difference of two values in [{lo}, {hi}]"
+            p = d.get("p_value")
+            if p is not None and not 0 <= p <= 1:
+                return f"variants/{name}/deltas/{key}/p_value: {p} outside [0, 1]"
+    return None
 
 
 def read_predictions(path: Path) -> dict[str, np.ndarray]:
@@ -181,4 +213,6 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
         raise MlbenchError(f"{path}: labels outside [0, {p.shape[1]})")
     if not np.isfinite(p).all():
         raise MlbenchError(f"{path}: non-finite probabilities")
+    if len(p) and (p.min() < -1e-6 or p.max() > 1 + 1e-6 or np.abs(p.sum(1) - 1).max() > 1e-3):
+        raise MlbenchError(f"{path}: probs are not probabilities (each row must lie in [0, 1] and sum to 1)")
     return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -302,10 +303,11 @@ def register(conf_dir: Path = CONF_DIR) -> None:
 # -- value ranges: checked before any work (a type is Hydra's job, a range is ours) ------------
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+MAX_SEED = 2**32 - 1
 
 # (dotted key, test, what it must be); None values are left to the schema
 RANGES: list[tuple[str, Any, str]] = [
-    ("seed", lambda v: v >= 0, ">= 0"),
+    ("seed", lambda v: 0 <= v <= MAX_SEED, f"in [0, {MAX_SEED}] (numpy and scikit-learn take 32-bit seeds)"),
     ("train.epochs", lambda v: v >= 1, ">= 1"),
     ("train.batch_size", lambda v: v >= 1, ">= 1"),
     ("train.patience", lambda v: v >= 0, ">= 0 (0: no early stopping)"),
@@ -334,13 +336,38 @@ RANGES: list[tuple[str, Any, str]] = [
     ("backend.threads", lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0),
      "auto or an integer >= 0 (0: torch's default)"),
     ("train.threads", lambda v: v >= 0, ">= 0 (0: the physical cores)"),
-    ("seeds", lambda v: all(s >= 0 for s in v), "a list of seeds >= 0"),
+    ("seeds", lambda v: all(0 <= s <= MAX_SEED for s in v), f"a list of seeds in [0, {MAX_SEED}]"),
+    ("train.amp", lambda v: v in ("bf16", "fp16", "none"), "bf16, fp16 or none"),
 ]
+
+
+def non_finite(node: Any, where: str = "") -> str | None:
+    """The dotted key of the first NaN or infinite number in a config (None when all are
+    finite): no option of mlbench means anything at NaN or infinity (an infinite timing budget
+    never ends, a NaN split size or learning rate fails deep inside a library)."""
+    if OmegaConf.is_config(node):
+        node = OmegaConf.to_container(node, resolve=True)
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, (list, tuple)):
+        items = enumerate(node)
+    else:
+        return where if isinstance(node, float) and not math.isfinite(node) else None
+    for k, v in items:
+        if str(k) == "hydra":
+            continue
+        bad = non_finite(v, f"{where}.{k}" if where else str(k))
+        if bad is not None:
+            return bad
+    return None
 
 
 def check_values(cfg: Any) -> None:
     """Every numeric option's range and every name that becomes a file name, before any work:
     one :class:`MlbenchError` naming the option, its value and what it must be."""
+    bad = non_finite(cfg)
+    if bad is not None:
+        raise MlbenchError(f"{bad} must be a finite number, got {OmegaConf.select(cfg, bad)!r}")
     for key, ok, must in RANGES:
         value = OmegaConf.select(cfg, key)
         if value is None:

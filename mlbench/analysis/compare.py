@@ -16,6 +16,7 @@ import csv
 import datetime as _dt
 import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +101,21 @@ def _label(d: Path, roots: list[Path]) -> str:
     return label
 
 
+def check_metrics(metrics: list[str], runs: list[tuple[Path, dict]]) -> None:
+    """Every requested column names a metric of the metric table or one some run reports;
+    otherwise one MlbenchError with the closest name."""
+    import difflib
+
+    known = set(names()) | {k for _, s in runs for v in s["variants"].values() for k in (v.get("metrics") or {})}
+    for m in metrics:
+        if m not in known:
+            near = difflib.get_close_matches(m, sorted(known), n=1)
+            raise MlbenchError(f"--metrics: no metric {m!r}" + (f" (did you mean {near[0]}?)" if near else "")
+                               + "; see docs/metrics.md")
+
+
 def rows_of(runs: list[tuple[Path, dict]], roots: list[Path], metrics: list[str]) -> list[dict]:
+    check_metrics(metrics, runs)
     rows = []
     labels = _labels(runs, roots)
     for d, s in runs:
@@ -456,7 +471,14 @@ def main(argv: list[str]) -> int:
     except MlbenchError as e:
         err_console.print(f"[bold red]error:[/] {e}")
         return 2
+    except BrokenPipeError:  # the reader stopped early (`| head`): nothing went wrong here
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is quiet too
+        return 0
     except OSError as e:  # an output folder that is full or read-only
         err_console.print(f"[bold red]error:[/] cannot write {e.filename or 'the output'}: {e.strerror}")
         return 2
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: compare wrote nothing more")
+        return 130
     return 0

@@ -89,6 +89,16 @@ class OnnxExport(Pass):
     parity_min_agreement: float = 0.999
     parity_samples: int = 512
 
+    def __post_init__(self):
+        low = DYNAMO_MIN_OPSET if self.dynamo else 7
+        if not low <= self.opset <= MAX_OPSET:
+            raise MlbenchError(f"onnx_export.opset must be in [{low}, {MAX_OPSET}] with the "
+                               f"{'dynamo' if self.dynamo else 'TorchScript'} exporter, got {self.opset}"
+                               + (" (dynamo: false exports older opsets)" if self.dynamo and self.opset < low else ""))
+        if not self.parity_atol >= 0 or not 0 <= self.parity_min_agreement <= 1 or self.parity_samples < 1:
+            raise MlbenchError("onnx_export needs parity_atol >= 0, parity_min_agreement in [0, 1] and "
+                               "parity_samples >= 1")
+
     def apply(self, art: Artifact, ctx: PassContext):
         if art.dtype != torch.float32:
             raise VariantFailed("onnx_export expects a float32 torch model (export before `half`)")
@@ -114,6 +124,9 @@ class OnnxExport(Pass):
         except Exception as e:  # the exporters raise many types
             raise VariantFailed(f"ONNX export of {type(model).__name__} failed: {_first_line(e)}") from None
         check_onnx(out)
+        written = onnx_opset(out)
+        if written != self.opset:  # an exporter that quietly wrote another opset than asked for
+            raise VariantFailed(f"onnx_export asked for opset {self.opset}; the exporter wrote opset {written}")
         runner = OrtRunner(out, threads=1)
         par = parity(model, runner, ctx.data.x["test"][: self.parity_samples].float())
         if par.max_abs_diff > self.parity_atol or par.top1_agreement < self.parity_min_agreement:
@@ -126,6 +139,14 @@ class OnnxExport(Pass):
 
 
 _LEVELS = ("basic", "extended", "all")
+DYNAMO_MIN_OPSET = 18  # torch.onnx's dynamo exporter writes opset 18 or newer
+MAX_OPSET = 23  # the newest opset torch's exporters and onnxruntime 1.2x agree on
+
+
+def onnx_opset(path: Path) -> int:
+    """The default-domain opset an ONNX file declares (its weights are not read)."""
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 @dataclass

@@ -42,7 +42,7 @@ from mlbench.data import DataBundle
 from mlbench.datacheck import Check, CheckContext
 from mlbench.datacheck.stage import feature_source, run_checks
 from mlbench.datacheck.stage import select as select_checks
-from mlbench.errors import MlbenchError
+from mlbench.errors import MlbenchError, environment_error
 from mlbench.evaluate.efficiency import latency
 from mlbench.evaluate.loop import evaluate
 from mlbench.evaluate.stats import paired_deltas
@@ -96,6 +96,10 @@ class Cycle:
             raise MlbenchError("cycle needs epochs >= 1, alpha in (0, 1) and recovery_tolerance in [0, 1)")
         if (scaling and min(scaling) < 1) or latency_calls < 10:
             raise MlbenchError("cycle.scaling needs window multiples >= 1 ([] skips the table), latency_calls >= 10")
+        if accuracy_target is not None and not 0 < accuracy_target <= 1:
+            raise MlbenchError(f"cycle.accuracy_target must be in (0, 1] (or null), got {accuracy_target}")
+        if every < 1:
+            raise MlbenchError(f"cycle.every must be >= 1 period, got {every}")
         self.requirements = [dict(r) for r in requirements]
         for r in self.requirements:
             validate_requirement(r)
@@ -307,6 +311,9 @@ class Engine:
             sec["gate"] = clock() - t0
         except Exception as e:  # noqa: BLE001 - a failed update keeps the deployed model
             shutil.rmtree(workdir, ignore_errors=True)
+            env = environment_error(e)
+            if env is not None:  # a full disk or read-only folder fails the cycle, not the update
+                raise OSError(env.errno, env.strerror, env.filename or str(workdir)) from None
             rec.update(status="failed", reason=f"{step}: {_first_line(e)}")
             return rec, None
         rec["candidate"] = {k: variant["metrics"].get(k) for k in ("accuracy", "ece", "nll", *figs)}
@@ -340,6 +347,8 @@ class Engine:
         try:
             art = self.compress(self.baseline, bundle, folder, self.cyc.seed, self.device)
         except Exception as e:  # noqa: BLE001 - reported in one line
+            if environment_error(e) is not None:
+                raise
             raise MlbenchError(f"cycle: the recipe {self.cyc.recipe} fails on the initial model ({_first_line(e)})") from None
         save_weights(self.baseline, folder / "dense.safetensors")
         runner = self.serve(art, self.device)

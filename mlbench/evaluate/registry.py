@@ -52,6 +52,7 @@ class MetricSpec:
     bootstrap: bool = False
     tags: tuple[str, ...] = ()
     section: str = "quality"  # the report section that shows it
+    bounds: tuple[float, float] = (0.0, float("inf"))  # every value a correct run can report
 
     @property
     def function(self) -> Callable[..., Any]:
@@ -71,34 +72,35 @@ _ALL = (CALIBRATION, DELTAS, HISTORY, SEED_SPREAD)
 
 METRICS: dict[str, MetricSpec] = {s.name: s for s in [
     MetricSpec("accuracy", True, PREDICTIONS, "fraction of test items whose top class is the label",
-               f"{_M}:accuracy", bootstrap=True, tags=(*_ALL, COMPARE)),
+               f"{_M}:accuracy", bootstrap=True, tags=(*_ALL, COMPARE), bounds=(0.0, 1.0)),
     MetricSpec("f1_macro", True, PREDICTIONS, "unweighted mean over classes of per-class F1",
-               f"{_M}:f1_macro", bootstrap=True, tags=(DELTAS, HISTORY, SEED_SPREAD)),
+               f"{_M}:f1_macro", bootstrap=True, tags=(DELTAS, HISTORY, SEED_SPREAD), bounds=(0.0, 1.0)),
     MetricSpec("nll", False, PREDICTIONS, "mean negative log-likelihood of the label (nats), p clamped at 1e-12",
                f"{_M}:nll", unit="nats", bootstrap=True, tags=_ALL, section="calibration"),
     MetricSpec("brier", False, PREDICTIONS, "mean squared error of the probability vector, summed over classes",
-               f"{_M}:brier", bootstrap=True, tags=_ALL, section="calibration"),
+               f"{_M}:brier", bootstrap=True, tags=_ALL, section="calibration", bounds=(0.0, 2.0)),
     MetricSpec("ece", False, PREDICTIONS, "top-label ECE, 15 equal-width bins, L1, mass-weighted",
-               f"{_M}:ece", bootstrap=True, tags=(*_ALL, COMPARE), section="calibration"),
+               f"{_M}:ece", bootstrap=True, tags=(*_ALL, COMPARE), section="calibration", bounds=(0.0, 1.0)),
     MetricSpec("ece_adaptive", False, PREDICTIONS, "top-label ECE with 15 equal-mass bins",
-               f"{_M}:ece_adaptive", tags=(CALIBRATION,), section="calibration"),
+               f"{_M}:ece_adaptive", tags=(CALIBRATION,), section="calibration", bounds=(0.0, 1.0)),
     MetricSpec("mce", False, PREDICTIONS, "largest |accuracy - confidence| over non-empty bins",
-               f"{_M}:mce", bootstrap=True, tags=(CALIBRATION,), section="calibration"),
+               f"{_M}:mce", bootstrap=True, tags=(CALIBRATION,), section="calibration", bounds=(0.0, 1.0)),
     MetricSpec("classwise_ece", False, PREDICTIONS, "class-wise ECE (Kull et al. 2019), mean over classes",
-               f"{_M}:classwise_ece", tags=(CALIBRATION,), section="calibration"),
+               f"{_M}:classwise_ece", tags=(CALIBRATION,), section="calibration", bounds=(0.0, 1.0)),
     MetricSpec("worst_class_recall", True, PREDICTIONS, "lowest recall over the classes present",
-               f"{_M}:worst_class_recall", bootstrap=True, tags=(DELTAS,), section="fairness"),
-    MetricSpec("train_accuracy", True, TRAIN, "accuracy on the train split (at eval.batch_size)"),
-    MetricSpec("generalization_gap", False, TRAIN, "train accuracy minus test accuracy"),
+               f"{_M}:worst_class_recall", bootstrap=True, tags=(DELTAS,), section="fairness", bounds=(0.0, 1.0)),
+    MetricSpec("train_accuracy", True, TRAIN, "accuracy on the train split (at eval.batch_size)", bounds=(0.0, 1.0)),
+    MetricSpec("generalization_gap", False, TRAIN, "train accuracy minus test accuracy", bounds=(-1.0, 1.0)),
     MetricSpec("disagreement", False, COMPARISON, "fraction of test items whose prediction differs from the baseline's",
-               bootstrap=True, tags=(DELTAS,), section="agreement"),
+               bootstrap=True, tags=(DELTAS,), section="agreement", bounds=(0.0, 1.0)),
     MetricSpec("worst_group_accuracy", True, GROUPS, "lowest accuracy over the groups of the group attribute",
-               bootstrap=True, tags=(DELTAS, HISTORY), section="fairness"),
+               bootstrap=True, tags=(DELTAS, HISTORY), section="fairness", bounds=(0.0, 1.0)),
     MetricSpec("demographic_parity_difference", False, GROUPS,
                "largest gap between groups in P(prediction = k), over classes k",
-               bootstrap=True, tags=(DELTAS,), section="fairness"),
+               bootstrap=True, tags=(DELTAS,), section="fairness", bounds=(0.0, 1.0)),
     MetricSpec("equalized_odds_difference", False, GROUPS,
-               "largest gap between groups in per-class recall or false-positive rate", section="fairness"),
+               "largest gap between groups in per-class recall or false-positive rate", section="fairness",
+               bounds=(0.0, 1.0)),
     MetricSpec("latency_p50_ms", False, EFFICIENCY, "median batch-1 latency", unit="ms", digits=3,
                tags=(COMPARE, HISTORY), section="efficiency"),
     MetricSpec("latency_p90_ms", False, EFFICIENCY, "90th-percentile batch-1 latency", unit="ms", digits=3,
@@ -119,18 +121,18 @@ METRICS: dict[str, MetricSpec] = {s.name: s for s in [
                tags=(HISTORY,), section="efficiency"),
     MetricSpec("nonzero_params", False, MODEL, "parameters that are not zero", digits=0, section="efficiency"),
     MetricSpec("mean_corruption_accuracy", True, STRESS, "mean accuracy over the corruptions and severities run",
-               tags=(HISTORY,), section="robustness"),
+               tags=(HISTORY,), section="robustness", bounds=(0.0, 1.0)),
     MetricSpec("mean_corruption_error", False, STRESS,
                "mean over corruptions of the variant's summed error / the baseline's (1 = as robust)",
                section="robustness"),
     MetricSpec("monitor_false_alarm_rate", False, MONITOR,
                "largest false-alarm rate of the baseline's output-based shift detectors on this variant's "
                "outputs without shift (monitor.deployment_window items, alpha = monitor.alpha)",
-               digits=3, tags=(COMPARE,), section="monitoring"),
+               digits=3, tags=(COMPARE,), section="monitoring", bounds=(0.0, 1.0)),
     # accuracy under one named stressor at one condition (severity, eps or rate): a requirement
     # names ``stress`` and ``condition``; the value is metrics["stress/<stress>/<condition>/accuracy"]
     MetricSpec("stress_accuracy", True, STRESS, "accuracy under one stressor at one condition",
-               section="robustness"),
+               section="robustness", bounds=(0.0, 1.0)),
 ]}
 
 HIGHER_IS_BETTER: dict[str, bool] = {n: s.higher_is_better for n, s in METRICS.items()}

@@ -106,6 +106,11 @@ class Monitor:
         if when_unfit not in ("error", "skip"):
             raise MlbenchError(f"monitor.when_unfit must be error or skip, got {when_unfit!r}")
         self.when_unfit = when_unfit
+        if stream_length < 50 or stream_repetitions < 1:
+            raise MlbenchError(f"monitor needs stream_length >= 50 (items before the change in each streaming "
+                               f"run) and stream_repetitions >= 1, got {stream_length} and {stream_repetitions}")
+        if deployment_window < 2 or (deployment_repetitions is not None and deployment_repetitions < 1):
+            raise MlbenchError("monitor needs deployment_window >= 2 and deployment_repetitions >= 1")
         if max_items < 2:
             raise MlbenchError(f"monitor.max_items must be >= 2, got {max_items}")
         self.max_items = max_items

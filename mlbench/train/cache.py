@@ -31,7 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mlbench.errors import MlbenchError
+from mlbench.errors import MlbenchError, environment_error
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
@@ -54,7 +54,14 @@ def file_sha256(path: Path) -> str:
 def save_weights(model: nn.Module, path: Path) -> None:
     """State dict as safetensors (tensors only: nothing in it can run code)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path))
+    try:
+        save_file(state, str(path))
+    except Exception as e:  # safetensors reports I/O failures as SafetensorError, not OSError
+        env = environment_error(e)
+        if env is None:
+            raise
+        Path(path).unlink(missing_ok=True)
+        raise OSError(env.errno, env.strerror, str(path)) from None
     os.chmod(path, 0o666 & ~umask())  # safetensors writes the file private; the umask decides
 
 

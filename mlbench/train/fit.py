@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from mlbench.env import TORCH_DEFAULT_THREADS, torch_threads
+from mlbench.errors import MlbenchError
 from mlbench.progress import progress
 
 ON_DEVICE_FRACTION = 0.25  # keep data on a GPU when it needs under this share of free memory
@@ -157,6 +158,9 @@ def _fit(model, x_train, y_train, x_val, y_val, *, epochs, batch_size, optimizer
         torch.cuda.synchronize(device)
     result.train_s = time.perf_counter() - start
     result.samples_per_s = seen / max(train_time, 1e-9)  # optimizer steps only, no validation
+    if best[1] < 0:  # never a finite validation loss: the weights are not a trained model
+        raise MlbenchError(f"{desc}: the validation loss was not finite in any of {len(result.history)} epoch(s) "
+                           "(training diverged: lower train.optimizer.lr or check the inputs)")
     model.load_state_dict(best[2])
     if channels_last:
         model.to(memory_format=torch.contiguous_format)
