@@ -23,9 +23,12 @@ from mlbench.cli import (
     fail,
     hydra_entry,
     interrupted,
+    interruptible,
+    polite_threads,
     precheck,
     quiet_libraries,
     skip_final_collection,
+    tolerant_streams,
 )
 from mlbench.errors import MlbenchError, environment_error
 from mlbench.progress import console
@@ -136,8 +139,11 @@ def _export_task(cfg: DictConfig) -> None:
 
 
 @skip_final_collection
+@interruptible
 def main() -> None:
     """``mlbench-export``: ``--help`` and ``--version`` answer at once; a config mistake is one line."""
+    polite_threads()
+    tolerant_streams()
     argv = sys.argv[1:]
     if early_exit(argv, lambda: EXPORT_HELP.format(variants=", ".join(
             sorted(q.stem for q in (CONF_DIR / "variants").glob("*.yaml"))))):

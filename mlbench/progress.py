@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,9 +15,18 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader of stdout went away (``mlbench compare | head -1``): stop printing, quietly;
+        the work itself is not affected (rich's default would end the process with status 1)."""
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 # Wide enough for the full results table when output goes to a file or a pipe.
 # record=True: what a run prints is also written to its log file (keep_console_log).
-console = Console(stderr=False, highlight=False, record=True, width=None if sys.stdout.isatty() else 160)
+console = _Console(stderr=False, highlight=False, record=True, width=None if sys.stdout.isatty() else 160)
 # Errors and warnings the user must see go to stderr, one line each.
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -140,7 +140,7 @@ def read_summary(path: Path) -> dict:
         s = json.loads(text, parse_constant=_not_a_number)
     except UnicodeDecodeError:
         raise MlbenchError(f"{path}: not UTF-8 text") from None
-    except (json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, and NaN/Infinity (not JSON numbers)
         raise MlbenchError(f"{path}: not JSON ({str(e).splitlines()[0][:80]})") from None
     except OSError as e:
         raise MlbenchError(f"{path}: cannot read ({e.strerror})") from None

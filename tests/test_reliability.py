@@ -75,6 +75,9 @@ def _make_files(d: Path) -> dict[str, str]:
         "object_array": str(d / "obj.npz"),
         "huge_header": _huge_header(d / "huge.npz"),
         "valid": _npz(d / "valid.npz", x=x, y=y),
+        "label_million": _npz(d / "million.npz", x=x, y=np.where(np.arange(300) == 0, 10**6, y)),
+        "no_features": _npz(d / "nofeat.npz", x=np.zeros((300, 0)), y=y),
+        "float32_overflow": _npz(d / "ovf.npz", x=np.where(np.arange(1500).reshape(300, 5) == 7, 1e300, x), y=y),
     }
     np.savez(d / "obj.npz", x=np.array([{"a": 1}] * 300, dtype=object), y=y)
     (d / "zero.npz").write_bytes(b"")
@@ -161,6 +164,20 @@ def _cases(f: dict[str, str]) -> list[tuple[str, list[str], str]]:
         ("npz_num_classes", npz("single_class", "data.num_classes=1"), "two classes"),
         ("npz_pickled", npz("object_array"), "pickled"),
         ("npz_num_classes_small", npz("valid", "data.num_classes=2"), "num_classes"),
+        ("npz_label_million", npz("label_million"), "labels run up to 1000000"),
+        ("npz_no_features", npz("no_features"), "no features"),
+        ("npz_float32_overflow", npz("float32_overflow"), "float32"),
+        ("lr_nan", ["train.optimizer.lr=nan"], "train.optimizer.lr must be a finite number"),
+        ("lr_inf", ["train.optimizer.lr=inf"], "train.optimizer.lr must be a finite number"),
+        ("lr_neg", ["train.optimizer.lr=-1"], "learning rate"),
+        ("weight_decay_neg", ["train.optimizer.weight_decay=-5"], "weight_decay"),
+        ("lr_diverges", ["train.optimizer.lr=1e30"], "not finite in any"),
+        ("val_nan", ["data.val=nan"], "data.val must be a finite number"),
+        ("seed_timestamp", ["seed=1733412345123"], "seed must be in [0, 4294967295]"),
+        ("min_time_inf", ["eval.latency.min_time_s=inf"], "min_time_s must be a finite number"),
+        ("amp_fp8", ["train.amp=fp8"], "train.amp"),
+        ("stream_length_0", ["monitor=light", "monitor.stream_length=0"], "stream_length"),
+        ("opset_5", ["variants=[onnx_fp32]", "variants.onnx_fp32.passes.0.opset=5"], "opset"),
     ]
     export = [
         ("export_output_txt", ["export.output=model.txt"], ".onnx"),
@@ -205,7 +222,7 @@ def corpus(tmp_path_factory):
 
 
 def test_corpus_is_large_enough(corpus):
-    assert len(corpus["cases"]) >= 60
+    assert len(corpus["cases"]) >= 84
 
 
 def test_earlier_results_cache_and_history_are_byte_identical(corpus):

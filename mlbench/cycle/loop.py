@@ -16,13 +16,14 @@ written to ``<cache_dir>/cycles/<config hash>``; ``cycle.resume=true`` continues
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -449,30 +450,41 @@ class Engine:
         tmp.replace(self.state_dir / "state.json")
 
     def restore(self, initial: Deployed) -> tuple[dict[str, PolicyState], int] | None:
+        """The saved state (None when there is none). A state that exists but cannot be read
+        whole (truncated, hand-edited, another version, a missing model file) is an error,
+        never a silent fresh start that would discard the finished periods."""
         f = self.state_dir / "state.json"
         if not f.is_file():
             return None
+
+        def damaged(why: str) -> MlbenchError:
+            return MlbenchError(f"cycle.resume: the saved state {f} is damaged ({why}); nothing was changed: "
+                                "run without cycle.resume=true to start afresh")
         try:
             st = json.loads(f.read_text())
-        except (OSError, ValueError):
-            return None
-        if st.get("version") != STATE_VERSION or st.get("key") != self.key:
-            return None
+        except (OSError, ValueError) as e:
+            raise damaged(f"{type(e).__name__}: {_first_line(e)}") from None
+        if not isinstance(st, dict) or st.get("version") != STATE_VERSION or st.get("key") != self.key:
+            raise damaged(f"not a version-{STATE_VERSION} state of this configuration")
         states = {}
-        for pol in self.cyc.policies:
-            s = st["policies"][pol.name]
-            try:
+        try:
+            for pol in self.cyc.policies:
+                if pol.name not in st["policies"]:
+                    raise damaged(f"no entry for policy {pol.name!r}")
+                s = st["policies"][pol.name]
                 dep = self.reload(s["deployed"], initial)
-            except Exception as e:  # noqa: BLE001 - a damaged saved model: one line, the state left as it is
-                raise MlbenchError(f"cycle.resume: the saved state in {self.state_dir} cannot be read "
-                                   f"({_first_line(e)}); run without cycle.resume=true to start afresh") from None
-            ps = PolicyState(pol, dep, s["rows"], [], {int(k): v for k, v in s["preds"].items()},
-                             self.new_stream_detector())
-            for e in s["errors"]:  # replay: the detector's state is a function of its stream
-                ps.errors.append(e)
-                ps.stream_detector.update(e)
-            states[pol.name] = ps
-        return states, int(st["done"])
+                ps = PolicyState(pol, dep, list(s["rows"]), [], {int(k): v for k, v in s["preds"].items()},
+                                 self.new_stream_detector())
+                for e in s["errors"]:  # replay: the detector's state is a function of its stream
+                    ps.errors.append(e)
+                    ps.stream_detector.update(e)
+                states[pol.name] = ps
+            done = int(st["done"])
+        except MlbenchError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a damaged entry or saved model: one line, the state left as it is
+            raise damaged(f"{type(e).__name__}: {_first_line(e)}") from None
+        return states, done
 
     def reload(self, d: dict, initial: Deployed) -> Deployed:
         if d["version"] == 0:
@@ -494,8 +506,27 @@ class Engine:
         return self.watch(dep, x, y)
 
     # ------------------------------------------------------------------ the whole stream
-    def run(self) -> dict[str, Any]:
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the state folder's lock while the cycle uses it: a second cycle of the same
+        configuration (the same state folder) is refused instead of sharing its files."""
+        from filelock import FileLock, Timeout
+
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.state_dir) + ".lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise MlbenchError(f"cycle: another mlbench cycle of this configuration is running (its state "
+                               f"{self.state_dir} is locked); wait for it, or give this one another "
+                               "seed or MLBENCH_CACHE") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def run(self) -> dict[str, Any]:
+        """The whole stream (call inside :meth:`locked`)."""
         initial = self.initial()
         restored = self.restore(initial) if self.cyc.resume else None
         resumed_from = None

@@ -76,11 +76,12 @@ def run_cycle_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                     ctx.checks, recipe, serving_batch(cfg))
     console.print(f"[bold]cycle[/] {cyc.periods} periods × {cyc.period_size} items, labels {cyc.label_delay} late, "
                   f"policies {', '.join(p.name for p in cyc.policies)}, recipe {cyc.recipe}")
-    t0 = time.perf_counter()
-    out = engine.run()
-    loop_s = time.perf_counter() - t0
-    console.print("[bold]cycle[/] update time against the training-window size")
-    scaling = engine.scaling(out["initial"])
+    with engine.locked():
+        t0 = time.perf_counter()
+        out = engine.run()
+        loop_s = time.perf_counter() - t0
+        console.print("[bold]cycle[/] update time against the training-window size")
+        scaling = engine.scaling(out["initial"])
     timelines = {n: ps.rows for n, ps in out["states"].items()}
     stages = stage_times(timelines)
     section = {

@@ -45,6 +45,9 @@ class Wine(Dataset):
         return d.data, d.target, None, meta
 
 
+MAX_CLASSES = 100_000  # a label beyond this is a mistake (an id column, a timestamp), not a class
+
+
 class NpzDataset(Dataset):
     """Your own data: an ``.npz`` with ``x`` (N, ...), ``y`` (N,) and optional ``group`` (N,)."""
 
@@ -127,6 +130,15 @@ def read_npz_dataset(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | N
         raise MlbenchError(f"{where}: x must be numeric, got dtype {x.dtype}")
     if x.ndim < 2:
         raise MlbenchError(f"{where}: x must be (N, features...) with at least 2 dimensions, got shape {x.shape}")
+    if any(d == 0 for d in x.shape[1:]):
+        raise MlbenchError(f"{where}: x has no features (shape {x.shape})")
+    if x.dtype.kind == "f" and x.dtype.itemsize > 4:
+        finite = np.isfinite(x)
+        too_big = finite & (np.abs(x) > np.finfo(np.float32).max)
+        if too_big.any():
+            raise MlbenchError(f"{where}: {int(too_big.sum())} value(s) of x exceed float32's range "
+                               f"(±{np.finfo(np.float32).max:.3g}; e.g. {x[too_big][0]:.3g}); mlbench computes "
+                               "in float32: rescale the features")
     if y.ndim == 2 and y.shape[1] > 1 and set(np.unique(y).tolist()) <= {0, 1}:
         raise MlbenchError(f"{where}: y looks one-hot {y.shape}; give class indices, e.g. y.argmax(1)")
     if y.ndim != 1:
@@ -142,8 +154,14 @@ def read_npz_dataset(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | N
         raise MlbenchError(f"{where}: y must be whole numbers (class indices)")
     if (y < 0).any():
         raise MlbenchError(f"{where}: negative labels (e.g. {y[y < 0][:3].tolist()})")
-    if len(np.unique(y)) < 2:
+    present = np.unique(y)
+    if len(present) < 2:
         raise MlbenchError(f"{where}: every label is {y[0]}; a classifier needs at least two classes")
+    top = int(present[-1])
+    if top >= MAX_CLASSES or top + 1 > 2 * len(present):
+        raise MlbenchError(f"{where}: labels run up to {top} but only {len(present)} distinct values occur; "
+                           f"classes are 0..K-1 (K at most {MAX_CLASSES:,}, and at most half of them absent): "
+                           "map the labels to 0..K-1 first")
     if group is not None:
         if group.ndim != 1 or len(group) != len(y):
             raise MlbenchError(f"{where}: group must be 1-D with one value per example ({len(y)}), got shape "
