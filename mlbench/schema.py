@@ -345,6 +345,8 @@ def non_finite(node: Any, where: str = "") -> str | None:
     """The dotted key of the first NaN or infinite number in a config (None when all are
     finite): no option of mlbench means anything at NaN or infinity (an infinite timing budget
     never ends, a NaN split size or learning rate fails deep inside a library)."""
+    if OmegaConf.is_dict(node) and not where:  # the root: Hydra's own node is not ours to check
+        node = {k: OmegaConf.select(node, str(k), throw_on_missing=False) for k in node if k != "hydra"}
     if OmegaConf.is_config(node):
         node = OmegaConf.to_container(node, resolve=True)
     if isinstance(node, dict):

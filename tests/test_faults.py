@@ -249,6 +249,13 @@ def test_command_line_mistakes_are_one_line_before_any_work(tmp_path):
     assert not list((tmp_path / "multirun").glob("*")) if (tmp_path / "multirun").exists() else True
 
 
+def test_a_diverged_training_is_an_error_and_caches_nothing(tmp_path):
+    out = run_cli(*F, "variants=[]", "train.optimizer.lr=1e30", cwd=tmp_path)
+    assert out.returncode == 2, out.stdout[-1500:]
+    _one_error_line(out, "validation loss was not finite in any")
+    assert not run_dirs(tmp_path) and not list((tmp_path / "cache").glob("*/meta.json"))
+
+
 def test_an_empty_results_variable_never_writes_to_the_root(tmp_path):
     before = {p.name for p in Path("/").iterdir()}
     out = run_cli(*F, "variants=[]", cwd=tmp_path, env={"MLBENCH_RESULTS": ""})

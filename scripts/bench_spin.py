@@ -1,0 +1,91 @@
+"""OpenMP spinning and processes that share the cores: two ``mlbench cycle`` runs side by side,
+and the default run alone, with libgomp's own spin count and with mlbench's (GOMP_SPINCOUNT,
+set by the entry points unless the user set it).
+
+    python scripts/bench_spin.py             # both comparisons, 2 repetitions of the lone run
+    python scripts/bench_spin.py --skip-pair # the lone default run only
+
+Prints wall seconds per setting and the ratios (mlbench's ÷ libgomp's). Look at ``uptime``
+first: the lone runs are only comparable on an otherwise idle machine. The two-cycle side runs
+up to ``--limit`` seconds per setting (libgomp's default spin count took more than 400 s where
+one cycle alone takes about 40 s on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _bench import ROOT
+
+LIBGOMP_DEFAULT = "300000"  # libgomp's spin count when neither variable is set
+
+
+def _env(work: Path, spin: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    return {**env, "GOMP_SPINCOUNT": spin, "MLBENCH_RESULTS": str(work / "results"),
+            "MLBENCH_CACHE": str(work / "cache"), "PYTHONPATH": str(ROOT)}
+
+
+def lone_run(spin: str, cache: Path) -> float:
+    work = Path(tempfile.mkdtemp(prefix="mlbench-spin-"))
+    env = {**_env(work, spin), "MLBENCH_CACHE": str(cache)}
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "mlbench"], env=env, cwd=work, capture_output=True, check=True)
+    return time.perf_counter() - t0
+
+
+def two_cycles(spin: str, limit: float) -> float:
+    work = Path(tempfile.mkdtemp(prefix="mlbench-spin-"))
+    env = _env(work, spin)
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-m", "mlbench", "cycle", "debug=smoke", f"seed={s}"], env=env,
+                              cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for s in (5, 6)]
+    for p in procs:
+        try:
+            p.wait(timeout=max(1.0, limit - (time.perf_counter() - t0)))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    from mlbench.cli import SPIN_COUNT
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--limit", type=float, default=420.0)
+    ap.add_argument("--skip-pair", action="store_true")
+    a = ap.parse_args()
+    print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs; spin counts: libgomp {LIBGOMP_DEFAULT}, "
+          f"mlbench {SPIN_COUNT}")
+    cache = Path(tempfile.mkdtemp(prefix="mlbench-spin-cache-"))
+    lone_run(SPIN_COUNT, cache)  # fill the baseline and artifact caches: both sides read them
+    times: dict[str, list[float]] = {LIBGOMP_DEFAULT: [], SPIN_COUNT: []}
+    for _ in range(a.repeats):  # interleaved
+        for spin in times:
+            times[spin].append(lone_run(spin, cache))
+    ratios = [m / g for g, m in zip(times[LIBGOMP_DEFAULT], times[SPIN_COUNT])]
+    for spin, ts in times.items():
+        print(f"default run alone, GOMP_SPINCOUNT={spin:>6}: {statistics.median(ts):6.1f} s "
+              f"({min(ts):.1f}-{max(ts):.1f})")
+    print(f"  mlbench's ÷ libgomp's: {statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
+    if a.skip_pair:
+        return
+    pair = {spin: two_cycles(spin, a.limit) for spin in (LIBGOMP_DEFAULT, SPIN_COUNT)}
+    for spin, t in pair.items():
+        print(f"two cycles side by side, GOMP_SPINCOUNT={spin:>6}: {t:6.1f} s"
+              + ("  (stopped at the limit)" if t >= a.limit - 1 else ""))
+    print(f"  mlbench's ÷ libgomp's: {pair[SPIN_COUNT] / pair[LIBGOMP_DEFAULT]:.3f} (at most: the libgomp side "
+          "may have been stopped at the limit)")
+
+
+if __name__ == "__main__":
+    main()
