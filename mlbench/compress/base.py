@@ -36,6 +36,11 @@ class Parity:
     max_abs_diff: float
     top1_agreement: float
     samples: int
+    atol: float | None = None  # the tolerance |a - b| <= atol + rtol*|b| it was judged against
+    rtol: float | None = None
+    worst_excess: float | None = None  # max |a - b| / (atol + rtol*|b|): <= 1 within tolerance
+    within_tolerance: float | None = None  # fraction of logits within it
+    worst: dict[str, Any] | None = None  # the worst logit: item, class, reference, candidate, rel_diff
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -44,19 +44,46 @@ def _first_line(e: BaseException) -> str:
     return type(e).__name__
 
 
+# float32 parity of an exported graph, |a − b| ≤ atol + rtol·|b| per logit (numpy/torch.testing's
+# form). Measured by scripts/parity_tolerance.py (docs/benchmarks.md): on the built-in models and
+# ResNet-18 (widths 16-64) the worst logit used 2.2 % of this tolerance (5.3e-6 absolute, 4.6e-4
+# relative where |b| >= 1e-3); a wider ResNet-18 on a busy machine drifted by 1.07e-4 absolute.
+PARITY_ATOL = 1e-4
+PARITY_RTOL = 1e-3
+
+
+def compare_logits(ref: torch.Tensor, out: torch.Tensor, atol: float = PARITY_ATOL,
+                   rtol: float = PARITY_RTOL) -> dict[str, Any]:
+    """Element-wise agreement of two logit matrices: max |a − b|; the worst element by
+    |a − b| / (atol + rtol·|b|) (``worst_excess`` ≤ 1: every element within tolerance), with its
+    item, class, both values and its relative error; the fraction of elements within tolerance;
+    top-1 agreement."""
+    ref, out = ref.double(), out.double()
+    diff = (ref - out).abs()
+    excess = diff / (atol + rtol * ref.abs())
+    item, cls = divmod(int(excess.argmax()), ref.shape[1])
+    b = float(ref[item, cls])
+    return {"max_abs_diff": float(diff.max()), "worst_excess": float(excess.max()),
+            "within_tolerance": float((excess <= 1).double().mean()),
+            "worst": {"item": item, "class": cls, "reference": b, "candidate": float(out[item, cls]),
+                      "rel_diff": float(diff[item, cls]) / abs(b) if b else float("inf")},
+            "top1_agreement": float((ref.argmax(1) == out.argmax(1)).double().mean())}
+
+
 def parity(reference: torch.nn.Module | OrtRunner, candidate: OrtRunner, x: torch.Tensor,
-           dtype: torch.dtype = torch.float32) -> Parity:
-    """Max |logit difference| and top-1 agreement between a reference (the torch model, or the
-    parent ONNX model) and an ONNX model."""
+           dtype: torch.dtype = torch.float32, atol: float = PARITY_ATOL, rtol: float = PARITY_RTOL) -> Parity:
+    """Logit agreement between a reference (the torch model, or the parent ONNX model) and an
+    ONNX model (:func:`compare_logits`)."""
     kind = "torch" if isinstance(reference, torch.nn.Module) else "parent"
     if isinstance(reference, torch.nn.Module):
         with torch.inference_mode():
             ref = reference(x.to(dtype)).float()
     else:
         ref = reference.predict(x)
-    out = candidate.predict(x)
-    return Parity(reference=kind, max_abs_diff=float((ref - out).abs().max()),
-                  top1_agreement=float((ref.argmax(1) == out.argmax(1)).float().mean()), samples=int(len(x)))
+    c = compare_logits(ref, candidate.predict(x), atol, rtol)
+    return Parity(reference=kind, max_abs_diff=c["max_abs_diff"], top1_agreement=c["top1_agreement"],
+                  samples=int(len(x)), atol=atol, rtol=rtol, worst_excess=c["worst_excess"],
+                  within_tolerance=c["within_tolerance"], worst=c["worst"])
 
 
 def check_onnx(path: Path) -> None:
@@ -75,8 +102,11 @@ class OnnxExport(Pass):
     - ``opset``: ONNX opset version.
     - ``dynamo``: use the ``torch.export``-based exporter (else the TorchScript one).
     - ``external_data``: store weights in a ``.data`` file beside the model.
-    - ``parity_atol``: largest allowed |logit difference|; above it the variant fails.
-    - ``parity_min_agreement``: smallest allowed top-1 agreement with torch.
+    - ``parity_atol``, ``parity_rtol``: each logit must satisfy |a − b| ≤ atol + rtol·|b|
+      against torch's (b); a miss within them is float noise of a deeper graph only if every
+      prediction agrees: it is recorded as a warning on the variant, not a failure.
+    - ``parity_min_agreement``: smallest allowed top-1 agreement with torch; below it the
+      variant fails (the exported graph computes something else).
     - ``parity_samples``: how many test examples the parity check uses.
     """
 
@@ -85,7 +115,8 @@ class OnnxExport(Pass):
     opset: int = 18
     dynamo: bool = True
     external_data: bool = True
-    parity_atol: float = 1e-4
+    parity_atol: float = PARITY_ATOL
+    parity_rtol: float = PARITY_RTOL
     parity_min_agreement: float = 0.999
     parity_samples: int = 512
 
@@ -95,9 +126,10 @@ class OnnxExport(Pass):
             raise MlbenchError(f"onnx_export.opset must be in [{low}, {MAX_OPSET}] with the "
                                f"{'dynamo' if self.dynamo else 'TorchScript'} exporter, got {self.opset}"
                                + (" (dynamo: false exports older opsets)" if self.dynamo and self.opset < low else ""))
-        if not self.parity_atol >= 0 or not 0 <= self.parity_min_agreement <= 1 or self.parity_samples < 1:
-            raise MlbenchError("onnx_export needs parity_atol >= 0, parity_min_agreement in [0, 1] and "
-                               "parity_samples >= 1")
+        if (not self.parity_atol >= 0 or not self.parity_rtol >= 0 or not 0 <= self.parity_min_agreement <= 1
+                or self.parity_samples < 1):
+            raise MlbenchError("onnx_export needs parity_atol >= 0, parity_rtol >= 0, parity_min_agreement in "
+                               "[0, 1] and parity_samples >= 1")
 
     def apply(self, art: Artifact, ctx: PassContext):
         if art.dtype != torch.float32:
@@ -128,13 +160,19 @@ class OnnxExport(Pass):
         if written != self.opset:  # an exporter that quietly wrote another opset than asked for
             raise VariantFailed(f"onnx_export asked for opset {self.opset}; the exporter wrote opset {written}")
         runner = OrtRunner(out, threads=1)
-        par = parity(model, runner, ctx.data.x["test"][: self.parity_samples].float())
-        if par.max_abs_diff > self.parity_atol or par.top1_agreement < self.parity_min_agreement:
+        par = parity(model, runner, ctx.data.x["test"][: self.parity_samples].float(), atol=self.parity_atol,
+                     rtol=self.parity_rtol)
+        if par.top1_agreement < self.parity_min_agreement:
             raise VariantFailed(
-                f"ONNX parity check failed: max |diff| {par.max_abs_diff:.3g} "
-                f"(tolerance {self.parity_atol}), top-1 agreement {par.top1_agreement:.4f} "
-                f"(minimum {self.parity_min_agreement})")
+                f"ONNX parity check failed: top-1 agreement with torch {par.top1_agreement:.4f} (minimum "
+                f"{self.parity_min_agreement}) on {par.samples} test items; max |diff| {par.max_abs_diff:.3g}")
         new = Artifact(id="", format="onnx", path=out, files=onnx_files(out), facts=Facts(parity=par))
+        if par.worst_excess > 1:  # every prediction agrees: float noise beyond the stated tolerance
+            w = par.worst
+            new.flags.append(f"ONNX logits outside |a-b| <= {self.parity_atol:g} + {self.parity_rtol:g}|b| on "
+                             f"{1 - par.within_tolerance:.2%} of elements (worst: item {w['item']} class "
+                             f"{w['class']}, {w['candidate']:.6g} vs torch {w['reference']:.6g}, relative "
+                             f"{w['rel_diff']:.2g}); every prediction agrees ({par.top1_agreement:.4f})")
         return new, {"opset": self.opset, "exporter": "dynamo" if self.dynamo else "torchscript"}
 
 
