@@ -209,3 +209,13 @@ def test_damaged_or_missing_image_files_are_one_clear_error(tmp_path):
         VisionDataset("cifar10", str(tmp_path / "c"), val=20, calib=20, test=30).load()
     with pytest.raises(MlbenchError, match="binary version"):
         VisionDataset("cifar10", str(tmp_path / "nothing_here"), download=True).load()
+
+
+def test_npz_labels_far_past_the_classes_present_need_a_stated_class_count(tmp_path):
+    # labels {0, 9}: an id-like column unless the user says there are 10 classes
+    rng = np.random.default_rng(0)
+    path = tmp_path / "gap.npz"
+    np.savez(path, x=rng.normal(size=(300, 5)), y=np.where(rng.random(300) < 0.5, 0, 9))
+    with pytest.raises(MlbenchError, match="labels run up to 9 but only 2 distinct values"):
+        NpzDataset(str(path)).load()
+    assert NpzDataset(str(path), num_classes=10).load().meta.num_classes == 10

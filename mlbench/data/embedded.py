@@ -59,7 +59,7 @@ class NpzDataset(Dataset):
         self.path, self.num_classes, self.modality = Path(path), num_classes, modality
 
     def arrays(self):
-        x, y, group = read_npz_dataset(self.path)
+        x, y, group = read_npz_dataset(self.path, self.num_classes or None)
         k = self.num_classes or int(y.max()) + 1
         if self.num_classes and int(y.max()) >= self.num_classes:
             raise MlbenchError(f"data.path {self.path}: labels outside [0, {self.num_classes}) "
@@ -96,10 +96,12 @@ def _check_headers(path: Path, where: str) -> None:
                                    f"{info.file_size} bytes")
 
 
-def read_npz_dataset(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def read_npz_dataset(path: Path, num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """``x`` (N, ...) float features, ``y`` (N,) integer labels with at least two classes,
     optional ``group`` (N,) integers, from an ``.npz`` that holds no pickled objects.
-    Anything else is one :class:`MlbenchError` naming the file and the problem."""
+    Anything else is one :class:`MlbenchError` naming the file and the problem. Without a
+    stated ``num_classes``, labels must not run past twice the classes present (an id column
+    is not a class)."""
     where = f"data.path {path}"
     if not path.is_file():
         raise MlbenchError(f"{where}: no such file")
@@ -158,10 +160,10 @@ def read_npz_dataset(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | N
     if len(present) < 2:
         raise MlbenchError(f"{where}: every label is {y[0]}; a classifier needs at least two classes")
     top = int(present[-1])
-    if top >= MAX_CLASSES or top + 1 > 2 * len(present):
+    if top >= MAX_CLASSES or (num_classes is None and top + 1 > 2 * len(present)):
         raise MlbenchError(f"{where}: labels run up to {top} but only {len(present)} distinct values occur; "
-                           f"classes are 0..K-1 (K at most {MAX_CLASSES:,}, and at most half of them absent): "
-                           "map the labels to 0..K-1 first")
+                           f"classes are 0..K-1 (K at most {MAX_CLASSES:,}, and at most half of them absent "
+                           "unless data.num_classes says K): map the labels to 0..K-1 first")
     if group is not None:
         if group.ndim != 1 or len(group) != len(y):
             raise MlbenchError(f"{where}: group must be 1-D with one value per example ({len(y)}), got shape "
