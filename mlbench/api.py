@@ -15,7 +15,6 @@ write the same run folder (summary.json, predictions, report) as ``mlbench``.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -24,7 +24,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from mlbench.errors import WRITE_ERRORS, MlbenchError, environment_error
+from mlbench.errors import MlbenchError, environment_error
 from mlbench.progress import err_console
 from mlbench.schema import CONF_DIR, register
 
@@ -243,7 +243,6 @@ SUBCOMMANDS = [("(none)", "a run: baseline, variants, timing, stress, data check
                ("datacheck", "the data checks alone"),
                ("monitor", "the baseline, the variants and the monitoring stage"),
                ("cycle", "the update cycle: a simulated deployment over a drifting stream")]
-LIST_GROUPS = ("variants", "stress", "datacheck")  # groups that take a list of options
 
 
 def short_help() -> str:
@@ -308,7 +307,9 @@ def check_sweep(argv: list[str]) -> str | None:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from mlbench.pipeline import components  # heavy (torch), but a sweep needs it anyway
+    from mlbench.pipeline import (
+        components,  # heavy (torch), but a sweep needs it anyway
+    )
     from mlbench.schema import check_values
 
     if any(a in ("--config-dir", "-cd") or a.startswith(("--config-dir=", "hydra.searchpath")) for a in argv):

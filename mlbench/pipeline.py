@@ -580,7 +580,7 @@ def write(ctx: RunContext) -> dict[str, Any]:
             record_history(db, s, ctx.run_dir)
         except (sqlite3.Error, OSError, RuntimeError) as e:  # history is secondary: the run stands
             log.warning("run history not recorded in %s (%s); the run's results are complete", db,
-                        str(e).splitlines()[0] if str(e) else type(e).__name__)
+                        first_line(e))
     track(ctx.tracker, s, ctx.run_dir)
     return s
 

@@ -15,6 +15,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+
 class _Console(Console):
     def on_broken_pipe(self) -> None:
         """The reader of stdout went away (``mlbench compare | head -1``): stop printing, quietly;

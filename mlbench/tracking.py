@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mlbench.errors import MlbenchError
+from mlbench.errors import MlbenchError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -155,4 +155,4 @@ def track(tracker: Any, summary: dict[str, Any], run_dir: Path) -> None:
         raise
     except Exception as e:  # noqa: BLE001 - tracking is secondary: the run's files are written
         log.warning("run not logged to MLflow at %s (%s); the run's results are complete", tracker.uri,
-                    str(e).splitlines()[0] if str(e) else type(e).__name__)
+                    first_line(e))

@@ -4,6 +4,7 @@ set by the entry points unless the user set it).
 
     python scripts/bench_spin.py             # both comparisons, 2 repetitions of the lone run
     python scripts/bench_spin.py --skip-pair # the lone default run only
+    python scripts/bench_spin.py --load      # training and variant builds idle vs beside 2 busy processes
 
 Prints wall seconds per setting and the ratios (mlbench's ÷ libgomp's). Look at ``uptime``
 first: the lone runs are only comparable on an otherwise idle machine. The two-cycle side runs
@@ -56,6 +57,47 @@ def two_cycles(spin: str, limit: float) -> float:
     return time.perf_counter() - t0
 
 
+SPIN = "import time\nt = time.time()\nwhile time.time() - t < {s}: pass\n"
+
+
+def loaded_run(spin: str, busy: int) -> tuple[float, float, Path]:
+    """The default run with a fresh cache (so the baseline trains) beside ``busy`` spinning
+    processes; returns (baseline training s, variant builds s, the baseline's weights file)."""
+    import json
+    work = Path(tempfile.mkdtemp(prefix="mlbench-spin-"))
+    hogs = [subprocess.Popen([sys.executable, "-c", SPIN.format(s=600)]) for _ in range(busy)]
+    try:
+        subprocess.run([sys.executable, "-m", "mlbench"], env=_env(work, spin), cwd=work, capture_output=True,
+                       check=True)
+    finally:
+        for h in hogs:
+            h.kill()
+    (summary,) = (work / "results").rglob("summary.json")
+    s = json.loads(summary.read_text())
+    builds = sum(v for v in s["stages"]["variant_builds"].values() if v)
+    return s["baseline_training"]["train_s"], builds, summary.parent / "models" / "baseline" / "model.safetensors"
+
+
+def load_table(repeats: int) -> None:
+    """Training and variant-build seconds idle and beside 2 busy processes, per spin count, and
+    the trained weights' largest difference between the idle and the loaded run."""
+    from safetensors.numpy import load_file
+
+    from mlbench.cli import SPIN_COUNT
+    for spin in (LIBGOMP_DEFAULT, SPIN_COUNT):
+        rows = {0: [], 2: []}
+        for _ in range(repeats):
+            for busy in rows:  # interleaved
+                rows[busy].append(loaded_run(spin, busy))
+        idle, busy = rows[0], rows[2]
+        diff = max(float(abs(a - b).max()) for (_, _, fa), (_, _, fb) in zip(idle, busy)
+                   for a, b in zip(load_file(fa).values(), load_file(fb).values()))
+        for k, what in ((0, "baseline training"), (1, "variant builds")):
+            i, b = statistics.median(r[k] for r in idle), statistics.median(r[k] for r in busy)
+            print(f"GOMP_SPINCOUNT={spin:>6} {what:<18}: idle {i:6.1f} s, 2 busy {b:6.1f} s, loaded/idle {b / i:5.2f}")
+        print(f"GOMP_SPINCOUNT={spin:>6} weights: largest |idle - loaded| {diff:.3g}")
+
+
 def main() -> None:
     from mlbench.cli import SPIN_COUNT
 
@@ -63,9 +105,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--limit", type=float, default=420.0)
     ap.add_argument("--skip-pair", action="store_true")
+    ap.add_argument("--load", action="store_true", help="only: training and builds idle vs 2 busy processes")
     a = ap.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs; spin counts: libgomp {LIBGOMP_DEFAULT}, "
           f"mlbench {SPIN_COUNT}")
+    if a.load:
+        load_table(a.repeats)
+        return
     cache = Path(tempfile.mkdtemp(prefix="mlbench-spin-cache-"))
     lone_run(SPIN_COUNT, cache)  # fill the baseline and artifact caches: both sides read them
     times: dict[str, list[float]] = {LIBGOMP_DEFAULT: [], SPIN_COUNT: []}

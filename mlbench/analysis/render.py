@@ -44,9 +44,6 @@ class Doc:
     def image(self, path: str, caption: str = "") -> None:
         self.blocks.append(("img", path, caption))
 
-    def extend(self, other: "Doc") -> None:
-        self.blocks += other.blocks
-
 
 def to_markdown(doc: Doc) -> str:
     out: list[str] = []

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from mlbench.env import compiled_flags
-from mlbench.errors import MlbenchError
+from mlbench.errors import MlbenchError, first_line
 
 BACKEND_OF = {"torch": "torch", "onnx": "onnxruntime"}  # artifact format -> runner (and its option table)
 
@@ -163,7 +163,7 @@ class OrtRunner:
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=use)
         except Exception as e:  # onnxruntime raises its own exception types
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             raise MlbenchError(f"cannot load ONNX model {self.path}: {first}") from None
         # the C++ session's run, called directly: InferenceSession.run re-validates the feed and
         # rebuilds the output list in Python on every call (~10 µs, half a small model's batch-1

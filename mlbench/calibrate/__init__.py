@@ -149,10 +149,4 @@ class IsotonicCalibration(Calibrator):
 VIEWS = ("uncalibrated", "carried", "refit")
 
 
-def check_view(view: str) -> str:
-    if view not in VIEWS:
-        raise MlbenchError(f"eval.calibration must be one of {VIEWS}, got {view!r}")
-    return view
-
-
 __all__ = ["Calibrator", "TemperatureScaling", "VectorScaling", "IsotonicCalibration", "VIEWS"]

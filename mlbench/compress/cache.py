@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from mlbench.compress.base import Artifact, Facts, Parity
+from mlbench.errors import first_line
 from mlbench.train.cache import content_hash, file_sha256, publish
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class ArtifactCache:
             return _from_json(meta, workdir)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             log.warning("artifact cache entry %s is corrupt (%s); rebuilding", entry,
-                        str(e).splitlines()[0] if str(e) else type(e).__name__)
+                        first_line(e))
             shutil.rmtree(entry, ignore_errors=True)
             return None
 

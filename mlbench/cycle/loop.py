@@ -43,7 +43,7 @@ from mlbench.data import DataBundle
 from mlbench.datacheck import Check, CheckContext
 from mlbench.datacheck.stage import feature_source, run_checks
 from mlbench.datacheck.stage import select as select_checks
-from mlbench.errors import MlbenchError, environment_error
+from mlbench.errors import MlbenchError, environment_error, first_line
 from mlbench.evaluate.efficiency import latency
 from mlbench.evaluate.loop import evaluate
 from mlbench.evaluate.stats import paired_deltas
@@ -156,11 +156,6 @@ class PolicyState:
     errors: list[int] = field(default_factory=list)  # error stream of the deployed version so far
     preds: dict[int, list[int]] = field(default_factory=dict)  # period -> predictions, until labels arrive
     stream_detector: Any = None
-
-
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 def view(probs: torch.Tensor, x: torch.Tensor) -> View:
@@ -315,7 +310,7 @@ class Engine:
             env = environment_error(e)
             if env is not None:  # a full disk or read-only folder fails the cycle, not the update
                 raise OSError(env.errno, env.strerror, env.filename or str(workdir)) from None
-            rec.update(status="failed", reason=f"{step}: {_first_line(e)}")
+            rec.update(status="failed", reason=f"{step}: {first_line(e)}")
             return rec, None
         rec["candidate"] = {k: variant["metrics"].get(k) for k in ("accuracy", "ece", "nll", *figs)}
         rec["deployed_now"] = {k: cur.metrics.get(k) for k in ("accuracy", "ece", "nll")}
@@ -350,7 +345,7 @@ class Engine:
         except Exception as e:  # noqa: BLE001 - reported in one line
             if environment_error(e) is not None:
                 raise
-            raise MlbenchError(f"cycle: the recipe {self.cyc.recipe} fails on the initial model ({_first_line(e)})") from None
+            raise MlbenchError(f"cycle: the recipe {self.cyc.recipe} fails on the initial model ({first_line(e)})") from None
         save_weights(self.baseline, folder / "dense.safetensors")
         runner = self.serve(art, self.device)
         dep = Deployed(0, None, [], self.baseline, art, runner, folder, figures=self.figures(art, runner, d.x["val"]))
@@ -463,7 +458,7 @@ class Engine:
         try:
             st = json.loads(f.read_text())
         except (OSError, ValueError) as e:
-            raise damaged(f"{type(e).__name__}: {_first_line(e)}") from None
+            raise damaged(f"{type(e).__name__}: {first_line(e)}") from None
         if not isinstance(st, dict) or st.get("version") != STATE_VERSION or st.get("key") != self.key:
             raise damaged(f"not a version-{STATE_VERSION} state of this configuration")
         states = {}
@@ -483,7 +478,7 @@ class Engine:
         except MlbenchError:
             raise
         except Exception as e:  # noqa: BLE001 - a damaged entry or saved model: one line, the state left as it is
-            raise damaged(f"{type(e).__name__}: {_first_line(e)}") from None
+            raise damaged(f"{type(e).__name__}: {first_line(e)}") from None
         return states, done
 
     def reload(self, d: dict, initial: Deployed) -> Deployed:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from mlbench.data import DataBundle, DataMeta
+from mlbench.data import DataBundle
 from mlbench.errors import MlbenchError
 
 SEVERITIES = ("info", "warn", "fail")
@@ -111,6 +111,3 @@ def power_law(n: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
     """The learning-curve model of the sufficiency check: err(n) = a·n^(−b) + c."""
     return a * np.power(n, -b) + c
 
-
-def describe_meta(meta: DataMeta) -> str:
-    return f"{meta.name} ({meta.modality}, {meta.num_classes} classes)"

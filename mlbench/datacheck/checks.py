@@ -40,7 +40,6 @@ from mlbench.evaluate.twosample import (
 )
 from mlbench.plotting import exemplar_grid
 
-
 HEAD_ROWS = 20  # label issues kept in summary.json; the full table is datacheck/label_issues.csv
 
 

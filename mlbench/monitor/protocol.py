@@ -12,7 +12,7 @@ the variant, not the baseline, is deployed.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -287,11 +287,3 @@ def failing_loudly(rows: list[dict], detectors: Sequence[str]) -> dict[str, Any]
             "evidence": f"windows <= 50: domain classifier {dc_small:.3f} vs the best other detector {best_small:.3f}"}
     return out
 
-
-def false_alarm_summary(rows: list[dict]) -> float | None:
-    """The largest false-alarm rate over output detectors and windows (no shift)."""
-    rates = [r["rate"] for r in rows if r["kind"] == "none"]
-    return max(rates) if rates else None
-
-
-Estimators = Callable[[np.ndarray, np.ndarray], tuple[BBSE, ATC]]

@@ -12,7 +12,7 @@ pool, the test split) with a seed, optionally from a perturbed copy of the pool.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -92,8 +92,3 @@ def parse(spec: dict[str, Any]) -> Scenario:
     return Scenario(kind=spec["kind"], param=spec.get("param"), corruption=spec.get("corruption"),
                     classes=tuple(spec.get("classes", (0, 1))))
 
-
-@dataclass
-class Windows:
-    sizes: list[int] = field(default_factory=lambda: [20, 100, 500])
-    repetitions: int = 100

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from mlbench.data import DataBundle
+from mlbench.errors import first_line
 from mlbench.evaluate.loop import evaluate
 from mlbench.models import penultimate
 from mlbench.monitor.detectors import ATC, BBSE, View
@@ -103,7 +104,7 @@ def run_monitor(mon: Monitor, data: DataBundle, live: dict[str, Any], base_name:
             deployment[name], metrics[name] = _deployed(mon, name, lv, base_name, pools, rows, dets, out_dets, y, group,
                                                         data, batch_size, device, perturbed, modality)
         except Exception as e:  # noqa: BLE001 - one variant's monitor must not lose the run
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             deployment[name] = {"error": f"{type(e).__name__}: {first}"}
             metrics[name] = {"monitor_false_alarm_rate": None}
     section["deployment"] = {"window": n, "variants": deployment,

@@ -31,7 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mlbench.errors import MlbenchError, environment_error
+from mlbench.errors import MlbenchError, environment_error, first_line
 
 log = logging.getLogger(__name__)
 CACHE_FORMAT = 1
@@ -116,7 +116,7 @@ class BaselineCache:
             return meta
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError, TypeError) as e:
             log.warning("baseline cache entry %s is corrupt (%s); retraining", entry,
-                        str(e).splitlines()[0] if str(e) else type(e).__name__)
+                        first_line(e))
             shutil.rmtree(entry, ignore_errors=True)
             return None
 
