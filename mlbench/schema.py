@@ -338,6 +338,11 @@ RANGES: list[tuple[str, Any, str]] = [
     ("train.threads", lambda v: v >= 0, ">= 0 (0: the physical cores)"),
     ("seeds", lambda v: all(0 <= s <= MAX_SEED for s in v), f"a list of seeds in [0, {MAX_SEED}]"),
     ("train.amp", lambda v: v in ("bf16", "fp16", "none"), "bf16, fp16 or none"),
+    ("backend.onnxruntime.graph_optimization", lambda v: v in ("disable", "basic", "extended", "all"),
+     "disable, basic, extended or all"),
+    ("requirements.objective_mode", lambda v: v in ("min", "max"), "min or max"),
+    ("requirements.tie_breakers", lambda v: all(a.mode in ("min", "max") for a in v), "axes whose mode is min or max"),
+    ("analysis.pareto_axes", lambda v: all(a.mode in ("min", "max") for a in v), "axes whose mode is min or max"),
 ]
 
 
@@ -379,7 +384,7 @@ def check_values(cfg: Any) -> None:
         except TypeError:
             good = False
         if not good:
-            shown = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            shown = OmegaConf.to_container(value, enum_to_str=True) if OmegaConf.is_config(value) else value
             raise MlbenchError(f"{key} must be {must}, got {shown!r}")
     names = {f"variants.{n}": n for n in (cfg.get("variants") or {})}
     names.update({f"stress.{n}": n for n in (cfg.get("stress") or {})})

@@ -175,6 +175,8 @@ def _cases(f: dict[str, str]) -> list[tuple[str, list[str], str]]:
         ("seed_timestamp", ["seed=1733412345123"], "seed must be in [0, 4294967295]"),
         ("min_time_inf", ["eval.latency.min_time_s=inf"], "min_time_s must be a finite number"),
         ("amp_fp8", ["train.amp=fp8"], "train.amp"),
+        ("ort_level", ["backend.onnxruntime.graph_optimization=max"], "graph_optimization"),
+        ("objective_mode", ["requirements.objective_mode=maxx"], "objective_mode"),
         ("stream_length_0", ["monitor=light", "monitor.stream_length=0"], "stream_length"),
         ("opset_5", ["variants=[onnx_fp32]", "variants.onnx_fp32.passes.0.opset=5"], "opset"),
     ]
@@ -221,7 +223,7 @@ def corpus(tmp_path_factory):
 
 
 def test_corpus_is_large_enough(corpus):
-    assert len(corpus["cases"]) >= 81
+    assert len(corpus["cases"]) >= 83
 
 
 def test_earlier_results_cache_and_history_are_byte_identical(corpus):
