@@ -32,7 +32,7 @@ from mlbench.errors import first_line
 from mlbench.train.cache import content_hash, file_sha256, publish
 
 log = logging.getLogger(__name__)
-ARTIFACT_CACHE_FORMAT = 1
+ARTIFACT_CACHE_FORMAT = 2  # 2: exports without the exporter's per-node debug metadata
 _LIBRARIES = ("torch", "onnx", "onnxscript", "onnxruntime")
 
 

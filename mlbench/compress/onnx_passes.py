@@ -155,6 +155,7 @@ class OnnxExport(Pass):
                         dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
         except Exception as e:  # the exporters raise many types
             raise VariantFailed(f"ONNX export of {type(model).__name__} failed: {_first_line(e)}") from None
+        strip_debug_metadata(out, self.external_data)
         check_onnx(out)
         written = onnx_opset(out)
         if written != self.opset:  # an exporter that quietly wrote another opset than asked for
@@ -179,6 +180,27 @@ class OnnxExport(Pass):
 _LEVELS = ("basic", "extended", "all")
 DYNAMO_MIN_OPSET = 18  # torch.onnx's dynamo exporter writes opset 18 or newer
 MAX_OPSET = 23  # the newest opset torch's exporters and onnxruntime 1.2x agree on
+
+
+def strip_debug_metadata(path: Path, external_data: bool) -> None:
+    """Remove the per-node metadata the dynamo exporter writes (``pkg.torch.onnx.stack_trace``,
+    ``namespace``, ``class_hierarchy``...): Python stack traces that name the folders torch and
+    mlbench are installed in. Left in, they make up most of a small model's .onnx file, so its
+    ``size_bytes`` depends on the install path (a 44-byte difference between two checkouts of
+    the same run), and a shipped model carries the build machine's paths. The graph, its
+    weights and their order are unchanged."""
+    model = onnx.load(str(path))  # with its external data
+    if not any(n.metadata_props for n in model.graph.node):
+        return
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    for f in model.functions:
+        for node in f.node:
+            del node.metadata_props[:]
+    data = path.with_name(path.name + ".data")
+    data.unlink(missing_ok=True)  # onnx appends to an existing external-data file
+    onnx.save_model(model, str(path), save_as_external_data=external_data, all_tensors_to_one_file=True,
+                    location=data.name)  # tensors under 1 KB stay inline (shape inference reads them)
 
 
 def onnx_opset(path: Path) -> int:
