@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import torch
 from mlbench.backends import OrtRunner
 from mlbench.compress.base import Artifact, Facts, Parity, Pass, PassContext, copy_torch
 from mlbench.errors import MlbenchError, VariantFailed
+from mlbench.train.cache import umask
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +203,9 @@ def strip_debug_metadata(path: Path, external_data: bool) -> None:
     data.unlink(missing_ok=True)  # onnx appends to an existing external-data file
     onnx.save_model(model, str(path), save_as_external_data=external_data, all_tensors_to_one_file=True,
                     location=data.name)  # tensors under 1 KB stay inline (shape inference reads them)
+    for f in (path, data):  # onnx writes external data private; the umask decides, as for every result
+        if f.exists():
+            os.chmod(f, 0o666 & ~umask())
 
 
 def onnx_opset(path: Path) -> int:
