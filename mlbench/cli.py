@@ -307,9 +307,8 @@ def check_sweep(argv: list[str]) -> str | None:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from mlbench.pipeline import (
-        components,  # heavy (torch), but a sweep needs it anyway
-    )
+    # the pipeline imports torch: heavy, but a sweep needs it anyway
+    from mlbench.pipeline import components
     from mlbench.schema import check_values
 
     if any(a in ("--config-dir", "-cd") or a.startswith(("--config-dir=", "hydra.searchpath")) for a in argv):
@@ -327,9 +326,9 @@ def check_sweep(argv: list[str]) -> str | None:
     jobs = [fixed]
     if cfg.hydra.sweeper.get("_target_", "").endswith("BasicSweeper"):
         params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.get("params") or {}).items()]
-        swept = parser.parse_overrides(params) + [o for o in parsed if o.is_sweep_override()]
-        fixed_keys = {o.key_or_group for o in parsed if not o.is_sweep_override()}
-        swept = [o for o in swept if o.key_or_group not in fixed_keys or o.is_sweep_override()]
+        given = {o.key_or_group for o in parsed}  # the command line wins over the config's params
+        swept = [o for o in parser.parse_overrides(params) if o.key_or_group not in given]
+        swept += [o for o in parsed if o.is_sweep_override()]
         if swept:
             jobs = [[*fixed, *job] for batch in BasicSweeper.split_arguments(swept, None) for job in batch]
     for i, job in enumerate(jobs):

@@ -238,6 +238,8 @@ def test_command_line_mistakes_are_one_line_before_any_work(tmp_path):
         ("sweep_value", ["-m", *F, "train.epochs=2,0"], "train.epochs must be >= 1"),
         ("sweep_pass", ["-m", *F, "variants=[prune50_ft]", "variants.prune50_ft.passes.0.sparsity=0.5,1.5"],
          "sparsity must be in"),
+        ("sweep_config_params", ["-m", *F, "sweep=sparsity", "variants.prune50_ft.passes.0.sparsity=1.5"],
+         "sparsity must be in"),  # the command line wins over the sweep config's params, checked first
         ("export_positional", ["--export", "onnx_fp32", "model.onnx"], "takes key=value options"),
         ("cycle_target", ["cycle", "debug=smoke", "cycle.accuracy_target=2"], "accuracy_target"),
     ]
