@@ -168,7 +168,7 @@ def _writable_run_dir(run_dir: Any, what: str) -> Path:
 def compose(overrides: list[str] | None = None) -> Any:
     """The run's config for ``overrides`` (what ``mlbench --cfg job`` prints), checked as the
     CLI checks it: an unknown option or key, or a wrong type, raises MlbenchError."""
-    from mlbench.cli import check_overrides, compose_or_problem
+    from mlbench.preflight import check_overrides, compose_or_problem
 
     overrides = _overrides(overrides)
     cfg, problem = None, check_overrides(overrides, compose=False)  # group options, with their choices
@@ -191,7 +191,7 @@ def run(overrides: list[str] | None = None, run_dir: str | Path | None = None) -
     checks, monitoring, the decision; written to ``run_dir`` (default: a new folder under
     ``results/runs/``). Returns its summary."""
     from mlbench import pipeline
-    from mlbench.cli import quiet_libraries
+    from mlbench.process import quiet_libraries
 
     cfg = compose(overrides)
     data = str(cfg.data.get("name") or cfg.data._target_.rsplit(".", 1)[-1]).lower()

@@ -17,21 +17,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mlbench.cli import (
-    EXPORT_HELP,
-    early_exit,
-    fail,
-    hydra_entry,
-    interrupted,
-    interruptible,
+from mlbench.cli import EXPORT_HELP, early_exit, hydra_entry
+from mlbench.errors import MlbenchError, environment_error
+from mlbench.preflight import precheck
+from mlbench.process import (
     polite_threads,
-    precheck,
     quiet_libraries,
     skip_final_collection,
     tolerant_streams,
 )
-from mlbench.errors import MlbenchError, environment_error
 from mlbench.progress import console
+from mlbench.runfolder import fail, interrupted, interruptible
 from mlbench.schema import CONF_DIR, check_values
 
 

@@ -22,7 +22,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ from mlbench.analysis.report import write_datacheck_report, write_report
 from mlbench.analysis.requirements import validate as validate_requirement
 from mlbench.backends import BACKEND_OF, runner_for
 from mlbench.calibrate import Calibrator
-from mlbench.compress import Artifact, Facts, Pass, PassContext, lineage_id
+from mlbench.components import BASELINE, VariantSpec, components, instantiate_checked
+from mlbench.compress import Artifact, Facts, PassContext, lineage_id
 from mlbench.compress.cache import ArtifactCache
 from mlbench.data import DataBundle, Dataset
 from mlbench.data.base import ALLOW_NONFINITE
@@ -65,7 +66,7 @@ from mlbench.plotting import exemplar_grid
 from mlbench.progress import console
 from mlbench.records import Live, RunRecord, VariantRecord
 from mlbench.results import save_predictions, save_splits, write_json
-from mlbench.schema import VariantConf, check_values
+from mlbench.schema import check_values
 from mlbench.stress.base import StressEnv, Stressor, StressVariant
 from mlbench.stress.stage import run_stressors, scorer
 from mlbench.tracking import track
@@ -74,16 +75,7 @@ from mlbench.train.baseline import fit_kwargs, train_baseline
 from mlbench.version import SCHEMA_VERSION, __version__
 
 log = logging.getLogger(__name__)
-BASELINE = "baseline"
 MIN_TEST_ITEMS = 200  # fewer test items than this: a warning in the console, summary and report
-
-
-@dataclass
-class VariantSpec:
-    name: str
-    description: str
-    passes: list[Pass]
-    runner: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,33 +113,6 @@ class RunContext:
 
 # --------------------------------------------------------------------------- setup
 
-def instantiate_checked(node: Any, what: str) -> Any:
-    """``hydra.utils.instantiate``; a constructor error becomes one MlbenchError naming ``what``."""
-    try:
-        return instantiate(node)
-    except Exception as e:  # Hydra wraps constructor errors in InstantiationException
-        cause = e
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        if isinstance(cause, MlbenchError):
-            raise MlbenchError(f"{what}: {cause}") from None
-        msg = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
-        raise MlbenchError(f"{what}: {msg}") from None
-
-
-def _components(group: Any, where: str, kind: type, what: str) -> list:
-    """The entries of a multi-select config group (``stress``, ``datacheck``), each built and
-    named after its key."""
-    out = []
-    for name, node in (group or {}).items():
-        obj = instantiate_checked(node, f"{where}.{name}")
-        if not isinstance(obj, kind):
-            raise MlbenchError(f"{where}.{name}: {type(obj).__name__} is not {what}")
-        obj.name = name
-        out.append(obj)
-    return out
-
-
 def setup(ctx: RunContext) -> None:
     """Everything that can fail on a config value fails here, before any work."""
     cfg = ctx.cfg
@@ -171,49 +136,6 @@ def setup(ctx: RunContext) -> None:
     ctx.specs, ctx.stressors, ctx.checks, ctx.monitor = components(cfg)
     if cfg.get("tracking") and "_target_" in cfg.tracking:  # fails here when MLflow is missing
         ctx.tracker = instantiate_checked(cfg.tracking, "tracking")
-
-
-def check_training(cfg: DictConfig) -> None:
-    """The optimizer and scheduler built once on a dummy parameter, so that a value torch
-    refuses (a negative learning rate or weight decay) is one line before any work."""
-    opt = instantiate_checked(cfg.train.optimizer, "train.optimizer")
-    if not callable(opt):
-        raise MlbenchError("train.optimizer must be a partial optimizer (_partial_: true)")
-    try:
-        built = opt([torch.nn.Parameter(torch.zeros(1))])
-        if cfg.train.scheduler:
-            instantiate_checked(cfg.train.scheduler, "train.scheduler")(built)
-    except (ValueError, TypeError) as e:
-        raise MlbenchError(f"train.optimizer: {first_line(e)}") from None
-
-
-def components(cfg: DictConfig) -> tuple[list[VariantSpec], list[Stressor], list[Check], Monitor | None]:
-    """The variants' passes, the stressors, the data checks and the monitor, built from the
-    config (each constructor checks its own arguments): a bad value fails here, before any
-    work, and before the first job of a sweep (``mlbench.cli.check_sweep``)."""
-    check_training(cfg)
-    specs = []
-    allowed = {f.name for f in fields(VariantConf)}
-    for name, spec in (cfg.variants or {}).items():
-        unknown = set(spec or {}) - allowed
-        if unknown:
-            raise MlbenchError(f"variants.{name}: unknown key(s) {sorted(unknown)}; a variant has {sorted(allowed)}")
-        spec = OmegaConf.merge(OmegaConf.structured(VariantConf), spec)
-        if name == BASELINE:
-            raise MlbenchError(f"'{BASELINE}' is reserved for the trained model; rename that variant")
-        passes = [instantiate_checked(p, f"variants.{name}.passes[{i}]") for i, p in enumerate(spec.passes)]
-        for p in passes:
-            if not isinstance(p, Pass):
-                raise MlbenchError(f"variants.{name}: {type(p).__name__} is not a compression pass")
-        specs.append(VariantSpec(name, spec.description, passes, OmegaConf.to_container(spec.runner, resolve=True)))
-    stressors = _components(cfg.stress, "stress", Stressor, "a stressor")
-    checks = _components(cfg.datacheck, "datacheck", Check, "a data check")
-    monitor = None
-    if cfg.monitor and "_target_" in cfg.monitor:
-        monitor = instantiate_checked(cfg.monitor, "monitor")
-        if not isinstance(monitor, Monitor):
-            raise MlbenchError(f"monitor: {type(monitor).__name__} is not a mlbench.monitor.Monitor")
-    return specs, stressors, checks, monitor
 
 
 # --------------------------------------------------------------------------- data

@@ -212,7 +212,7 @@ import atexit, sys, time
 import mlbench.pipeline, mlbench.cli, torch._dynamo, torch.onnx, matplotlib.pyplot, river.drift  # a run's modules
 atexit.register(lambda: print(time.time(), flush=True))  # runs after the other atexit handlers
 if sys.argv[1] == "frozen":  # what the entry points do as they end
-    mlbench.cli.skip_final_collection(lambda: None)()
+    mlbench.process.skip_final_collection(lambda: None)()
 """
 
 

@@ -83,7 +83,7 @@ def load_table(repeats: int) -> None:
     the trained weights' largest difference between the idle and the loaded run."""
     from safetensors.numpy import load_file
 
-    from mlbench.cli import SPIN_COUNT
+    from mlbench.process import SPIN_COUNT
     for spin in (LIBGOMP_DEFAULT, SPIN_COUNT):
         rows = {0: [], 2: []}
         for _ in range(repeats):
@@ -99,7 +99,7 @@ def load_table(repeats: int) -> None:
 
 
 def main() -> None:
-    from mlbench.cli import SPIN_COUNT
+    from mlbench.process import SPIN_COUNT
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=2)

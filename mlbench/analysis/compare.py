@@ -27,7 +27,7 @@ from mlbench.analysis.history import history
 from mlbench.analysis.pareto import pareto_front, pareto_plot
 from mlbench.analysis.render import Doc, to_html, to_markdown
 from mlbench.errors import MlbenchError
-from mlbench.evaluate.registry import COMPARE, names
+from mlbench.evaluate.registry import COMPARE, check_names, names
 from mlbench.progress import console, err_console
 from mlbench.results import read_predictions, read_summary
 from mlbench.schema import AnalysisConf
@@ -101,21 +101,9 @@ def _label(d: Path, roots: list[Path]) -> str:
     return label
 
 
-def check_metrics(metrics: list[str], runs: list[tuple[Path, dict]]) -> None:
-    """Every requested column names a metric of the metric table or one some run reports;
-    otherwise one MlbenchError with the closest name."""
-    import difflib
-
-    known = set(names()) | {k for _, s in runs for v in s["variants"].values() for k in (v.get("metrics") or {})}
-    for m in metrics:
-        if m not in known:
-            near = difflib.get_close_matches(m, sorted(known), n=1)
-            raise MlbenchError(f"--metrics: no metric {m!r}" + (f" (did you mean {near[0]}?)" if near else "")
-                               + "; see docs/metrics.md")
-
-
 def rows_of(runs: list[tuple[Path, dict]], roots: list[Path], metrics: list[str]) -> list[dict]:
-    check_metrics(metrics, runs)
+    check_names(metrics, {k for _, s in runs for v in s["variants"].values() for k in (v.get("metrics") or {})},
+                "--metrics")
     rows = []
     labels = _labels(runs, roots)
     for d, s in runs:

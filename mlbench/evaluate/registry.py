@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from mlbench.errors import MlbenchError
+
 # where a metric's value comes from
 PREDICTIONS = "predictions"  # fn(probs, labels) on the test split's predictions
 TRAIN = "train"              # from the train split's predictions
@@ -146,6 +148,19 @@ def names(*, source: str | None = None, tag: str | None = None, bootstrap: bool 
     return tuple(n for n, s in METRICS.items()
                  if (source is None or s.source == source) and (tag is None or tag in s.tags)
                  and (bootstrap is None or s.bootstrap == bootstrap))
+
+
+def check_names(requested: list[str], also: set[str] = frozenset(), what: str = "metrics") -> None:
+    """Every requested name is a metric of the table (or in ``also``: names a run reports, such
+    as per-condition stress figures); otherwise one MlbenchError with the closest name."""
+    import difflib
+
+    known = set(METRICS) | set(also)
+    for m in requested:
+        if m not in known:
+            near = difflib.get_close_matches(m, sorted(known), n=1)
+            raise MlbenchError(f"{what}: no metric {m!r}" + (f" (did you mean {near[0]}?)" if near else "")
+                               + "; see docs/metrics.md")
 
 
 def metric_key(metric: str, stress: str | None = None, condition: str | None = None) -> str:
