@@ -113,15 +113,29 @@ def test_recovery_and_the_policy_table_on_a_worked_example():
     d = onsets(rows)
     assert [x["period"] for x in d] == [3, 7]
     r = recovery(rows, d, 0.05)
-    # before: mean(0.96, 0.98, 0.97) = 0.97; back within 0.05 (>= 0.92) at period 5: 2 periods
+    # before: mean(0.96, 0.98, 0.97) = 0.97; back within 0.05 (>= 0.92) at period 5 and stays: 2 periods
     assert r[0]["accuracy_before"] == pytest.approx(0.97) and r[0]["periods_to_recover"] == 2
-    assert r[0]["lowest_after"] == 0.70
-    # before the second change: mean(0.70, 0.80, 0.93, 0.95) = 0.845; 0.90 >= 0.795 at once
-    assert r[1]["periods_to_recover"] == 0
+    assert r[0]["lowest_after"] == 0.70 and r[0]["status"] == "recovered" and r[0]["periods_below"] == 2
+    # before the second change: mean(0.70, 0.80, 0.93, 0.95) = 0.845; 0.90 and 0.97 stay above 0.795
+    assert r[1]["periods_to_recover"] == 0 and r[1]["status"] == "unaffected" and r[1]["first_below"] is None
     tab = policy_table(rows, 0.9, 0.05)
     assert tab["periods_below_target"] == 2 and tab["retrains"] == 2 and tab["deployments"] == 1
     assert tab["refused"] == 1 and tab["labelled_items_used"] == 200  # periods 0-3, each item once
-    assert tab["min_accuracy"] == 0.70 and tab["final_accuracy"] == 0.97
+    assert tab["min_accuracy"] == 0.70 and tab["final_accuracy"] == 0.97 and tab["unrecovered"] == 0
+
+
+def test_a_slow_drift_that_never_comes_back_is_not_recovered():
+    """A drift whose first periods are still mild (accuracy holds, then falls for good) is not
+    'recovered in 0 periods'; a dip that comes back and falls again is not recovered either."""
+    kinds = ["none"] * 3 + ["covariate"] * 6
+    ramp = recovery(_rows([0.99, 1.0, 0.99, 0.99, 0.97, 0.80, 0.62, 0.55, 0.46], kinds), onsets(_rows([0] * 9, kinds)), 0.05)
+    assert ramp[0]["status"] == "not recovered" and ramp[0]["periods_to_recover"] is None
+    assert ramp[0]["first_below"] == 5 and ramp[0]["periods_below"] == 4 and ramp[0]["lowest_after"] == 0.46
+    relapse = recovery(_rows([0.99, 0.99, 0.99, 0.70, 0.97, 0.98, 0.70, 0.98, 0.97], kinds), onsets(_rows([0] * 9, kinds)), 0.05)
+    # below at 3 and 6: back for good from period 7, four periods after the change
+    assert relapse[0]["status"] == "recovered" and relapse[0]["periods_to_recover"] == 4
+    tab = policy_table(_rows([0.99, 1.0, 0.99, 0.99, 0.97, 0.80, 0.62, 0.55, 0.46], kinds), None, 0.05)
+    assert tab["unrecovered"] == 1
 
 
 @pytest.mark.parametrize("option", sorted(p.stem for p in (CONF_DIR / "cycle").glob("*.yaml")))

@@ -125,8 +125,8 @@ def rows_of(runs: list[tuple[Path, dict]], roots: list[Path], metrics: list[str]
     return rows
 
 
-CYCLE_COLUMNS = ["mean_accuracy", "min_accuracy", "final_accuracy", "periods_below_target", "retrains",
-                 "deployments", "refused", "failed", "labelled_items_used", "compute_s"]
+CYCLE_COLUMNS = ["mean_accuracy", "min_accuracy", "final_accuracy", "periods_below_target", "unrecovered",
+                 "retrains", "deployments", "refused", "failed", "labelled_items_used", "compute_s"]
 
 
 def cycle_rows(runs: list[tuple[Path, dict]], roots: list[Path]) -> list[dict]:
@@ -147,12 +147,12 @@ def cycle_rows(runs: list[tuple[Path, dict]], roots: list[Path]) -> list[dict]:
 
 def print_cycle_rows(rows: list[dict]) -> None:
     t = Table(title="mlbench compare · update cycles")
-    for c in ["run", "policy", "mean acc", "min acc", "final", "below", "retrains", "deployed", "labels",
+    for c in ["run", "policy", "mean acc", "min acc", "final", "below", "unrecovered", "retrains", "deployed", "labels",
               "compute s", "interval s"]:
         t.add_column(c, justify="left" if c in ("run", "policy") else "right", overflow="fold")
     for r in rows:
         t.add_row(r["run"], r["policy"], _f(r["mean_accuracy"], 3), _f(r["min_accuracy"], 3),
-                  _f(r["final_accuracy"], 3), _f(r["periods_below_target"]), _f(r["retrains"]),
+                  _f(r["final_accuracy"], 3), _f(r["periods_below_target"]), _f(r["unrecovered"]), _f(r["retrains"]),
                   _f(r["deployments"]), _f(r["labelled_items_used"]), _f(r["compute_s"], 1), _f(r["interval_s"], 2))
     console.print(t)
 

@@ -21,9 +21,14 @@ def onsets(rows: list[dict]) -> list[dict[str, Any]]:
 
 
 def recovery(rows: list[dict], drifts: list[dict], tolerance: float) -> list[dict[str, Any]]:
-    """Per drift: accuracy before it (mean over the periods since the previous change), the
-    lowest accuracy after it, and the periods until accuracy is back within ``tolerance`` of the
-    level before (0: it never fell below; None: not back before the next change or the end)."""
+    """Per change of shift kind: the accuracy before it (mean over the periods since the previous
+    change) and what followed up to the next change or the end. ``threshold`` = before −
+    ``tolerance``. ``status``: ``unaffected`` (no period fell below the threshold),
+    ``recovered`` (it fell, then came back above the threshold and stayed there to the span's
+    end) or ``not recovered``. ``periods_to_recover``: periods from the change to the first
+    period of that final stretch; 0 when unaffected, None when not recovered. A drift that ramps
+    up slowly counts from the change, not from its first period, so an accuracy that falls a
+    few periods later is never "recovered in 0"."""
     acc = {r["period"]: r["accuracy"] for r in rows}
     starts = [0] + [d["period"] for d in drifts] + [len(rows)]
     out = []
@@ -31,8 +36,17 @@ def recovery(rows: list[dict], drifts: list[dict], tolerance: float) -> list[dic
         before = [acc[t] for t in range(starts[i], d["period"])]
         after = list(range(d["period"], starts[i + 2]))
         level = float(np.mean(before))
-        back = next((t for t in after if acc[t] >= level - tolerance), None)
-        out.append({**d, "accuracy_before": level, "lowest_after": min(acc[t] for t in after),
+        threshold = level - tolerance
+        below = [t for t in after if acc[t] < threshold]
+        if not below:
+            status, back = "unaffected", d["period"]
+        elif below[-1] == after[-1]:
+            status, back = "not recovered", None
+        else:
+            status, back = "recovered", below[-1] + 1
+        out.append({**d, "accuracy_before": level, "threshold": threshold,
+                    "lowest_after": min(acc[t] for t in after), "first_below": below[0] if below else None,
+                    "periods_below": len(below), "status": status,
                     "periods_to_recover": None if back is None else back - d["period"]})
     return out
 
@@ -52,7 +66,8 @@ def policy_table(rows: list[dict], target: float | None, tolerance: float) -> di
         "labelled_items_used": int(sum(r["n"] for r in rows if r["period"] in
                                        {t for u in done for t in [*u["train_periods"], u["holdout_period"]]})),
         "compute_s": float(compute),
-        "recovery": recovery(rows, onsets(rows), tolerance),
+        "recovery": (rec := recovery(rows, onsets(rows), tolerance)),
+        "unrecovered": sum(x["status"] == "not recovered" for x in rec),
     }
 
 

@@ -90,9 +90,17 @@ def _interval_line(section: dict[str, Any]) -> str:
 
 
 POLICY_COLUMNS = [("mean acc", "mean_accuracy"), ("min acc", "min_accuracy"), ("final", "final_accuracy"),
-                  ("below", "periods_below_target"), ("alarms", "alarms"), ("retrains", "retrains"),
+                  ("below", "periods_below_target"), ("unrecovered", "unrecovered"), ("alarms", "alarms"), ("retrains", "retrains"),
                   ("deployed", "deployments"), ("refused", "refused"), ("failed", "failed"),
                   ("labels", "labelled_items_used"), ("compute s", "compute_s")]
+
+
+def _recovered(x: dict[str, Any]) -> str:
+    if x.get("status") == "unaffected":
+        return "unaffected"
+    if x["periods_to_recover"] is None:
+        return "not recovered"
+    return f"after {x['periods_to_recover']} periods"
 
 
 def print_cycle(summary: dict[str, Any]) -> None:
@@ -134,11 +142,13 @@ def write_cycle_report(summary: dict[str, Any], run_dir: Path) -> tuple[Path, Pa
           "updates (training window and held-out period); compute: seconds spent scoring, monitoring and updating.")
     doc.h2("Time to recover after a drift")
     rec = [[n, str(x["period"]), f"{x['from']} → {x['to']}", _f(x["accuracy_before"]), _f(x["lowest_after"]),
-            "not recovered" if x["periods_to_recover"] is None else str(x["periods_to_recover"])]
+            str(x["periods_below"]), _recovered(x)]
            for n, r in c["table"].items() for x in r["recovery"]]
     if rec:
-        doc.table(["policy", "period", "change", "accuracy before", "lowest after", "periods to recover"], rec)
-        doc.p(f"Recovered: accuracy back within {c['recovery_tolerance']:g} of its mean since the previous change.")
+        doc.table(["policy", "period", "change", "accuracy before", "lowest after", "periods below", "recovered"], rec)
+        doc.p(f"Below: periods under the accuracy before the change minus {c['recovery_tolerance']:g}, up to the next "
+              "change or the end. Recovered: accuracy back above that and staying there to the end of the span; "
+              "periods counted from the change.")
     else:
         doc.p("The schedule has no change of shift.")
     doc.h2("Cycle time per stage")
