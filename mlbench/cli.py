@@ -36,8 +36,8 @@ log = logging.getLogger("mlbench")
 def _run(cfg: DictConfig) -> float | None:
     # imported here, not at the top: `mlbench --help` and config errors need none of torch
     from mlbench import pipeline
+    from mlbench.analysis.console import key_figures, print_decision, print_table
     from mlbench.analysis.decision import objective
-    from mlbench.analysis.report import key_figures, print_decision, print_table
     from mlbench.progress import console, keep_console_log
     as_json = cfg.get("output") == "json"
     if as_json:  # stdout carries the JSON alone; progress and messages go to stderr
@@ -63,7 +63,7 @@ def _run(cfg: DictConfig) -> float | None:
 def _monitor(cfg: DictConfig) -> None:
     # imported here, not at the top: `mlbench --help` and config errors need none of torch
     from mlbench import pipeline
-    from mlbench.analysis.report import print_monitor
+    from mlbench.monitor.report import print_monitor
     from mlbench.progress import console
     summary, run_dir = guarded(pipeline.run_monitor_command, cfg)
     print_monitor(summary)

@@ -30,10 +30,12 @@ class VariantSpec:
     runner: dict[str, Any] = field(default_factory=dict)
 
 
-def instantiate_checked(node: Any, what: str) -> Any:
-    """``hydra.utils.instantiate``; a constructor error becomes one MlbenchError naming ``what``."""
+def instantiate_checked(node: Any, what: str, recursive: bool = True) -> Any:
+    """``hydra.utils.instantiate``; a constructor error becomes one MlbenchError naming ``what``.
+    ``recursive=False`` leaves nested ``_target_`` nodes as config: the component builds them
+    itself (``monitor.detectors``, ``cycle.policies``: fresh, with the run's shared values)."""
     try:
-        return instantiate(node)
+        return instantiate(node, _recursive_=recursive)
     except Exception as e:  # Hydra wraps constructor errors in InstantiationException
         cause = e
         while cause.__cause__ is not None:
@@ -94,7 +96,7 @@ def components(cfg: DictConfig) -> tuple[list[VariantSpec], list[Stressor], list
     checks = _components(cfg.datacheck, "datacheck", Check, "a data check")
     monitor = None
     if cfg.monitor and "_target_" in cfg.monitor:
-        monitor = instantiate_checked(cfg.monitor, "monitor")
+        monitor = instantiate_checked(cfg.monitor, "monitor", recursive=False)
         if not isinstance(monitor, Monitor):
             raise MlbenchError(f"monitor: {type(monitor).__name__} is not a mlbench.monitor.Monitor")
     return specs, stressors, checks, monitor

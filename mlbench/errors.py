@@ -25,6 +25,11 @@ class VariantFailed(MlbenchError):
     """A deployment variant could not be built or evaluated; other variants go on."""
 
 
+class NotApplicable(Exception):
+    """A step does not apply to this artifact or data (the reason is recorded, not raised to
+    the user): weight faults on packed quantized weights, a stressor on an ONNX-only model."""
+
+
 # errno values that mean the environment, not the input, is at fault when writing: a full disk
 # or quota, a read-only folder, missing permission
 WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT})

@@ -77,7 +77,7 @@ def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 if isinstance(p, OnnxExport):
                     p.parity_atol, p.parity_min_agreement = float("inf"), 0.0
         art, _ = pipeline.build(ctx, spec)
-        if art.format != "onnx":
+        if not art.kind.exportable:
             raise MlbenchError(f"variant {e.variant} ends in a {art.format} model; export needs an ONNX recipe")
     # calibrate on this model's own calib outputs
     runner = runner_for(art, cfg.backend, ctx.device)

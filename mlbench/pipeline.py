@@ -12,13 +12,10 @@ records into summary.json, everything reads summary.json only.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
-import errno
 import logging
 import math
 import os
-import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -35,11 +32,12 @@ from mlbench.analysis.deltas import compare_variants
 from mlbench.analysis.history import record as record_history
 from mlbench.analysis.report import write_datacheck_report, write_report
 from mlbench.analysis.requirements import validate as validate_requirement
-from mlbench.backends import BACKEND_OF, runner_for
+from mlbench.backends import runner_for
 from mlbench.calibrate import Calibrator
 from mlbench.components import BASELINE, VariantSpec, components, instantiate_checked
 from mlbench.compress import Artifact, Facts, PassContext, lineage_id
 from mlbench.compress.cache import ArtifactCache
+from mlbench.compress.formats import format_of
 from mlbench.data import DataBundle, Dataset
 from mlbench.data.base import ALLOW_NONFINITE
 from mlbench.datacheck import Check, CheckContext
@@ -62,6 +60,7 @@ from mlbench.evaluate.measure import measure
 from mlbench.models import count_params
 from mlbench.monitor import Monitor
 from mlbench.monitor.stage import run_monitor
+from mlbench.named import import_plugins
 from mlbench.plotting import exemplar_grid
 from mlbench.progress import console
 from mlbench.records import Live, RunRecord, VariantRecord
@@ -128,6 +127,7 @@ def setup(ctx: RunContext) -> None:
     seed_everything(cfg.seed, deterministic=ctx.device.type == "cpu")
     ctx.env = environment(ctx.device)
     ctx.env.update(threads_choice=how, train_threads=cfg.train.threads or TORCH_DEFAULT_THREADS)
+    import_plugins(cfg.get("plugins"))
     ctx.dataset = instantiate_checked(cfg.data, "data")
     ctx.model_factory = instantiate_checked(cfg.model, "model")
     if cfg.calibrate and "_target_" in cfg.calibrate:
@@ -218,10 +218,10 @@ def build(ctx: RunContext, spec: VariantSpec) -> tuple[Artifact, dict[str, list[
     for k in range(len(spec.passes) - 1, -1, -1):  # the deepest artifact at hand
         done = ctx.built.get(ids[k])
         if done is not None:
-            art, start, skipped = _localized(done, workdir), k + 1, {"reused": [p.name for p in spec.passes[:k + 1]]}
+            art, start, skipped = done.kind.localize(done, workdir), k + 1, {"reused": [p.name for p in spec.passes[:k + 1]]}
             break
         hit = (ctx.artifacts.get(ids[k], workdir)
-               if ctx.artifacts is not None and spec.passes[k].produces == "onnx" else None)
+               if ctx.artifacts is not None and format_of(spec.passes[k].produces).cacheable else None)
         if hit is not None:
             art, start, skipped = hit, k + 1, {"cached": [p.name for p in spec.passes[:k + 1]]}
             ctx.built[hit.id] = hit
@@ -231,42 +231,11 @@ def build(ctx: RunContext, spec: VariantSpec) -> tuple[Artifact, dict[str, list[
                            fit_kwargs=fit_kwargs(ctx.cfg, ctx.device), step=step)
         art = spec.passes[step](art, pctx)
         ctx.built[art.id] = art
-        if ctx.artifacts is not None and art.format == "onnx":
+        if ctx.artifacts is not None and art.kind.cacheable:
             ctx.artifacts.put(art)
-    if art.format == "torch" and art is not ctx.baseline:
-        art.files = [_save_torch(art.model, workdir)]
+    if art is not ctx.baseline:
+        art.files = art.kind.save(art, workdir)
     return art, skipped
-
-
-def _localized(art: Artifact, workdir: Path) -> Artifact:
-    """A reused ONNX artifact with its files copied into this variant's folder: passes write
-    beside their input and find external data by its relative name, and each variant's folder
-    holds everything it needs (copied, not hard-linked: onnx refuses external data with several
-    links, as a guard against link attacks)."""
-    if art.format != "onnx" or art.path is None:
-        return art
-    files = []
-    for f in art.files:
-        dst = workdir / f.name
-        if not dst.exists():
-            shutil.copy2(f, dst)
-        files.append(dst)
-    return dataclasses.replace(art, path=workdir / art.path.name, files=files)
-
-
-def _save_torch(model: torch.nn.Module, workdir: Path) -> Path:
-    path = workdir / "model.safetensors"
-    try:
-        save_weights(model, path)
-    except (TypeError, RuntimeError, AttributeError):  # quantized modules hold packed params
-        path.unlink(missing_ok=True)
-        path = workdir / "model.pt"
-        try:
-            torch.save(model.state_dict(), path)
-        except RuntimeError as e:  # torch's zip writer reports a failed write without its errno
-            path.unlink(missing_ok=True)
-            raise OSError(errno.ENOSPC, f"write failed ({first_line(e)}); is the disk full?", str(path)) from None
-    return path
 
 
 def _measure(ctx: RunContext, rec: VariantRecord, art: Artifact, overrides: dict | None = None) -> None:
@@ -309,14 +278,14 @@ def variants(ctx: RunContext) -> None:
             if environment_error(e) is not None:  # a full disk is the run's failure, not the variant's
                 raise
             rec.status, rec.metrics = "failed", {}
-            rec.backend = BACKEND_OF[spec.passes[-1].produces] if spec.passes else "torch"
+            rec.backend = format_of(spec.passes[-1].produces).backend if spec.passes else ctx.baseline.kind.backend
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             rec.error = first if isinstance(e, MlbenchError) else f"{type(e).__name__}: {first}"
             log.debug("variant %s failed", spec.name, exc_info=True)
             console.print(f"  [red]✗[/] {spec.name}: {rec.error}")
         ctx.records[spec.name] = rec
     for name, lv in ctx.live.items():
-        if lv.artifact.format == "onnx":
+        if lv.artifact.kind.exportable:
             rec = ctx.records[name]
             write_json(lv.artifact.path.with_suffix(".json"), onnx_metadata(
                 lv.artifact, ctx.data.meta, ctx.baseline.id, rec.calibrator["refit"] if rec.calibrator else None,
@@ -384,8 +353,7 @@ def stress(ctx: RunContext) -> None:
         return robust_accuracy(evaluate(runner, x, y, batch_size=serving_batch(cfg), metrics=False).logits, y)
 
     def faulty_runner(art: Artifact):
-        return runner_for(art, cfg.backend, ctx.device, {"compile": False, "cuda_graphs": False}
-                          if art.format == "torch" else None)
+        return runner_for(art, cfg.backend, ctx.device, art.kind.throwaway_options)
 
     env = StressEnv(x=x, y=y, meta=d.meta, device=ctx.device,
                     variants=[StressVariant(n, lv.artifact, lv.runner) for n, lv in ctx.live.items()],

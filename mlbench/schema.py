@@ -222,6 +222,9 @@ class RootConf:
     progress: bool = True
     output: str = "text"  # text: table and decision on stdout | json: the key figures as JSON (--json)
     table: str = "auto"  # auto (full at >= 120 columns) | compact (fits 80) | full
+    # modules imported at set-up, before anything is built: the artifact formats, detectors and
+    # policies they define can then be named (a _target_ imports its own module anyway)
+    plugins: List[str] = field(default_factory=list)
     data: Any = MISSING
     model: Any = MISSING
     train: TrainConf = field(default_factory=TrainConf)

@@ -363,7 +363,7 @@ def test_a_sweep_is_compared_within_its_group_with_intervals_and_a_parameter_plo
 
 
 def test_console_result_lines_name_each_stressors_worst_case():
-    from mlbench.analysis.report import result_lines
+    from mlbench.analysis.console import result_lines
     s = summary(
         baseline=({"stress/fgsm/0.1/accuracy": 0.70, "stress/fgsm/0.05/accuracy": 0.85,
                    "stress/explanations/ig/spearman": 1.0}, {}),

@@ -67,10 +67,14 @@ def test_an_impossible_stream_fails_with_one_line(digits):
 
 
 @pytest.mark.parametrize("kw, message", [
+    ({"policies": ["never", "never"]}, "never named more than once"),
+    ({"policies": [{"_target_": "mlbench.monitor.BBSDs"}]}, "is not a mlbench.cycle.policies.Policy"),
+    ({"policies": [{"_target_": "mlbench.cycle.Nope"}]}, "cannot import 'mlbench.cycle.Nope'"),
+    ({"policies": ["nevr"]}, "did you mean 'never'"),
     ({"label_delay": 12}, "never delivers a label"),
     ({"window": 1}, "window must be >= 2"),
-    ({"policies": ["never", "sometimes"]}, "unknown policy 'sometimes'"),
-    ({"detectors": ["mmd_embeddings"]}, "cannot watch a deployed"),
+    ({"policies": ["never", "sometimes"]}, "cycle.policies: unknown 'sometimes'"),
+    ({"detectors": ["mmd_embeddings"]}, "mmd_embeddings need embeddings"),
     ({"policies": ["estimate"], "requirements": [{"metric": "size_bytes", "op": "<=", "value": 1e6}]},
      "needs an accuracy target"),
     ({"requirements": [{"metric": "accuracy"}]}, "give either op and value"),

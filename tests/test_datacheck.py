@@ -382,7 +382,7 @@ def test_fisher_ratio_and_border_fraction_worked_examples():
 
 
 def test_the_sufficiency_fit_recovers_a_planted_learning_curve():
-    from mlbench.datacheck.checks import _fit, _needed
+    from mlbench.datacheck.complexity import _fit, _needed
     n = np.array([100, 200, 400, 700, 1000], dtype=float)
     a, b, c = 3.0, 0.6, 0.02
     fit = _fit(n, a * n ** -b + c)

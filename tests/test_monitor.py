@@ -104,6 +104,16 @@ PLANTED = {"ks_inputs": ("covariate", 0.9), "mmd_inputs": ("covariate", 0.9), "b
            "domain_classifier": ("covariate", 0.8)}
 
 
+def test_every_detector_class_has_a_planted_shift_test():
+    """A detector added to mlbench (a Detector subclass with presets) fails here until it gets
+    its planted-shift test above."""
+    from mlbench.monitor.detectors import Detector
+    from mlbench.named import presets
+    tested = {type(f()) for f in DETECTORS.values()}
+    shipped = {cls for cls, _ in presets(Detector).values() if cls.__module__.startswith("mlbench.")}
+    assert shipped and shipped <= tested, sorted(c.__name__ for c in shipped - tested)
+
+
 @pytest.mark.parametrize("name", sorted(DETECTORS))
 def test_each_detector_has_power_on_its_planted_shift(name):
     ref, _ = _world(seed=1)

@@ -10,39 +10,11 @@ from __future__ import annotations
 import base64
 import html
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlbench.text import Doc
 
-@dataclass
-class Doc:
-    blocks: list[tuple] = field(default_factory=list)
-
-    def h1(self, text: str) -> None:
-        self.blocks.append(("h1", text))
-
-    def h2(self, text: str) -> None:
-        self.blocks.append(("h2", text))
-
-    def h3(self, text: str) -> None:
-        self.blocks.append(("h3", text))
-
-    def p(self, text: str) -> None:
-        self.blocks.append(("p", text))
-
-    def items(self, items: list[str]) -> None:
-        if items:
-            self.blocks.append(("ul", items))
-
-    def note(self, text: str, ok: bool = True) -> None:
-        """A highlighted paragraph (the decision): a box in HTML, a quote in Markdown."""
-        self.blocks.append(("note", text, ok))
-
-    def table(self, header: list[str], rows: list[list[str]]) -> None:
-        self.blocks.append(("table", header, rows))
-
-    def image(self, path: str, caption: str = "") -> None:
-        self.blocks.append(("img", path, caption))
+__all__ = ["Doc", "to_markdown", "to_html"]
 
 
 def to_markdown(doc: Doc) -> str:

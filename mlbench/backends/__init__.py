@@ -20,8 +20,6 @@ from torch import nn
 from mlbench.env import compiled_flags
 from mlbench.errors import MlbenchError, first_line
 
-BACKEND_OF = {"torch": "torch", "onnx": "onnxruntime"}  # artifact format -> runner (and its option table)
-
 log = logging.getLogger(__name__)
 
 
@@ -211,23 +209,21 @@ class OrtRunner:
 
 def runner_for(art: Any, backend: Any, device: torch.device, overrides: dict[str, Any] | None = None,
                threads: int | None = None) -> Runner:
-    """The runner for an artifact: the one place that switches on the artifact's format.
+    """The runner for an artifact, from its format (``art.kind.runner``): the one place that
+    picks a runner.
 
     ``backend`` is the run's ``backend`` config (its ``torch`` / ``onnxruntime`` option tables,
     defaults in :class:`mlbench.schema.BackendConf`); the artifact's own runner options (asked
     for by a pass) and the variant's ``runner`` overrides apply on top, in that order. A torch
     artifact that runs only on the CPU gets the CPU whatever ``device`` says."""
-    table = BACKEND_OF.get(art.format)
-    if table is None:
-        raise MlbenchError(f"no runner for artifact format {art.format!r}")
-    opts = {**OmegaConf.to_container(backend[table], resolve=True), **art.runner, **(overrides or {})}
+    kind = art.kind  # one error line for a format that has no registered class
+    table = kind.options_table
+    opts = {**(OmegaConf.to_container(backend[table], resolve=True) if table else {}), **art.runner,
+            **(overrides or {})}
     if threads is None:  # "auto": the run's threads, which the run has set process-wide
         threads = backend.threads if isinstance(backend.threads, int) else torch.get_num_threads()
     try:
-        if art.format == "torch":
-            dev = device if device.type in art.devices else torch.device("cpu")
-            return TorchRunner(art.model, dev, art.dtype, **opts)
-        return OrtRunner(art.path, threads=threads, **opts)
+        return kind.runner(art, device, threads, opts)
     except TypeError as e:  # an unknown runner option
         raise MlbenchError(f"runner options {sorted(opts)}: {e}") from None
 

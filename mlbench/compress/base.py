@@ -19,11 +19,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from mlbench.compress.formats import Format, format_of
 from mlbench.data import DataBundle
 from mlbench.errors import VariantFailed
 from mlbench.train.cache import content_hash
-
-FORMATS = ("torch", "onnx")
 
 
 @dataclass
@@ -59,10 +58,11 @@ class Facts:
 @dataclass
 class Artifact:
     """A deployable model: an in-memory torch module or an ONNX file (with its external data),
-    and what it can do: the devices it runs on and whether gradients flow through it."""
+    or any other registered format, and what it can do: the devices it runs on and whether
+    gradients flow through it. What differs between formats lives in :attr:`kind`."""
 
     id: str
-    format: str  # one of FORMATS
+    format: str  # the name of a registered Format (compress/formats.py): torch, onnx, ...
     model: nn.Module | None = None
     path: Path | None = None
     files: list[Path] = field(default_factory=list)  # everything needed to load it
@@ -76,9 +76,14 @@ class Artifact:
     flags: list[str] = field(default_factory=list)  # honest warnings raised by the passes
 
     @property
+    def kind(self) -> Format:
+        """What this artifact's format can do (runner, files, cache, faults, reload, export)."""
+        return format_of(self.format)
+
+    @property
     def differentiable(self) -> bool:
         """Gradients flow to the inputs (white-box attacks, attributions, fault copies)."""
-        return self.format == "torch" and not self.cpu_only
+        return self.kind.differentiable and not self.cpu_only
 
     @property
     def devices(self) -> tuple[str, ...]:

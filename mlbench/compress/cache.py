@@ -103,8 +103,9 @@ class ArtifactCache:
             return None
 
     def put(self, art: Artifact) -> bool:
-        """Keep an ONNX artifact; False (and a warning) when it cannot be stored. Never raises."""
-        if art.format != "onnx" or not art.files:
+        """Keep an artifact whose format is cacheable (its files are the whole artifact, e.g. ONNX);
+        False (and a warning) when it cannot be stored. Never raises."""
+        if not art.kind.cacheable or not art.files:
             return False
         entry = self.root / self.key(art.id)
         if entry.is_dir():

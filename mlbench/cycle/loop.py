@@ -36,7 +36,8 @@ from mlbench.analysis.requirements import check_data, check_one
 from mlbench.analysis.requirements import validate as validate_requirement
 from mlbench.backends import Runner, runner_for
 from mlbench.compress import Artifact, Facts, Pass, PassContext
-from mlbench.cycle.policies import Policy, Signals, make
+from mlbench.compress.formats import format_of
+from mlbench.cycle.policies import Policy, Signals, build_policies
 from mlbench.cycle.stream import Stream
 from mlbench.cycle.stream import schedule as build_schedule
 from mlbench.data import DataBundle
@@ -48,7 +49,7 @@ from mlbench.evaluate.efficiency import latency
 from mlbench.evaluate.loop import evaluate
 from mlbench.evaluate.stats import paired_deltas
 from mlbench.models import count_params
-from mlbench.monitor.detectors import ATC, View, streaming_detectors
+from mlbench.monitor.detectors import ATC, View, build_detectors, streaming_detectors
 from mlbench.monitor.protocol import Monitor
 from mlbench.progress import console
 from mlbench.train import content_hash, fit, load_weights, save_weights
@@ -56,7 +57,6 @@ from mlbench.train.baseline import fit_kwargs
 
 STAGES = ("score", "monitor", "datacheck", "train", "compress", "evaluate", "gate")
 UPDATE_STAGES = ("datacheck", "train", "compress", "evaluate", "gate")
-OUTPUT_ONLY = ("bbsd_soft", "bbsd_hard", "confidence", "entropy", "ks_inputs", "mmd_inputs")
 DEFAULT_GATE = ({"metric": "accuracy", "op": ">=", "value": 0.85},
                 {"metric": "accuracy", "max_degradation": 0.05})
 STATE_VERSION = 1
@@ -83,12 +83,14 @@ class Cycle:
                                f"within the {periods}-period stream")
         if window < 2:
             raise MlbenchError(f"cycle.window must be >= 2 labelled periods (the newest is held out), got {window}")
-        if not policies or len(set(policies)) != len(policies):
-            raise MlbenchError(f"cycle.policies must be a non-empty list without repeats, got {list(policies)}")
-        bad = [d for d in detectors if d not in OUTPUT_ONLY]
+        if not policies:
+            raise MlbenchError("cycle.policies must name at least one policy")
+        detectors = [e if isinstance(e, str) else dict(e) for e in detectors]
+        built = build_detectors(detectors, "cycle.detectors", alpha, seed)
+        bad = [d.name for d in built if d.needs == "embeddings"]
         if bad:
-            raise MlbenchError(f"cycle.detectors: {bad} cannot watch a deployed (compressed) model; one of "
-                               f"{', '.join(OUTPUT_ONLY)}")
+            raise MlbenchError(f"cycle.detectors: {', '.join(bad)} need embeddings, which a deployed (compressed) "
+                               "model does not have; use detectors that read its outputs or inputs")
         if error_detector not in (None, "adwin", "kswin", "page_hinkley"):
             raise MlbenchError(f"cycle.error_detector must be adwin, kswin, page_hinkley or null, got {error_detector!r}")
         if batch_size < 2:
@@ -108,8 +110,9 @@ class Cycle:
         self.scenarios = build_schedule([dict(e) for e in schedule], periods)
         self.schedule = [dict(e) for e in schedule]
         self.accuracy_target = accuracy_target if accuracy_target is not None else gate_target(self.requirements)
-        self.policies: list[Policy] = [make(p, every, self.accuracy_target) for p in policies]
-        self.every, self.detectors, self.error_detector, self.alpha = every, list(detectors), error_detector, alpha
+        self.policies: list[Policy] = build_policies(policies, every, self.accuracy_target)
+        self.every, self.detectors, self.error_detector, self.alpha = every, detectors, error_detector, alpha
+        self.detector_names = [d.name for d in built]
         self.warm_start, self.epochs, self.batch_size, self.recipe = warm_start, epochs, batch_size, recipe
         self.auto_corruption = dict(auto_corruption or {"image": "gaussian_blur", "tabular": "feature_noise"})
         self.use_bound, self.recovery_tolerance = use_bound, recovery_tolerance
@@ -213,10 +216,7 @@ class Engine:
         for step, p in enumerate(self.recipe):
             art = p(art, PassContext(data=bundle, device=device, workdir=workdir, seed=seed,
                                      fit_kwargs=self.fit_kwargs(device), step=step))
-        if art.format == "torch":
-            path = workdir / "model.safetensors"
-            save_weights(art.model, path)
-            art.files = [path]
+        art.files = art.kind.save(art, workdir)
         return art
 
     def serve(self, art: Artifact, device: torch.device) -> Runner:
@@ -489,10 +489,10 @@ class Engine:
                                                 num_classes=self.data.meta.num_classes), folder / "dense.safetensors")
         dense.eval()
         hold = d["window"][-1]
-        if d["format"] == "onnx":
-            art = Artifact(id=d["id"], format="onnx", path=self.state_dir / d["path"],
-                           files=[self.state_dir / f for f in d["files"]], facts=Facts(*count_params(dense)))
-        else:  # a torch artifact is rebuilt from its dense weights by the same (deterministic) recipe
+        fields = format_of(d["format"]).reload(d, self.state_dir)
+        if fields is not None:
+            art = Artifact(id=d["id"], format=d["format"], facts=Facts(*count_params(dense)), **fields)
+        else:  # rebuilt from its dense weights by the same (deterministic) recipe
             art = self.compress(dense, self.bundle(d["window"][:-1], hold), folder, self._seed(d["trained_at"]),
                                 self.device)
         dep = Deployed(d["version"], d["trained_at"], d["window"], dense, art, self.serve(art, self.device), folder,

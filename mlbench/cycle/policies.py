@@ -5,9 +5,10 @@ estimate) and returns why it retrains, or None."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mlbench.errors import MlbenchError
+from mlbench.named import build_all
 
 
 @dataclass
@@ -21,8 +22,13 @@ class Signals:
 
 
 class Policy:
+    """An update policy of ``mlbench cycle``. Subclasses declare ``presets`` (name →
+    constructor arguments) for ``cycle.policies`` (or are named there by ``_target_``);
+    ``every`` and ``target`` (the accuracy target) reach constructors that declare them."""
+
     name: ClassVar[str] = "policy"
     oracle: ClassVar[bool] = False  # sees every label at once, trains on all of them
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def decide(self, s: Signals) -> str | None:
         raise NotImplementedError
@@ -31,7 +37,7 @@ class Policy:
 class Never(Policy):
     """Keep the initial model for the whole stream (the lower reference)."""
 
-    name = "never"
+    presets = {"never": {}}
 
     def decide(self, s: Signals) -> str | None:
         return None
@@ -40,12 +46,12 @@ class Never(Policy):
 class Every(Policy):
     """Retrain every ``k`` periods, whatever the monitor says."""
 
-    name = "every_k"
+    presets = {"every_k": {}}
 
-    def __init__(self, k: int):
-        if k < 1:
-            raise MlbenchError(f"cycle.every must be >= 1, got {k}")
-        self.k = k
+    def __init__(self, every: int):
+        if every < 1:
+            raise MlbenchError(f"cycle.every must be >= 1, got {every}")
+        self.k = every
 
     def decide(self, s: Signals) -> str | None:
         return f"every {self.k} periods" if (s.t + 1) % self.k == 0 else None
@@ -56,7 +62,7 @@ class OnDrift(Policy):
     of the labels that have arrived drifts (river's detector: concept drift is invisible to
     output detectors)."""
 
-    name = "drift"
+    presets = {"drift": {}}
 
     def decide(self, s: Signals) -> str | None:
         why = []
@@ -70,9 +76,12 @@ class OnDrift(Policy):
 class OnEstimate(Policy):
     """Retrain when the label-free accuracy estimate (ATC) falls below the accuracy target."""
 
-    name = "estimate"
+    presets = {"estimate": {}}
 
-    def __init__(self, target: float):
+    def __init__(self, target: float | None):
+        if target is None:
+            raise MlbenchError("the estimate policy needs an accuracy target (cycle.accuracy_target, or an "
+                               "'accuracy >= x' gate requirement)")
         self.target = target
 
     def decide(self, s: Signals) -> str | None:
@@ -85,28 +94,14 @@ class Oracle(Policy):
     """Retrain every period on every label so far, with no label delay (the upper reference:
     what a deployment could reach if labels were free and immediate)."""
 
-    name = "oracle"
+    presets = {"oracle": {}}
     oracle = True
 
     def decide(self, s: Signals) -> str | None:
         return "every period, all labels, no delay"
 
 
-NAMES = ("never", "every_k", "drift", "estimate", "oracle")
-
-
-def make(name: str, every: int, target: float | None) -> Policy:
-    if name == "never":
-        return Never()
-    if name == "every_k":
-        return Every(every)
-    if name == "drift":
-        return OnDrift()
-    if name == "estimate":
-        if target is None:
-            raise MlbenchError("the estimate policy needs an accuracy target (cycle.accuracy_target, or an "
-                               "'accuracy >= x' gate requirement)")
-        return OnEstimate(target)
-    if name == "oracle":
-        return Oracle()
-    raise MlbenchError(f"cycle.policies: unknown policy {name!r}; one of {', '.join(NAMES)}")
+def build_policies(entries: Any, every: int, target: float | None) -> list[Policy]:
+    """The policies ``cycle.policies`` names (presets or ``_target_`` mappings); ``every`` and
+    the accuracy ``target`` are offered to each constructor that declares them."""
+    return build_all(entries, Policy, "cycle.policies", every=every, target=target)

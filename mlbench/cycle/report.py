@@ -12,11 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from mlbench.analysis.render import Doc, to_html, to_markdown  # noqa: E402
-from mlbench.analysis.report import fmt  # noqa: E402
 from mlbench.cycle.loop import STAGES  # noqa: E402
 from mlbench.plotting import save_figure  # noqa: E402
 from mlbench.progress import console  # noqa: E402
 from mlbench.results import atomic_write  # noqa: E402
+from mlbench.text import fmt  # noqa: E402
 
 
 def timeline_plot(section: dict[str, Any], path: Path) -> Path:

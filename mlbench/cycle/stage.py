@@ -52,7 +52,7 @@ def run_cycle_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     ctx.stressors, ctx.specs, ctx.monitor = [], [], None
     if not cfg.get("cycle") or "_target_" not in cfg.cycle:
         raise MlbenchError("mlbench cycle needs a cycle config (cycle=default, or another option of conf/cycle)")
-    cyc = pipeline.instantiate_checked(cfg.cycle, "cycle")
+    cyc = pipeline.instantiate_checked(cfg.cycle, "cycle", recursive=False)
     if not isinstance(cyc, Cycle):
         raise MlbenchError(f"cycle: {type(cyc).__name__} is not a mlbench.cycle.Cycle")
     recipe = load_recipe(cfg, cyc.recipe)
@@ -95,7 +95,7 @@ def run_cycle_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "warm_start": cyc.warm_start, "epochs": cyc.epochs,
         "requirements": [describe(r) for r in cyc.requirements], "use_bound": cyc.use_bound,
         "accuracy_target": cyc.accuracy_target, "recovery_tolerance": cyc.recovery_tolerance,
-        "detectors": cyc.detectors, "alpha": cyc.alpha, "error_detector": cyc.error_detector,
+        "detectors": cyc.detector_names, "alpha": cyc.alpha, "error_detector": cyc.error_detector,
         "initial": {"format": out["initial"].artifact.format, **out["initial"].figures},
         "timeline": timelines,
         "table": {n: policy_table(rows, cyc.accuracy_target, cyc.recovery_tolerance) for n, rows in timelines.items()},

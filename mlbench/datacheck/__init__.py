@@ -2,17 +2,11 @@
 sufficiency. Each check is one entry of the multi-select ``datacheck`` config group."""
 
 from mlbench.datacheck.base import Check, CheckContext, CheckResult, Finding
-from mlbench.datacheck.checks import (
-    Complexity,
-    Explore,
-    LabelErrors,
-    Leakage,
-    Lint,
-    Shift,
-    Sufficiency,
-    confident_learning,
-    nearest_distances,
-)
+from mlbench.datacheck.common import nearest_distances
+from mlbench.datacheck.complexity import Complexity, Explore, Sufficiency
+from mlbench.datacheck.labels import LabelErrors, confident_learning
+from mlbench.datacheck.quality import Leakage, Lint
+from mlbench.datacheck.shift import Shift
 
 __all__ = ["Check", "CheckContext", "CheckResult", "Finding", "Lint", "Leakage", "Shift", "LabelErrors",
            "Explore", "Complexity", "Sufficiency", "confident_learning", "nearest_distances"]

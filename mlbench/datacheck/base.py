@@ -20,6 +20,8 @@ import torch
 
 from mlbench.data import DataBundle
 from mlbench.errors import MlbenchError
+from mlbench.named import recorded_class
+from mlbench.text import Doc
 
 SEVERITIES = ("info", "warn", "fail")
 MAX_ITEMS_LISTED = 50
@@ -85,7 +87,12 @@ class CheckContext:
 
 
 class Check:
+    """A data check: ``run(ctx)`` finds, measures and writes its section; ``report`` renders
+    that section again from summary.json (the findings and figures tables every check gets
+    are the report's)."""
+
     modalities: ClassVar[tuple[str, ...]] = ("image", "tabular")
+    raw_data: ClassVar[bool] = False  # sees the data as loaded, before non-finite values are imputed
 
     def __init__(self, when_unfit: str = "skip"):
         if when_unfit not in ("error", "skip"):
@@ -105,6 +112,15 @@ class Check:
 
     def run(self, ctx: CheckContext) -> CheckResult:
         raise NotImplementedError
+
+    @classmethod
+    def report(cls, doc: Doc, name: str, section: dict[str, Any]) -> None:
+        """Its details in the report, beyond the findings and figures every check gets."""
+
+
+def check_class(section: dict[str, Any]) -> type[Check]:
+    """The class that wrote a check's section (its recorded ``target``, else its ``class``)."""
+    return recorded_class(section, Check, "class", Check)
 
 
 def power_law(n: np.ndarray, a: float, b: float, c: float) -> np.ndarray:

@@ -17,9 +17,9 @@ from rich.table import Table
 
 from mlbench.data import DataBundle
 from mlbench.datacheck.base import Check, CheckContext, Finding
-from mlbench.datacheck.checks import Lint
 from mlbench.errors import MlbenchError
 from mlbench.models import penultimate
+from mlbench.named import target_of
 from mlbench.progress import console
 from mlbench.results import write_table
 
@@ -94,10 +94,10 @@ def run_checks(checks: list[Check], ctx: CheckContext, skipped: list[dict[str, s
     plots: list[str] = []
     for c in checks:
         t0 = time.perf_counter()
-        res = c.run(ctx if clean is None or isinstance(c, Lint) else other)
+        res = c.run(ctx if clean is None or c.raw_data else other)
         findings += res.findings
         figures.update(res.figures)
-        sections[c.name] = {"class": type(c).__name__, "seconds": time.perf_counter() - t0,
+        sections[c.name] = {"class": type(c).__name__, "target": target_of(c), "seconds": time.perf_counter() - t0,
                             "figures": res.figures, **res.section}
         if res.tables:
             sections[c.name]["files"] = {name: str(write_table(run_dir / "datacheck" / f"{name}.csv", rows)

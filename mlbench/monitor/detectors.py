@@ -17,6 +17,7 @@ from scipy import stats as sps
 
 from mlbench.errors import MlbenchError
 from mlbench.evaluate.twosample import KSReference, ks_features_many, mmd_test
+from mlbench.named import build_all
 
 
 @dataclass
@@ -38,8 +39,14 @@ def entropy(p: np.ndarray) -> np.ndarray:
 
 
 class Detector:
+    """A shift detector. Subclasses declare ``presets`` (name → constructor arguments) for
+    ``monitor.detectors`` and ``cycle.detectors`` (or are named there by ``_target_``) and
+    ``needs``: a detector that needs only ``probs`` watches any deployed model, compressed or
+    not (the monitoring × deployment table and the update cycle use only those)."""
+
     name: ClassVar[str] = "detector"
     needs: ClassVar[str] = "probs"  # "inputs", "embeddings" or "probs": what it reads from a View
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, alpha: float = 0.05):
         if not 0 < alpha < 1:
@@ -80,6 +87,8 @@ def _space(view: View, needs: str) -> np.ndarray:
 class FeatureKS(Detector):
     """Two-sample KS per feature (inputs or embeddings), Bonferroni or Benjamini–Hochberg."""
 
+    presets = {"ks_inputs": {"space": "inputs"}, "ks_embeddings": {"space": "embeddings"}}
+
     def __init__(self, space: str = "embeddings", correction: str = "bonferroni", alpha: float = 0.05):
         super().__init__(alpha)
         if space not in ("inputs", "embeddings"):
@@ -103,6 +112,8 @@ class FeatureKS(Detector):
 class MMD(Detector):
     """MMD with an RBF kernel (median-distance bandwidth) and a batched permutation p-value."""
 
+    presets = {"mmd_inputs": {"space": "inputs"}, "mmd_embeddings": {"space": "embeddings"}}
+
     def __init__(self, space: str = "embeddings", permutations: int = 100, max_reference: int = 500,
                  alpha: float = 0.05, seed: int = 0):
         super().__init__(alpha)
@@ -120,7 +131,7 @@ class BBSDs(Detector):
     """Black-box shift detection, soft: KS on each softmax output, Bonferroni (Lipton et al. 2018;
     Rabanser et al. 2019)."""
 
-    name = "bbsd_soft"
+    presets = {"bbsd_soft": {}}
 
     def fit(self, reference: View) -> Detector:
         super().fit(reference)
@@ -141,7 +152,7 @@ class BBSDh(Detector):
     the statistic of ``scipy.stats.chi2_contingency`` without its 2 × 2 continuity correction,
     written out because scipy's per-call overhead is most of the cost here)."""
 
-    name = "bbsd_hard"
+    presets = {"bbsd_hard": {}}
 
     def fit(self, reference: View) -> Detector:
         super().fit(reference)
@@ -171,7 +182,7 @@ class BBSDh(Detector):
 class ConfidenceShift(Detector):
     """KS on the maximum softmax probability."""
 
-    name = "confidence"
+    presets = {"confidence": {}}
 
     def fit(self, reference: View) -> Detector:
         super().fit(reference)
@@ -188,7 +199,7 @@ class ConfidenceShift(Detector):
 class EntropyShift(Detector):
     """KS on the predictive entropy (nats)."""
 
-    name = "entropy"
+    presets = {"entropy": {}}
 
     def fit(self, reference: View) -> Detector:
         super().fit(reference)
@@ -206,6 +217,8 @@ class DomainClassifier(Detector):
     """A classifier told to separate reference from window (embeddings, logistic regression,
     out-of-fold scores); p-value of the one-sided Mann–Whitney test that window items score
     higher (the AUC's test)."""
+
+    presets = {"domain_classifier_embeddings": {"space": "embeddings"}}
 
     def __init__(self, space: str = "embeddings", max_reference: int = 500, alpha: float = 0.05, seed: int = 0):
         super().__init__(alpha)
@@ -279,10 +292,7 @@ def streaming_detectors(seed: int = 0) -> dict[str, Any]:
     return {"adwin": drift.ADWIN(), "kswin": drift.KSWIN(seed=seed), "page_hinkley": drift.PageHinkley()}
 
 
-DETECTORS = {"ks_inputs": lambda a, s: FeatureKS("inputs", "bonferroni", a),
-             "ks_embeddings": lambda a, s: FeatureKS("embeddings", "bonferroni", a),
-             "mmd_inputs": lambda a, s: MMD("inputs", alpha=a, seed=s),
-             "mmd_embeddings": lambda a, s: MMD("embeddings", alpha=a, seed=s),
-             "bbsd_soft": lambda a, s: BBSDs(a), "bbsd_hard": lambda a, s: BBSDh(a),
-             "confidence": lambda a, s: ConfidenceShift(a), "entropy": lambda a, s: EntropyShift(a),
-             "domain_classifier_embeddings": lambda a, s: DomainClassifier("embeddings", alpha=a, seed=s)}
+def build_detectors(entries: Any, where: str, alpha: float, seed: int) -> list[Detector]:
+    """The detectors a config list names (presets or ``_target_`` mappings), with the run's
+    ``alpha`` and ``seed`` offered to each."""
+    return build_all(entries, Detector, where, alpha=alpha, seed=seed)

@@ -25,16 +25,16 @@ from mlbench.errors import MlbenchError
 from mlbench.monitor.detectors import (
     ATC,
     BBSE,
-    DETECTORS,
     Detector,
     View,
+    build_detectors,
     streaming_detectors,
 )
 from mlbench.monitor.scenarios import Scenario, parse
 from mlbench.schema import CONF_DIR
 from mlbench.stress.corruptions import Corruption
 
-OUTPUT_DETECTORS = ("bbsd_soft", "bbsd_hard", "confidence", "entropy")
+OUTPUT_DETECTORS = ("bbsd_soft", "bbsd_hard", "confidence", "entropy")  # the code default (YAML: conf/monitor)
 
 
 def corruption_class(name: str) -> type[Corruption] | None:
@@ -88,17 +88,16 @@ class Monitor:
             raise MlbenchError(f"monitor.alpha must be in (0, 1), got {alpha}")
         if repetitions < 1 or not windows or min(windows) < 2:
             raise MlbenchError("monitor needs repetitions >= 1 and window sizes >= 2")
-        bad = [d for d in detectors if d not in DETECTORS]
-        if bad:
-            raise MlbenchError(f"monitor.detectors: unknown {bad}; known: {sorted(DETECTORS)}")
+        self.detectors = [e if isinstance(e, str) else dict(e) for e in detectors]
+        self.alpha, self.seed = alpha, seed
+        self.output_detectors = [e for e, d in zip(self.detectors, self.build(self.detectors)) if d.needs == "probs"]
         self.scenarios = [parse(dict(s)) for s in scenarios]
         for s in self.scenarios:  # a misspelt corruption fails at set-up, not after the variants
             if s.kind == "covariate":
                 corruption_class(s.corruption)
         if not any(s.kind == "none" for s in self.scenarios):
             self.scenarios.insert(0, Scenario("none"))  # the null is always measured
-        self.windows, self.repetitions, self.detectors = sorted(int(w) for w in windows), repetitions, list(detectors)
-        self.alpha, self.seed = alpha, seed
+        self.windows, self.repetitions = sorted(int(w) for w in windows), repetitions
         self.stream_length, self.stream_repetitions = stream_length, stream_repetitions
         self.stream_scenario = parse(dict(stream_scenario)) if stream_scenario else None
         self.failing_loudly, self.deployment_window = failing_loudly, deployment_window
@@ -168,16 +167,20 @@ class Monitor:
         return out
 
     # ------------------------------------------------------------------ the protocol
-    def detectors_for(self, names: Sequence[str], ref: View, modality: str, skipped: list) -> dict[str, Detector]:
-        """The named detectors fitted on ``ref``; those that cannot run here go to ``skipped``."""
+    def build(self, entries: Sequence[Any]) -> list[Detector]:
+        """Fresh detectors for config entries (preset names or ``_target_`` mappings)."""
+        return build_detectors(entries, "monitor.detectors", self.alpha, self.seed)
+
+    def detectors_for(self, entries: Sequence[Any], ref: View, modality: str, skipped: list) -> dict[str, Detector]:
+        """The detectors ``entries`` name, fitted on ``ref``, by name; those that cannot run here
+        go to ``skipped``."""
         out = {}
-        for n in names:
-            d = DETECTORS[n](self.alpha, self.seed)
+        for d in self.build(entries):
             why = d.fits(ref, modality)
             if why is None:
-                out[n] = d.fit(ref)
+                out[d.name] = d.fit(ref)
             else:
-                skipped.append({"detector": n, "reason": why})
+                skipped.append({"detector": d.name, "reason": why})
         return out
 
     def power(self, pools: Pools, y: np.ndarray, group: np.ndarray | None, scenarios: list[Scenario],

@@ -16,7 +16,6 @@ from mlbench.models import penultimate
 from mlbench.monitor.detectors import ATC, BBSE, View
 from mlbench.monitor.plots import estimate_plot, power_plot
 from mlbench.monitor.protocol import (
-    OUTPUT_DETECTORS,
     Monitor,
     Pools,
     corruption_class,
@@ -97,7 +96,7 @@ def run_monitor(mon: Monitor, data: DataBundle, live: dict[str, Any], base_name:
         section["failing_loudly"] = failing_loudly(rows, list(dets))
     metrics: dict[str, dict] = {}
     deployment: dict[str, Any] = {}
-    out_dets = [d for d in OUTPUT_DETECTORS if d in dets]
+    out_dets = {d.name: e for e, d in zip(mon.output_detectors, mon.build(mon.output_detectors)) if d.name in dets}
     n = mon.deployment_window
     for name, lv in live.items():
         try:
@@ -117,9 +116,10 @@ def run_monitor(mon: Monitor, data: DataBundle, live: dict[str, Any], base_name:
 
 
 def _deployed(mon: Monitor, name: str, lv: Any, base_name: str, pools: Pools, rows: list[dict], dets: dict,
-              out_dets: list[str], y: np.ndarray, group: np.ndarray | None, data: DataBundle, batch_size: int,
+              out_dets: dict[str, Any], y: np.ndarray, group: np.ndarray | None, data: DataBundle, batch_size: int,
               device: torch.device, perturbed: dict, modality: str) -> tuple[dict, dict]:
-    """One variant's false alarms under the baseline's monitor and its detectors' power."""
+    """One variant's false alarms under the baseline's monitor and its detectors' power
+    (``out_dets``: the output detectors that ran, name → config entry)."""
     n = mon.deployment_window
     base_power = {(r["scenario"], r["detector"]): r for r in rows if r["window"] == n}
     vp = pools if name == base_name else pools_for(mon, lv.runner, lv.artifact, data, batch_size, device, perturbed,
@@ -137,7 +137,7 @@ def _deployed(mon: Monitor, name: str, lv: Any, base_name: str, pools: Pools, ro
         pw = [r for r in rows if r["window"] == n and r["detector"] in out_dets and r["kind"] in
               {s.kind for s in shifted}]
     else:
-        own = mon.detectors_for(out_dets, vp.reference, modality, [])
+        own = mon.detectors_for(list(out_dets.values()), vp.reference, modality, [])
         pw, _ = mon.power(vp, y, group, shifted, [n], own, mon.deployment_repetitions, salt=2)
     return ({"false_alarms": {r["detector"]: {k: r[k] for k in ("rate", "ci_low", "ci_high")} for r in fa},
              "power": {f"{r['scenario']}/{r['detector']}": {

@@ -22,7 +22,8 @@ from torch import nn
 
 from mlbench.data import DataMeta
 from mlbench.errors import MlbenchError
-from mlbench.stress.base import InputStressor
+from mlbench.stress.base import InputStressor, condition_rows
+from mlbench.text import Doc, delta_text
 
 LOSSES = ("ce", "margin")
 
@@ -129,6 +130,20 @@ class Attack(InputStressor):
                 "random_start": self.random_start and self.method == "pgd",
                 "loss": {"ce": "cross-entropy on logits", "margin": "margin max_{j!=y} z_j - z_y"}[self.loss],
                 "bounds": list(self.bounds), "library": "captum.robust"}
+
+    @classmethod
+    def report(cls, doc: Doc, sections: dict[str, dict[str, dict]], variants: dict[str, dict]) -> None:
+        """Per attack: accuracy per eps with its paired change, white-box or transferred."""
+        def cell(k: str, r: dict) -> str:
+            d = r.get("delta_accuracy")
+            mode = "" if r["mode"] == "white-box" else " (transfer)"
+            return f"{k}: {r['accuracy']:.3f}{mode}" + (f" Δ {delta_text(d, 3)}" if d else "")
+
+        for name, per_variant in sections.items():
+            s0 = next(iter(per_variant.values()))
+            doc.h3(f"{name} — {s0['method'].upper()} {s0['norm']}, {s0['steps']} step(s), step {s0['step_size']}, "
+                   f"random start {s0['random_start']}, loss: {s0.get('loss', 'n/a')}")
+            doc.table(["variant", "accuracy by eps"], condition_rows(per_variant, "eps", cell, numeric=True))
 
     def fits(self, meta: DataMeta) -> str | None:
         if meta.input_range is None:

@@ -34,7 +34,9 @@ import torch
 from scipy import stats as sps
 
 from mlbench.data import DataMeta
-from mlbench.errors import MlbenchError
+from mlbench.errors import MlbenchError, NotApplicable
+from mlbench.named import recorded_class
+from mlbench.text import Doc, delta_text, fmt, interval_text
 
 
 @dataclass
@@ -136,6 +138,32 @@ class Stressor:
         """Plots of its own (beyond the shared ``figure``); ``sections`` by variant."""
         return []
 
+    # -- how it reads (report.md/html); called on the class with summary.json's sections --------
+    @classmethod
+    def report(cls, doc: Doc, sections: dict[str, dict[str, dict[str, Any]]], variants: dict[str, dict]) -> None:
+        """Its report section: ``sections`` holds every stressor of this family (stressor name
+        → variant → its section in summary.json), ``variants`` each variant's summary entry.
+        The default: per stressor, each condition's headline figure with its interval."""
+        for name, per_variant in sections.items():
+            doc.h3(f"{name} ({next(iter(per_variant.values())).get('kind', cls.kind)})")
+            doc.table(["variant", f"by {cls.condition_key}"],
+                      condition_rows(per_variant, cls.condition_key, lambda c, r: f"{c}: {_headline_text(r)}"))
+
+
+def condition_rows(per_variant: dict[str, dict[str, Any]], key: str, cell: Callable[[str, dict], str],
+                   numeric: bool = False) -> list[list[str]]:
+    """One report row per variant: ``cell(condition, row)`` for each condition of its ``key``
+    table (sorted by value when ``numeric``), joined by "; "; or why it was skipped."""
+    rows = []
+    for n, sec in per_variant.items():
+        if sec.get("skipped"):
+            rows.append([n, f"skipped: {sec['skipped']}"])
+            continue
+        items = (sec.get(key) or {}).items()
+        rows.append([n, "; ".join(cell(c, r) for c, r in (sorted(items, key=lambda kv: float(kv[0])) if numeric
+                                                           else items))])
+    return rows
+
 
 class InputStressor(Stressor):
     """Perturbs test inputs; every variant is scored on the same perturbed items (or, for a
@@ -174,8 +202,7 @@ class InputStressor(Stressor):
                 yield StressRow(self.name, v.name, label, row)
 
 
-class Unsupported(Exception):
-    """A model stressor cannot perturb this artifact (the reason is recorded, not raised)."""
+Unsupported = NotApplicable  # a model stressor cannot perturb this artifact (the reason is recorded)
 
 
 class ModelStressor(Stressor):
@@ -210,6 +237,25 @@ class ModelStressor(Stressor):
 class Comparison(Stressor):
     """Compares a per-variant computation with the baseline's; ``rows`` yields one row per
     variant and measure (its ``condition_key`` table)."""
+
+
+def family(section: dict[str, Any]) -> type[Stressor]:
+    """The class whose :meth:`Stressor.report` renders a section of summary.json: the class
+    that defines ``report`` for the recorded ``target`` (every corruption shares
+    :class:`~mlbench.stress.corruptions.Corruption`'s table); by ``kind`` for a section without
+    a usable target; the generic table otherwise."""
+    cls = recorded_class(section, Stressor, "kind", Stressor)
+    return next(c for c in cls.__mro__ if "report" in c.__dict__)
+
+
+def _headline_text(r: dict[str, Any]) -> str:
+    """A condition's row as one cell: a trial mean with its interval, or accuracy with its
+    paired change against the baseline."""
+    if "mean" in r:
+        return interval_text(r["mean"], r.get("ci_low"), r.get("ci_high"))
+    text = fmt(r.get("accuracy"), 3)
+    d = r.get("delta_accuracy")
+    return text + (f" Δ {delta_text(d, 3)}" if d else "")
 
 
 def trial_interval(values: list[float]) -> dict[str, Any]:

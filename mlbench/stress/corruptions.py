@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from mlbench.data import DataMeta
 from mlbench.errors import MlbenchError
 from mlbench.stress.base import InputStressor, generator
+from mlbench.text import Doc, fmt
 
 
 class Corruption(InputStressor):
@@ -67,6 +68,23 @@ class Corruption(InputStressor):
 
     def apply(self, x: torch.Tensor, level: float, g: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
+
+    @classmethod
+    def report(cls, doc: Doc, sections: dict[str, dict[str, dict]], variants: dict[str, dict]) -> None:
+        """Every corruption in one table: accuracy per severity and the corruption error."""
+        rows = []
+        for n, v in variants.items():
+            cells = []
+            for c, per_variant in sections.items():
+                sec = per_variant[n]
+                accs = " / ".join(f"{r['accuracy']:.3f}" for _, r in sorted(sec["severities"].items(),
+                                                                          key=lambda kv: int(kv[0])))
+                cells.append(f"{accs} (CE {fmt(sec.get('corruption_error'), 2)})")
+            rows.append([n, fmt(v["metrics"].get("mean_corruption_accuracy")), *cells])
+        first = next(iter(sections.values()))
+        sev = ", ".join(sorted(next(iter(first.values()))["severities"], key=int))
+        doc.p(f"Accuracy per corruption at severities {sev}; CE = Σ errors / Σ baseline errors.")
+        doc.table(["variant", "mCA", *sections], rows)
 
 
 def _noise_like(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -17,6 +17,7 @@ from torch import nn
 from mlbench.errors import MlbenchError
 from mlbench.stress.base import Comparison, StressEnv, StressRow, generator
 from mlbench.stress.plots import attribution_maps
+from mlbench.text import Doc, fmt
 
 METHODS = ("integrated_gradients", "saliency")
 
@@ -65,6 +66,22 @@ class Explanations(Comparison):
 
     def conditions(self) -> list[str]:
         return self.methods
+
+    @classmethod
+    def report(cls, doc: Doc, sections: dict[str, dict[str, dict]], variants: dict[str, dict]) -> None:
+        """Per variant and method: rank agreement and top-k overlap with the baseline's
+        attributions, infidelity and max-sensitivity."""
+        for name, per_variant in sections.items():
+            rows = []
+            for n, sec in per_variant.items():
+                if sec.get("skipped"):
+                    rows.append([n, f"skipped: {sec['skipped']}", "", "", ""])
+                    continue
+                for meth, r in sec.get("methods", {}).items():
+                    rows.append([n + f" · {meth}", fmt(r["spearman_mean"], 3), fmt(r["topk_overlap_mean"], 3),
+                                 fmt(r["infidelity"], 4), fmt(r["sensitivity_max"], 4)])
+            doc.h3(f"Explanation shift ({name}, against the baseline's attributions)")
+            doc.table(["variant · method", "Spearman (mean)", "top-k overlap", "infidelity", "sensitivity max"], rows)
 
     def describe(self) -> dict:
         return dict(self._shape)

@@ -21,6 +21,7 @@ import torch
 from mlbench.evaluate.loop import evaluate, robust_accuracy
 from mlbench.evaluate.metrics import ece
 from mlbench.evaluate.stats import paired_deltas
+from mlbench.named import target_of
 from mlbench.progress import console
 from mlbench.stress.base import StressEnv, Stressor, StressRow
 from mlbench.stress.plots import condition_lines
@@ -58,7 +59,8 @@ def scorer(batch_size: int, boot: dict[str, Any], y: torch.Tensor):
 
 
 def _section(st: Stressor, rows: list[StressRow]) -> dict[str, Any]:
-    sec: dict[str, Any] = {"kind": st.kind, **st.describe(), st.condition_key: {}}
+    sec: dict[str, Any] = {"kind": st.kind, "target": target_of(st),
+                           **st.describe(), st.condition_key: {}}
     for r in rows:
         if r.skipped is not None:
             sec["skipped"] = r.skipped
