@@ -35,9 +35,10 @@ from mlbench.analysis.requirements import validate as validate_requirement
 from mlbench.backends import runner_for
 from mlbench.calibrate import Calibrator
 from mlbench.components import BASELINE, VariantSpec, components, instantiate_checked
-from mlbench.compress import Artifact, Facts, PassContext, lineage_id
+from mlbench.compress import Artifact, Facts, PassContext
 from mlbench.compress.cache import ArtifactCache
 from mlbench.compress.formats import format_of
+from mlbench.compress.recipe import build_recipe
 from mlbench.data import DataBundle, Dataset
 from mlbench.data.base import ALLOW_NONFINITE
 from mlbench.datacheck import Check, CheckContext
@@ -202,40 +203,13 @@ def datacheck(ctx: RunContext) -> None:
 # --------------------------------------------------------------------------- variants
 
 def build(ctx: RunContext, spec: VariantSpec) -> tuple[Artifact, dict[str, list[str]]]:
-    """Apply the recipe's passes in order to the baseline, starting after the longest prefix
-    whose artifact exists already: built earlier in this run (the same lineage id: same
-    parent, pass and parameters, so onnx_fp32, ort_int8_static and ort_int8_dynamic export
-    once), or kept by an earlier run in the artifact cache (ONNX artifacts; see
-    ``mlbench.compress.cache``). Returns the artifact and the names of the passes not run:
-    ``{"reused": [...]}`` (this run) or ``{"cached": [...]}`` (an earlier run)."""
-    workdir = ctx.run_dir / "models" / spec.name
-    workdir.mkdir(parents=True, exist_ok=True)
-    ids, parent = [], ctx.baseline.id
-    for p in spec.passes:  # lineage ids are known before anything is built
-        parent = lineage_id(parent, p.name, p.params())
-        ids.append(parent)
-    art, start, skipped = ctx.baseline, 0, {}
-    for k in range(len(spec.passes) - 1, -1, -1):  # the deepest artifact at hand
-        done = ctx.built.get(ids[k])
-        if done is not None:
-            art, start, skipped = done.kind.localize(done, workdir), k + 1, {"reused": [p.name for p in spec.passes[:k + 1]]}
-            break
-        hit = (ctx.artifacts.get(ids[k], workdir)
-               if ctx.artifacts is not None and format_of(spec.passes[k].produces).cacheable else None)
-        if hit is not None:
-            art, start, skipped = hit, k + 1, {"cached": [p.name for p in spec.passes[:k + 1]]}
-            ctx.built[hit.id] = hit
-            break
-    for step in range(start, len(spec.passes)):
-        pctx = PassContext(data=ctx.data, device=ctx.device, workdir=workdir, seed=ctx.cfg.seed,
-                           fit_kwargs=fit_kwargs(ctx.cfg, ctx.device), step=step)
-        art = spec.passes[step](art, pctx)
-        ctx.built[art.id] = art
-        if ctx.artifacts is not None and art.kind.cacheable:
-            ctx.artifacts.put(art)
-    if art is not ctx.baseline:
-        art.files = art.kind.save(art, workdir)
-    return art, skipped
+    """The variant's recipe applied to the baseline (``compress.recipe.build_recipe``: lineage
+    reuse within the run, the artifact cache across runs), in ``models/<variant>/``."""
+    def context(step: int) -> PassContext:
+        return PassContext(data=ctx.data, device=ctx.device, workdir=ctx.run_dir / "models" / spec.name,
+                           seed=ctx.cfg.seed, fit_kwargs=fit_kwargs(ctx.cfg, ctx.device), step=step)
+    return build_recipe(ctx.baseline, spec.passes, ctx.run_dir / "models" / spec.name, context,
+                        built=ctx.built, cache=ctx.artifacts)
 
 
 def _measure(ctx: RunContext, rec: VariantRecord, art: Artifact, overrides: dict | None = None) -> None:

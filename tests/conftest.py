@@ -40,6 +40,23 @@ def make_cfg(tmp_path):
     return _make
 
 
+def preset(group: str, option: str, **overrides):
+    """The component ``group=option`` of the real config (its YAML holds every default),
+    instantiated with ``overrides`` (nested ``_target_`` entries left to the component)."""
+    from hydra.utils import instantiate
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"{group}={option}"])
+    GlobalHydra.instance().clear()
+    try:
+        return instantiate(cfg[group], _recursive_=False, **overrides)
+    except Exception as e:  # Hydra wraps the constructor's error: raise that one
+        cause = e
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        raise cause from None
+
+
 ZYGOTE = """
 import atexit, importlib, json, os, sys, threading, traceback
 import mlbench.cli, mlbench.export, mlbench.pipeline  # noqa: the imports every run makes, made once

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import preset
 
 from mlbench.cycle.figures import interval, onsets, policy_table, recovery, stage_times
 from mlbench.cycle.loop import Cycle
@@ -81,7 +82,7 @@ def test_an_impossible_stream_fails_with_one_line(digits):
 ])
 def test_bad_cycle_settings_fail_at_set_up(kw, message):
     with pytest.raises(MlbenchError, match=message):
-        Cycle(**kw)
+        preset("cycle", "default", **kw)
 
 
 def test_an_unknown_recipe_lists_the_variants(make_cfg):

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli, run_dirs
+from conftest import preset, run_cli, run_dirs
 from scipy import stats as sps
 
 from mlbench.errors import MlbenchError
@@ -29,6 +29,11 @@ from mlbench.monitor import (
 )
 from mlbench.monitor.detectors import entropy
 from mlbench.monitor.protocol import Pools
+
+
+def light(**kw) -> Monitor:
+    """The default monitor (conf/monitor/light.yaml) with ``kw`` changed."""
+    return preset("monitor", "light", **kw)
 
 
 def _world(n: int = 4000, classes: int = 4, dims: int = 6, seed: int = 0, shift: float = 0.0, scale: float = 1.0):
@@ -131,7 +136,7 @@ def test_null_false_positive_rates_stay_at_alpha():
     (tests corrected for many features may sit below α: only the upper end applies to them)."""
     ref, _ = _world(seed=1)
     pool, y = _world(seed=4)
-    mon = Monitor(windows=[50], repetitions=200, detectors=["bbsd_soft", "bbsd_hard", "confidence", "entropy"])
+    mon = light(windows=[50], repetitions=200, detectors=["bbsd_soft", "bbsd_hard", "confidence", "entropy"])
     dets = {n: d for n, d in mon.detectors_for(mon.detectors, ref, "tabular", []).items()}
     rows, _ = mon.power(Pools(ref, pool), y, None, [Scenario("none")], [50], dets, 200)
     lo, hi = sps.binom.ppf([0.005, 0.995], 200, 0.05) / 200
@@ -158,7 +163,7 @@ def test_bbse_recovers_known_priors_and_atc_the_accuracy():
 
 
 def test_river_detectors_find_a_planted_error_jump():
-    mon = Monitor(windows=[20], repetitions=1, stream_scenario={"kind": "concept", "classes": [0, 1]},
+    mon = light(windows=[20], repetitions=1, stream_scenario={"kind": "concept", "classes": [0, 1]},
                   stream_length=400, stream_repetitions=5)
     pool, y = _world(seed=7)
     out = mon.streams(Pools(pool, pool), y, None)
@@ -191,17 +196,17 @@ def test_scenarios_draw_what_they_say():
 ])
 def test_bad_scenarios_fail_with_one_line(spec, message):
     with pytest.raises(MlbenchError, match=message):
-        Monitor(scenarios=[spec])
+        light(scenarios=[spec])
 
 
 def test_a_window_larger_than_the_data_fails_or_is_dropped():
     with pytest.raises(MlbenchError, match="larger than the held-out test split"):
-        Monitor(windows=[50, 500]).prepare(449, False)
-    m = Monitor(windows=[50, 500], when_unfit="skip", deployment_window=100)
+        light(windows=[50, 500], when_unfit="error").prepare(449, False)
+    m = light(windows=[50, 500], when_unfit="skip", deployment_window=100)
     m.prepare(449, False)
     assert m.windows == [50] and m.dropped[0]["window"] == "500"
     with pytest.raises(MlbenchError, match="group attribute"):
-        Monitor(scenarios=[{"kind": "subpopulation", "param": 0.9}]).prepare(1000, False)
+        light(scenarios=[{"kind": "subpopulation", "param": 0.9}], when_unfit="error").prepare(1000, False)
 
 
 def test_failing_loudly_findings_from_rows():
@@ -248,9 +253,8 @@ def test_a_large_test_split_is_monitored_on_a_seeded_sample():
     """Reference and pool are cut to max_items (seeded, same items every time); smaller splits
     are left exactly as they are."""
     from mlbench.data import Synthetic
-    from mlbench.monitor import Monitor
     d = Synthetic(n=4000, dims=4, test=0.5, calib=0.2).load()
-    mon = Monitor(max_items=500, seed=3)
+    mon = light(max_items=500, seed=3)
     a, b = mon.sample(d), mon.sample(d)
     assert len(a.y["test"]) == len(a.x["test"]) == len(a.index["test"]) == len(a.group["test"]) == 500
     assert len(a.y["calib"]) == 500 and len(a.y["train"]) == len(d.y["train"])
@@ -258,6 +262,6 @@ def test_a_large_test_split_is_monitored_on_a_seeded_sample():
     pos = {int(i): k for k, i in enumerate(d.index["test"])}  # every sampled item is the split's own
     for k, i in enumerate(a.index["test"].tolist()):
         assert torch.equal(a.x["test"][k], d.x["test"][pos[i]]) and a.y["test"][k] == d.y["test"][pos[i]]
-    assert Monitor(max_items=100000).sample(d) is d
+    assert light(max_items=100000).sample(d) is d
     with pytest.raises(MlbenchError, match="max_items"):
-        Monitor(max_items=1)
+        light(max_items=1)

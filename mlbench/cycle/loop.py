@@ -37,6 +37,7 @@ from mlbench.analysis.requirements import validate as validate_requirement
 from mlbench.backends import Runner, runner_for
 from mlbench.compress import Artifact, Facts, Pass, PassContext
 from mlbench.compress.formats import format_of
+from mlbench.compress.recipe import build_recipe
 from mlbench.cycle.policies import Policy, Signals, build_policies
 from mlbench.cycle.stream import Stream
 from mlbench.cycle.stream import schedule as build_schedule
@@ -50,31 +51,27 @@ from mlbench.evaluate.loop import evaluate
 from mlbench.evaluate.stats import paired_deltas
 from mlbench.models import count_params
 from mlbench.monitor.detectors import ATC, View, build_detectors, streaming_detectors
-from mlbench.monitor.protocol import Monitor
+from mlbench.monitor.protocol import fit_detectors
 from mlbench.progress import console
 from mlbench.train import content_hash, fit, load_weights, save_weights
 from mlbench.train.baseline import fit_kwargs
 
 STAGES = ("score", "monitor", "datacheck", "train", "compress", "evaluate", "gate")
 UPDATE_STAGES = ("datacheck", "train", "compress", "evaluate", "gate")
-DEFAULT_GATE = ({"metric": "accuracy", "op": ">=", "value": 0.85},
-                {"metric": "accuracy", "max_degradation": 0.05})
 STATE_VERSION = 1
 
 
 class Cycle:
     """The ``cycle`` config group: the stream (periods, items per period, label delay, drift
     schedule), the policies, the update (window, warm start, epochs, recipe) and its gate
-    (requirements judged on the newest labelled period against the model deployed now)."""
+    (requirements judged on the newest labelled period against the model deployed now). Every
+    parameter's default is in ``conf/cycle/default.yaml`` (the default option), nowhere else."""
 
-    def __init__(self, periods: int = 12, period_size: int = 50, label_delay: int = 1, window: int = 3,
-                 schedule: list[dict] = (), policies: list[str] = ("never", "drift", "oracle"), every: int = 3,
-                 detectors: list[str] = ("bbsd_soft",), error_detector: str | None = "adwin", alpha: float = 0.05,
-                 warm_start: bool = True, epochs: int = 5, batch_size: int = 16,
-                 auto_corruption: dict[str, str] | None = None, recipe: str | None = "structured50_ft_ort_int8",
-                 requirements: list[dict] = DEFAULT_GATE, use_bound: bool = False,
-                 accuracy_target: float | None = None, recovery_tolerance: float = 0.05,
-                 scaling: list[int] = (1, 2, 4), latency_calls: int = 100, resume: bool = False, seed: int = 0):
+    def __init__(self, *, periods: int, period_size: int, label_delay: int, window: int, schedule: list[dict],
+                 policies: list[Any], every: int, detectors: list[Any], error_detector: str | None, alpha: float,
+                 warm_start: bool, epochs: int, batch_size: int, auto_corruption: dict[str, str], recipe: str | None,
+                 requirements: list[dict], use_bound: bool, accuracy_target: float | None, recovery_tolerance: float,
+                 scaling: list[int], latency_calls: int, resume: bool, seed: int):
         if periods < 2 or period_size < 10:
             raise MlbenchError(f"cycle needs periods >= 2 and period_size >= 10, got {periods} and {period_size}")
         if not 0 <= label_delay < periods:
@@ -114,7 +111,7 @@ class Cycle:
         self.every, self.detectors, self.error_detector, self.alpha = every, detectors, error_detector, alpha
         self.detector_names = [d.name for d in built]
         self.warm_start, self.epochs, self.batch_size, self.recipe = warm_start, epochs, batch_size, recipe
-        self.auto_corruption = dict(auto_corruption or {"image": "gaussian_blur", "tabular": "feature_noise"})
+        self.auto_corruption = dict(auto_corruption)
         self.use_bound, self.recovery_tolerance = use_bound, recovery_tolerance
         self.scaling, self.latency_calls, self.resume, self.seed = sorted(set(scaling)), latency_calls, resume, seed
 
@@ -210,13 +207,11 @@ class Engine:
     def compress(self, dense: torch.nn.Module, bundle: DataBundle, workdir: Path, seed: int,
                  device: torch.device) -> Artifact:
         """The deployment recipe applied to a trained model (no recipe: the model itself)."""
-        workdir.mkdir(parents=True, exist_ok=True)
         art = Artifact(id=content_hash({"weights": [float(p.detach().double().sum()) for p in dense.parameters()]}),
                        format="torch", model=dense, facts=Facts(*count_params(dense)))
-        for step, p in enumerate(self.recipe):
-            art = p(art, PassContext(data=bundle, device=device, workdir=workdir, seed=seed,
-                                     fit_kwargs=self.fit_kwargs(device), step=step))
-        art.files = art.kind.save(art, workdir)
+        art, _ = build_recipe(art, self.recipe, workdir, lambda step: PassContext(
+            data=bundle, device=device, workdir=workdir, seed=seed, fit_kwargs=self.fit_kwargs(device), step=step),
+            save_source=True)
         return art
 
     def serve(self, art: Artifact, device: torch.device) -> Runner:
@@ -234,8 +229,8 @@ class Engine:
         probs = evaluate(dep.runner, x, y, batch_size=self.batch_size).probs
         dep.reference = view(probs, x)
         skipped: list[dict] = []
-        dep.detectors = Monitor(detectors=self.cyc.detectors, alpha=self.cyc.alpha, seed=self.cyc.seed).detectors_for(
-            self.cyc.detectors, dep.reference, self.data.meta.modality, skipped)
+        dep.detectors = fit_detectors(build_detectors(self.cyc.detectors, "cycle.detectors", self.cyc.alpha, self.cyc.seed),
+                                      dep.reference, self.data.meta.modality, skipped)
         if skipped:
             raise MlbenchError("cycle.detectors: " + "; ".join(f"{s['detector']}: {s['reason']}" for s in skipped))
         dep.atc = ATC().fit(dep.reference.probs, y.numpy())

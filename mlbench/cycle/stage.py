@@ -58,11 +58,11 @@ def run_cycle_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     recipe = load_recipe(cfg, cyc.recipe)
     pipeline.load_data(ctx)
     data = ctx.data
-    auto = cyc.auto_corruption.get(data.meta.modality)
     for i, sc in enumerate(cyc.scenarios):  # `auto` names the cycle's corruption for this modality
         if sc.kind == "covariate" and sc.corruption == "auto":
-            cyc.scenarios[i] = Scenario("covariate", sc.param, auto)
-    corruptions = {sc.corruption: corruption(sc.corruption, data, cyc.seed)
+            cyc.scenarios[i] = Scenario("covariate", sc.param, corruption("auto", data, cyc.seed,
+                                                                         cyc.auto_corruption).name)
+    corruptions = {sc.corruption: corruption(sc.corruption, data, cyc.seed, cyc.auto_corruption)
                    for sc in cyc.scenarios if sc.kind == "covariate"}  # unfit corruptions fail here
 
     def perturb(sc, x: torch.Tensor, y: torch.Tensor, t: int) -> torch.Tensor:

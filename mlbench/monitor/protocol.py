@@ -34,8 +34,6 @@ from mlbench.monitor.scenarios import Scenario, parse
 from mlbench.schema import CONF_DIR
 from mlbench.stress.corruptions import Corruption
 
-OUTPUT_DETECTORS = ("bbsd_soft", "bbsd_hard", "confidence", "entropy")  # the code default (YAML: conf/monitor)
-
 
 def corruption_class(name: str) -> type[Corruption] | None:
     """The corruption class a covariate scenario names: an option of ``conf/stress`` whose target
@@ -75,15 +73,27 @@ class Pools:
         return self.perturbed.get(sc.label, self.clean)
 
 
+def fit_detectors(detectors: list[Detector], ref: View, modality: str, skipped: list) -> dict[str, Detector]:
+    """The detectors fitted on ``ref``, by name; those that cannot run here go to ``skipped``."""
+    out = {}
+    for d in detectors:
+        why = d.fits(ref, modality)
+        if why is None:
+            out[d.name] = d.fit(ref)
+        else:
+            skipped.append({"detector": d.name, "reason": why})
+    return out
+
+
 class Monitor:
     """The ``monitor`` config group: scenarios, window sizes, repetitions, detectors, α, the
-    error streams, and whether to run the Failing Loudly comparison."""
+    error streams, and whether to run the Failing Loudly comparison. Every parameter's default
+    is in ``conf/monitor/light.yaml`` (the default option), nowhere else."""
 
-    def __init__(self, scenarios: Sequence[dict[str, Any]] = ({"kind": "none"},), windows: Sequence[int] = (20, 100),
-                 repetitions: int = 100, detectors: Sequence[str] = OUTPUT_DETECTORS, alpha: float = 0.05,
-                 stream_length: int = 400, stream_repetitions: int = 10, stream_scenario: dict | None = None,
-                 failing_loudly: bool = False, deployment_window: int = 100, deployment_repetitions: int | None = None,
-                 when_unfit: str = "error", max_items: int = 20000, seed: int = 0):
+    def __init__(self, *, scenarios: Sequence[dict[str, Any]], windows: Sequence[int], repetitions: int,
+                 detectors: Sequence[Any], alpha: float, auto_corruption: dict[str, str], stream_length: int,
+                 stream_repetitions: int, stream_scenario: dict | None, failing_loudly: bool, deployment_window: int,
+                 deployment_repetitions: int | None, when_unfit: str, max_items: int, seed: int):
         if not 0 < alpha < 1:
             raise MlbenchError(f"monitor.alpha must be in (0, 1), got {alpha}")
         if repetitions < 1 or not windows or min(windows) < 2:
@@ -91,6 +101,9 @@ class Monitor:
         self.detectors = [e if isinstance(e, str) else dict(e) for e in detectors]
         self.alpha, self.seed = alpha, seed
         self.output_detectors = [e for e, d in zip(self.detectors, self.build(self.detectors)) if d.needs == "probs"]
+        self.auto_corruption = dict(auto_corruption)
+        for c in self.auto_corruption.values():
+            corruption_class(c)
         self.scenarios = [parse(dict(s)) for s in scenarios]
         for s in self.scenarios:  # a misspelt corruption fails at set-up, not after the variants
             if s.kind == "covariate":
@@ -172,16 +185,7 @@ class Monitor:
         return build_detectors(entries, "monitor.detectors", self.alpha, self.seed)
 
     def detectors_for(self, entries: Sequence[Any], ref: View, modality: str, skipped: list) -> dict[str, Detector]:
-        """The detectors ``entries`` name, fitted on ``ref``, by name; those that cannot run here
-        go to ``skipped``."""
-        out = {}
-        for d in self.build(entries):
-            why = d.fits(ref, modality)
-            if why is None:
-                out[d.name] = d.fit(ref)
-            else:
-                skipped.append({"detector": d.name, "reason": why})
-        return out
+        return fit_detectors(self.build(entries), ref, modality, skipped)
 
     def power(self, pools: Pools, y: np.ndarray, group: np.ndarray | None, scenarios: list[Scenario],
               windows: list[int], detectors: dict[str, Detector], repetitions: int,

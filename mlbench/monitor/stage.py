@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mlbench.data import DataBundle
-from mlbench.errors import first_line
+from mlbench.errors import MlbenchError, first_line
 from mlbench.evaluate.loop import evaluate
 from mlbench.models import penultimate
 from mlbench.monitor.detectors import ATC, BBSE, View
@@ -25,13 +25,14 @@ from mlbench.monitor.scenarios import Scenario
 from mlbench.progress import console
 from mlbench.stress.corruptions import Corruption
 
-AUTO_CORRUPTION = {"image": "gaussian_noise", "tabular": "feature_noise"}
 
-
-def corruption(name: str, data: DataBundle, seed: int) -> Corruption:
+def corruption(name: str, data: DataBundle, seed: int, auto: dict[str, str]) -> Corruption:
     """The stress corruption a covariate scenario names — an option of ``conf/stress`` (``auto``:
-    gaussian noise on images, feature noise on tabular data) — checked against the data."""
-    name = AUTO_CORRUPTION[data.meta.modality] if name == "auto" else name
+    the one ``auto`` names for the data's modality) — checked against the data."""
+    if name == "auto":
+        if data.meta.modality not in auto:
+            raise MlbenchError(f"auto_corruption names no corruption for {data.meta.modality} data")
+        name = auto[data.meta.modality]
     cls = corruption_class(name)
     c = cls(severities=[1], when_unfit="error", seed=seed)
     c.name = name
@@ -71,7 +72,7 @@ def run_monitor(mon: Monitor, data: DataBundle, live: dict[str, Any], base_name:
     modality = data.meta.modality
     perturbed = {}
     for sc in mon.covariate():
-        c = corruption(sc.corruption, data, seed)
+        c = corruption(sc.corruption, data, seed, mon.auto_corruption)
         perturbed[sc.label] = c.perturb(data.x["test"].to(device), data.y["test"].to(device), int(sc.param)).cpu()
     base = live[base_name]
     console.print("[bold]monitor[/] detectors on shift scenarios")
