@@ -75,6 +75,17 @@ class Live:
     evaluation: Any  # mlbench.evaluate.loop.Evaluation (in the chosen calibration view)
 
 
+# The run's stages by name (``summary.json`` ``stages``): the words the report's time table uses,
+# and what the console says when a stage that prints nothing of its own starts.
+STAGE_LABELS = {"startup": "start-up (interpreter, imports, config)", "setup": "set-up", "load_data": "data",
+                "baseline": "baseline (train or cache)", "datacheck": "data checks",
+                "variants": "variants (build and evaluate)", "efficiency": "timing (latency, throughput)",
+                "compare": "paired deltas", "stress": "stress", "monitor": "monitoring",
+                "seeds": "seed spread", "write": "summary, plots, report"}
+STAGE_NOTES = {"efficiency": "timing: batch-1 latency in interleaved rounds, then throughput",
+               "compare": "paired bootstrap deltas against the baseline"}
+
+
 @dataclass
 class RunRecord:
     """Run-level sections of summary.json, each filled by one stage."""

@@ -27,9 +27,10 @@ from _bench import row, timed_run
 from hydra import compose, initialize_config_dir
 
 from mlbench import pipeline
-from mlbench.cycle.loop import Engine, PolicyState
+from mlbench.cycle.loop import Engine
 from mlbench.cycle.policies import Every
 from mlbench.cycle.stage import load_recipe
+from mlbench.cycle.state import PolicyState
 from mlbench.cycle.stream import Stream
 from mlbench.data import DataBundle, DataMeta
 from mlbench.evaluate.loop import serving_batch

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mlbench.backends import OrtRunner
-from mlbench.compress.onnx_passes import PARITY_ATOL, PARITY_RTOL, compare_logits
+from mlbench.compress.onnx_export import PARITY_ATOL, PARITY_RTOL, compare_logits
 from mlbench.data import BreastCancer, Digits
 from mlbench.data.base import DataBundle, DataMeta
 from mlbench.models import CNN, MLP, ResNet

@@ -261,3 +261,11 @@ def test_every_stress_option_runs_under_smoke(tmp_path, data):
         sec = s["variants"]["baseline"]["stress"][n]
         key = {"corruption": "severities", "adversarial": "eps", "fault": "rates", "explanation": "methods"}[sec["kind"]]
         assert sec[key], n  # the baseline is stressed under every stressor
+
+
+def test_every_stage_has_its_words():
+    """The report's time table and the console name every stage a run or `mlbench monitor` runs."""
+    from mlbench import pipeline
+    from mlbench.records import STAGE_LABELS, STAGE_NOTES
+    names = [s.__name__ for s in [*pipeline.STAGES, *pipeline.MONITOR_STAGES, pipeline.write]]
+    assert set(names) <= set(STAGE_LABELS) and set(STAGE_NOTES) <= set(names)

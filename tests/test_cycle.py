@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import preset
 
+from mlbench.cycle.config import Cycle
 from mlbench.cycle.figures import interval, onsets, policy_table, recovery, stage_times
-from mlbench.cycle.loop import Cycle
 from mlbench.cycle.policies import Every, OnDrift, OnEstimate, Signals
 from mlbench.cycle.stage import load_recipe
 from mlbench.cycle.stream import Stream, schedule

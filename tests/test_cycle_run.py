@@ -82,17 +82,17 @@ def test_a_gate_that_refuses_keeps_the_initial_model(make_cfg, tmp_path):
 def test_an_interrupted_cycle_resumes_with_identical_results(make_cfg, tmp_path, monkeypatch):
     over = [*SMALL, "cycle.periods=5", "cycle.policies=[oracle]", "cycle.recipe=onnx_fp32", "datacheck=none"]
     full = run_cycle_command(make_cfg(*over), tmp_path / "full")["cycle"]
-    real = cycle_loop.Engine.save
+    real = cycle_loop.save_state
 
-    def killed(self, states, done):  # the process dies after period 3's updates, before its state is saved
+    def killed(engine, states, done):  # the process dies after period 3's updates, before its state is saved
         if done == 3:
             raise KeyboardInterrupt
-        return real(self, states, done)
+        return real(engine, states, done)
 
-    monkeypatch.setattr(cycle_loop.Engine, "save", killed)
+    monkeypatch.setattr(cycle_loop, "save_state", killed)
     with pytest.raises(KeyboardInterrupt):
         run_cycle_command(make_cfg(*over), tmp_path / "first")
-    monkeypatch.setattr(cycle_loop.Engine, "save", real)
+    monkeypatch.setattr(cycle_loop, "save_state", real)
     resumed = run_cycle_command(make_cfg(*over, "cycle.resume=true"), tmp_path / "second")["cycle"]
     assert resumed["resumed_from"] == 3  # periods 0-2 were saved; 3 is done again
     assert _strip(resumed["timeline"]["oracle"]) == _strip(full["timeline"]["oracle"])

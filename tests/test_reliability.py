@@ -322,8 +322,8 @@ def test_compare_defaults_follow_mlbench_results(smoke_run, tmp_path):
 
 KILL_AT = {  # where a run is killed with SIGKILL: (module, attribute, only when its first argument ends so)
     "training": ("mlbench.train.cache", "BaselineCache._store", ""),
-    "building": ("mlbench.pipeline", "build", ""),
-    "writing": ("mlbench.pipeline", "write_json", "summary.json"),
+    "building": ("mlbench.pipeline.variants", "build", ""),
+    "writing": ("mlbench.pipeline.write", "write_json", "summary.json"),
 }
 
 

@@ -26,6 +26,7 @@ from rich.table import Table
 from mlbench.analysis.history import history
 from mlbench.analysis.pareto import pareto_front, pareto_plot
 from mlbench.analysis.render import Doc, to_html, to_markdown
+from mlbench.cycle.report import cycle_rows, print_cycle_rows, write_cycle_rows
 from mlbench.errors import MlbenchError
 from mlbench.evaluate.registry import COMPARE, check_names, names
 from mlbench.progress import console, err_console
@@ -123,55 +124,6 @@ def rows_of(runs: list[tuple[Path, dict]], roots: list[Path], metrics: list[str]
                          "requirements": None if req is None else ("pass" if req["passed"] else "fail"),
                          "recommended": (s.get("recommended") or {}).get("variant") == name})
     return rows
-
-
-CYCLE_COLUMNS = ["mean_accuracy", "min_accuracy", "final_accuracy", "periods_below_target", "unrecovered",
-                 "retrains", "deployments", "refused", "failed", "labelled_items_used", "compute_s"]
-
-
-def cycle_rows(runs: list[tuple[Path, dict]], roots: list[Path]) -> list[dict]:
-    """One row per policy of every ``mlbench cycle`` run (its ``cycle`` section)."""
-    labels = _labels(runs, roots)
-    out = []
-    for d, s in runs:
-        c = s.get("cycle")
-        if not c:
-            continue
-        sched = ", ".join(f"{e['from']}: {e['scenario']}" for e in c["changes"])
-        for policy, row in c["table"].items():
-            out.append({"run": labels[d], "run_dir": str(d), "data": s["data"]["name"], "schedule": sched,
-                        "recipe": c["recipe"], "policy": policy, **{k: row.get(k) for k in CYCLE_COLUMNS},
-                        "interval_s": (c.get("interval") or {}).get("interval_s")})
-    return out
-
-
-def print_cycle_rows(rows: list[dict]) -> None:
-    t = Table(title="mlbench compare · update cycles")
-    for c in ["run", "policy", "mean acc", "min acc", "final", "below", "unrecovered", "retrains", "deployed", "labels",
-              "compute s", "interval s"]:
-        t.add_column(c, justify="left" if c in ("run", "policy") else "right", overflow="fold")
-    for r in rows:
-        t.add_row(r["run"], r["policy"], _f(r["mean_accuracy"], 3), _f(r["min_accuracy"], 3),
-                  _f(r["final_accuracy"], 3), _f(r["periods_below_target"]), _f(r["unrecovered"]), _f(r["retrains"]),
-                  _f(r["deployments"]), _f(r["labelled_items_used"]), _f(r["compute_s"], 1), _f(r["interval_s"], 2))
-    console.print(t)
-
-
-def write_cycle_rows(rows: list[dict], out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    cols = ["run", "data", "schedule", "recipe", "policy", *CYCLE_COLUMNS, "interval_s", "run_dir"]
-    with open(out / "cycle.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    doc = Doc()
-    doc.h1("Update cycles")
-    doc.table(["run", "data", "schedule", "recipe", "policy", *CYCLE_COLUMNS, "interval_s"],
-              [[r["run"], r["data"], r["schedule"], str(r["recipe"]), r["policy"],
-                *[_f(r[k], 3) for k in CYCLE_COLUMNS], _f(r["interval_s"], 2)] for r in rows])
-    (out / "cycle.md").write_text(to_markdown(doc))
-    (out / "cycle.html").write_text(to_html(doc, out, "mlbench compare · update cycles"))
-    return [out / "cycle.csv", out / "cycle.md", out / "cycle.html"]
 
 
 def group_of(s: dict) -> str:
@@ -397,7 +349,7 @@ def compare(paths: list[Path], out: Path | None = None, metrics: list[str] | Non
     paired = len(runs) <= PAIRED_RUN_LIMIT if paired is None else paired
     changes = cross_run(runs, paths, paired, across) if len(runs) > 1 else []
     title = "mlbench compare · " + ", ".join(p.name for p in paths)
-    cycles = cycle_rows(runs, paths)
+    cycles = cycle_rows(runs, _labels(runs, paths))
     if not quiet:
         if rows or not cycles:
             print_rows(rows, metrics, title)

@@ -13,6 +13,7 @@ from mlbench.analysis.render import Doc, to_html, to_markdown
 from mlbench.datacheck.report import datacheck_section
 from mlbench.evaluate import registry
 from mlbench.monitor.report import monitor_section
+from mlbench.records import STAGE_LABELS
 from mlbench.results import atomic_write, read_predictions
 from mlbench.stress.base import family
 from mlbench.text import delta_text, fmt
@@ -194,13 +195,6 @@ def latency_text(m: dict) -> str:
     return f"{p50:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "")
 
 
-STAGE_WORDS = {"startup": "start-up (interpreter, imports, config)", "setup": "set-up", "load_data": "data",
-               "baseline": "baseline (train or cache)", "datacheck": "data checks",
-               "variants": "variants (build and evaluate)", "efficiency": "timing (latency, throughput)",
-               "compare": "paired deltas", "stress": "stress", "monitor": "monitoring",
-               "seeds": "seed spread", "write": "summary, plots, report"}
-
-
 def stages_section(doc: Doc, summary: dict) -> None:
     """Wall seconds per stage (``stages`` in summary.json); the write stage's own time is known
     only after the report is written, so it shows in summary.json, not here."""
@@ -210,7 +204,7 @@ def stages_section(doc: Doc, summary: dict) -> None:
     total = sum(st.values())
     doc.h2("Where the run's time went")
     doc.table(["stage", "seconds", "share"],
-              [[STAGE_WORDS.get(k, k), f"{v:.2f}", f"{100 * v / total:.0f} %"] for k, v in st.items()])
+              [[STAGE_LABELS.get(k, k), f"{v:.2f}", f"{100 * v / total:.0f} %"] for k, v in st.items()])
     builds = (summary.get("stages") or {}).get("variant_builds") or {}
     if builds:
         doc.p("Variant builds (s): " + ", ".join(f"{n} {v:.2f}" for n, v in builds.items()))

@@ -1,13 +1,11 @@
 """Compression and export passes; recipes of them are the deployment variants."""
 
 from mlbench.compress.base import Artifact, Facts, Parity, Pass, PassContext, lineage_id
-from mlbench.compress.onnx_passes import (
-    OnnxExport,
+from mlbench.compress.onnx_export import OnnxExport, check_onnx, onnx_files
+from mlbench.compress.ort_passes import (
     OrtOptimize,
     OrtQuantizeDynamic,
     OrtQuantizeStatic,
-    check_onnx,
-    onnx_files,
 )
 from mlbench.compress.torch_passes import (
     Finetune,

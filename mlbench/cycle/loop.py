@@ -11,20 +11,18 @@ every requirement passes. A refused, failed or impossible update keeps the deplo
 no period ends with nothing deployed. Every stage is timed.
 
 The state after each finished period (rows, the deployed models' files, the error streams) is
-written to ``<cache_dir>/cycles/<config hash>``; ``cycle.resume=true`` continues from there.
+written to ``<cache_dir>/cycles/<config hash>`` (``cycle/state.py``); ``cycle.resume=true``
+continues from there. The settings are ``cycle/config.py``'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +31,20 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mlbench.analysis.requirements import check_data, check_one
-from mlbench.analysis.requirements import validate as validate_requirement
 from mlbench.backends import Runner, runner_for
 from mlbench.compress import Artifact, Facts, Pass, PassContext
-from mlbench.compress.formats import format_of
 from mlbench.compress.recipe import build_recipe
-from mlbench.cycle.policies import Policy, Signals, build_policies
+from mlbench.cycle.config import Cycle
+from mlbench.cycle.policies import Signals
+from mlbench.cycle.state import (
+    STATE_VERSION,
+    Deployed,
+    PolicyState,
+    restore_state,
+    save_state,
+    view,
+)
 from mlbench.cycle.stream import Stream
-from mlbench.cycle.stream import schedule as build_schedule
 from mlbench.data import DataBundle
 from mlbench.datacheck import Check, CheckContext
 from mlbench.datacheck.stage import feature_source, run_checks
@@ -50,116 +54,14 @@ from mlbench.evaluate.efficiency import latency
 from mlbench.evaluate.loop import evaluate
 from mlbench.evaluate.stats import paired_deltas
 from mlbench.models import count_params
-from mlbench.monitor.detectors import ATC, View, build_detectors, streaming_detectors
+from mlbench.monitor.detectors import ATC, build_detectors, streaming_detectors
 from mlbench.monitor.protocol import fit_detectors
 from mlbench.progress import console
-from mlbench.train import content_hash, fit, load_weights, save_weights
+from mlbench.train import content_hash, fit, save_weights
 from mlbench.train.baseline import fit_kwargs
 
 STAGES = ("score", "monitor", "datacheck", "train", "compress", "evaluate", "gate")
 UPDATE_STAGES = ("datacheck", "train", "compress", "evaluate", "gate")
-STATE_VERSION = 1
-
-
-class Cycle:
-    """The ``cycle`` config group: the stream (periods, items per period, label delay, drift
-    schedule), the policies, the update (window, warm start, epochs, recipe) and its gate
-    (requirements judged on the newest labelled period against the model deployed now). Every
-    parameter's default is in ``conf/cycle/default.yaml`` (the default option), nowhere else."""
-
-    def __init__(self, *, periods: int, period_size: int, label_delay: int, window: int, schedule: list[dict],
-                 policies: list[Any], every: int, detectors: list[Any], error_detector: str | None, alpha: float,
-                 warm_start: bool, epochs: int, batch_size: int, auto_corruption: dict[str, str], recipe: str | None,
-                 requirements: list[dict], use_bound: bool, accuracy_target: float | None, recovery_tolerance: float,
-                 scaling: list[int], latency_calls: int, resume: bool, seed: int):
-        if periods < 2 or period_size < 10:
-            raise MlbenchError(f"cycle needs periods >= 2 and period_size >= 10, got {periods} and {period_size}")
-        if not 0 <= label_delay < periods:
-            raise MlbenchError(f"cycle.label_delay {label_delay}: labels of period t arrive at the end of period "
-                               f"t + delay, so a delay of {periods} or more periods never delivers a label "
-                               f"within the {periods}-period stream")
-        if window < 2:
-            raise MlbenchError(f"cycle.window must be >= 2 labelled periods (the newest is held out), got {window}")
-        if not policies:
-            raise MlbenchError("cycle.policies must name at least one policy")
-        detectors = [e if isinstance(e, str) else dict(e) for e in detectors]
-        built = build_detectors(detectors, "cycle.detectors", alpha, seed)
-        bad = [d.name for d in built if d.needs == "embeddings"]
-        if bad:
-            raise MlbenchError(f"cycle.detectors: {', '.join(bad)} need embeddings, which a deployed (compressed) "
-                               "model does not have; use detectors that read its outputs or inputs")
-        if error_detector not in (None, "adwin", "kswin", "page_hinkley"):
-            raise MlbenchError(f"cycle.error_detector must be adwin, kswin, page_hinkley or null, got {error_detector!r}")
-        if batch_size < 2:
-            raise MlbenchError(f"cycle.batch_size must be >= 2, got {batch_size}")
-        if epochs < 1 or not 0 < alpha < 1 or not 0 <= recovery_tolerance < 1:
-            raise MlbenchError("cycle needs epochs >= 1, alpha in (0, 1) and recovery_tolerance in [0, 1)")
-        if (scaling and min(scaling) < 1) or latency_calls < 10:
-            raise MlbenchError("cycle.scaling needs window multiples >= 1 ([] skips the table), latency_calls >= 10")
-        if accuracy_target is not None and not 0 < accuracy_target <= 1:
-            raise MlbenchError(f"cycle.accuracy_target must be in (0, 1] (or null), got {accuracy_target}")
-        if every < 1:
-            raise MlbenchError(f"cycle.every must be >= 1 period, got {every}")
-        self.requirements = [dict(r) for r in requirements]
-        for r in self.requirements:
-            validate_requirement(r)
-        self.periods, self.period_size, self.label_delay, self.window = periods, period_size, label_delay, window
-        self.scenarios = build_schedule([dict(e) for e in schedule], periods)
-        self.schedule = [dict(e) for e in schedule]
-        self.accuracy_target = accuracy_target if accuracy_target is not None else gate_target(self.requirements)
-        self.policies: list[Policy] = build_policies(policies, every, self.accuracy_target)
-        self.every, self.detectors, self.error_detector, self.alpha = every, detectors, error_detector, alpha
-        self.detector_names = [d.name for d in built]
-        self.warm_start, self.epochs, self.batch_size, self.recipe = warm_start, epochs, batch_size, recipe
-        self.auto_corruption = dict(auto_corruption)
-        self.use_bound, self.recovery_tolerance = use_bound, recovery_tolerance
-        self.scaling, self.latency_calls, self.resume, self.seed = sorted(set(scaling)), latency_calls, resume, seed
-
-
-def gate_target(reqs: list[dict]) -> float | None:
-    """The strictest ``accuracy >= x`` of the gate (the accuracy target of the timeline)."""
-    vals = [float(r["value"]) for r in reqs if r.get("metric") == "accuracy" and r.get("op") in (">=", ">")]
-    return max(vals) if vals else None
-
-
-# --------------------------------------------------------------------------- the deployed model
-
-@dataclass
-class Deployed:
-    """A model in service: the artifact and its runner, the dense torch model it was compressed
-    from (warm starts continue from it), and what its monitor compares against."""
-
-    version: int
-    trained_at: int | None  # the period at whose end it was trained (None: the initial model)
-    window: list[int]
-    dense: torch.nn.Module
-    artifact: Artifact
-    runner: Runner
-    folder: Path
-    reference: View | None = None
-    detectors: dict = field(default_factory=dict)
-    atc: ATC | None = None
-    figures: dict[str, float] = field(default_factory=dict)  # size, latency when it was deployed
-
-    def describe(self, root: Path) -> dict[str, Any]:
-        return {"version": self.version, "trained_at": self.trained_at, "window": self.window,
-                "folder": str(self.folder.relative_to(root)), "format": self.artifact.format, "id": self.artifact.id,
-                "path": None if self.artifact.path is None else str(self.artifact.path.relative_to(root)),
-                "files": [str(f.relative_to(root)) for f in self.artifact.files], "figures": self.figures}
-
-
-@dataclass
-class PolicyState:
-    policy: Policy
-    deployed: Deployed
-    rows: list[dict] = field(default_factory=list)
-    errors: list[int] = field(default_factory=list)  # error stream of the deployed version so far
-    preds: dict[int, list[int]] = field(default_factory=dict)  # period -> predictions, until labels arrive
-    stream_detector: Any = None
-
-
-def view(probs: torch.Tensor, x: torch.Tensor) -> View:
-    return View(x.flatten(1).double().numpy(), None, probs.double().numpy())
 
 
 # --------------------------------------------------------------------------- the engine
@@ -430,95 +332,11 @@ class Engine:
         ps.rows.append(row)
         return row
 
-    # ------------------------------------------------------------------ state
-    def save(self, states: dict[str, PolicyState], done: int) -> None:
-        out = {"version": STATE_VERSION, "key": self.key, "done": done,
-               "policies": {n: {"rows": ps.rows, "errors": ps.errors, "preds": {str(k): v for k, v in ps.preds.items()},
-                                "deployed": ps.deployed.describe(self.state_dir)} for n, ps in states.items()}}
-        tmp = self.state_dir / "state.json.tmp"
-        tmp.write_text(json.dumps(out))
-        tmp.replace(self.state_dir / "state.json")
-
-    def restore(self, initial: Deployed) -> tuple[dict[str, PolicyState], int] | None:
-        """The saved state (None when there is none). A state that exists but cannot be read
-        whole (truncated, hand-edited, another version, a missing model file) is an error,
-        never a silent fresh start that would discard the finished periods."""
-        f = self.state_dir / "state.json"
-        if not f.is_file():
-            return None
-
-        def damaged(why: str) -> MlbenchError:
-            return MlbenchError(f"cycle.resume: the saved state {f} is damaged ({why}); nothing was changed: "
-                                "run without cycle.resume=true to start afresh")
-        try:
-            st = json.loads(f.read_text())
-        except (OSError, ValueError) as e:
-            raise damaged(f"{type(e).__name__}: {first_line(e)}") from None
-        if not isinstance(st, dict) or st.get("version") != STATE_VERSION or st.get("key") != self.key:
-            raise damaged(f"not a version-{STATE_VERSION} state of this configuration")
-        states = {}
-        try:
-            for pol in self.cyc.policies:
-                if pol.name not in st["policies"]:
-                    raise damaged(f"no entry for policy {pol.name!r}")
-                s = st["policies"][pol.name]
-                dep = self.reload(s["deployed"], initial)
-                ps = PolicyState(pol, dep, list(s["rows"]), [], {int(k): v for k, v in s["preds"].items()},
-                                 self.new_stream_detector())
-                for e in s["errors"]:  # replay: the detector's state is a function of its stream
-                    ps.errors.append(e)
-                    ps.stream_detector.update(e)
-                states[pol.name] = ps
-            done = int(st["done"])
-        except MlbenchError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a damaged entry or saved model: one line, the state left as it is
-            raise damaged(f"{type(e).__name__}: {first_line(e)}") from None
-        return states, done
-
-    def reload(self, d: dict, initial: Deployed) -> Deployed:
-        if d["version"] == 0:
-            return initial
-        folder = self.state_dir / d["folder"]
-        dense = load_weights(self.model_factory(input_shape=self.data.meta.input_shape,
-                                                num_classes=self.data.meta.num_classes), folder / "dense.safetensors")
-        dense.eval()
-        hold = d["window"][-1]
-        fields = format_of(d["format"]).reload(d, self.state_dir)
-        if fields is not None:
-            art = Artifact(id=d["id"], format=d["format"], facts=Facts(*count_params(dense)), **fields)
-        else:  # rebuilt from its dense weights by the same (deterministic) recipe
-            art = self.compress(dense, self.bundle(d["window"][:-1], hold), folder, self._seed(d["trained_at"]),
-                                self.device)
-        dep = Deployed(d["version"], d["trained_at"], d["window"], dense, art, self.serve(art, self.device), folder,
-                       figures=d["figures"])
-        x, y = self.stream.items(hold)
-        return self.watch(dep, x, y)
-
     # ------------------------------------------------------------------ the whole stream
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the state folder's lock while the cycle uses it: a second cycle of the same
-        configuration (the same state folder) is refused instead of sharing its files."""
-        from filelock import FileLock, Timeout
-
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.state_dir) + ".lock")
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            raise MlbenchError(f"cycle: another mlbench cycle of this configuration is running (its state "
-                               f"{self.state_dir} is locked); wait for it, or give this one another "
-                               "seed or MLBENCH_CACHE") from None
-        try:
-            yield
-        finally:
-            lock.release()
-
     def run(self) -> dict[str, Any]:
         """The whole stream (call inside :meth:`locked`)."""
         initial = self.initial()
-        restored = self.restore(initial) if self.cyc.resume else None
+        restored = restore_state(self, initial) if self.cyc.resume else None
         resumed_from = None
         if restored is None:
             if self.cyc.resume:
@@ -543,7 +361,7 @@ class Engine:
                                              }[u["status"]]
                 alarm = " [magenta]![/]" if row["alarm"] or row["error_alarm"] else ""
                 cells.append(f"{name} {row['accuracy']:.3f}{alarm}{mark}")
-            self.save(states, t)
+            save_state(self, states, t)
             for folder in self.retired:
                 shutil.rmtree(folder, ignore_errors=True)
             self.retired.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,56 @@ def write_cycle_report(summary: dict[str, Any], run_dir: Path) -> tuple[Path, Pa
     atomic_write(md, to_markdown(doc))
     atomic_write(htm, to_html(doc, run_dir, f"mlbench cycle · {d['name']}"))
     return md, htm
+
+
+# --------------------------------------------------------------------------- mlbench compare
+
+CYCLE_COLUMNS = ["mean_accuracy", "min_accuracy", "final_accuracy", "periods_below_target", "unrecovered",
+                 "retrains", "deployments", "refused", "failed", "labelled_items_used", "compute_s"]
+
+
+def cycle_rows(runs: list[tuple[Path, dict]], labels: dict[Path, str]) -> list[dict]:
+    """``mlbench compare``: one row per policy of every ``mlbench cycle`` run (its ``cycle``
+    section); ``labels``: each run folder's name in the table."""
+    out = []
+    for d, s in runs:
+        c = s.get("cycle")
+        if not c:
+            continue
+        sched = ", ".join(f"{e['from']}: {e['scenario']}" for e in c["changes"])
+        for policy, row in c["table"].items():
+            out.append({"run": labels[d], "run_dir": str(d), "data": s["data"]["name"], "schedule": sched,
+                        "recipe": c["recipe"], "policy": policy, **{k: row.get(k) for k in CYCLE_COLUMNS},
+                        "interval_s": (c.get("interval") or {}).get("interval_s")})
+    return out
+
+
+def print_cycle_rows(rows: list[dict]) -> None:
+    """The compare table of update cycles in the terminal."""
+    t = Table(title="mlbench compare · update cycles")
+    for c in ["run", "policy", "mean acc", "min acc", "final", "below", "unrecovered", "retrains", "deployed", "labels",
+              "compute s", "interval s"]:
+        t.add_column(c, justify="left" if c in ("run", "policy") else "right", overflow="fold")
+    for r in rows:
+        t.add_row(r["run"], r["policy"], fmt(r["mean_accuracy"], 3), fmt(r["min_accuracy"], 3),
+                  fmt(r["final_accuracy"], 3), fmt(r["periods_below_target"]), fmt(r["unrecovered"]), fmt(r["retrains"]),
+                  fmt(r["deployments"]), fmt(r["labelled_items_used"]), fmt(r["compute_s"], 1), fmt(r["interval_s"], 2))
+    console.print(t)
+
+
+def write_cycle_rows(rows: list[dict], out: Path) -> list[Path]:
+    """cycle.csv, cycle.md and cycle.html of ``mlbench compare``."""
+    out.mkdir(parents=True, exist_ok=True)
+    cols = ["run", "data", "schedule", "recipe", "policy", *CYCLE_COLUMNS, "interval_s", "run_dir"]
+    with open(out / "cycle.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    doc = Doc()
+    doc.h1("Update cycles")
+    doc.table(["run", "data", "schedule", "recipe", "policy", *CYCLE_COLUMNS, "interval_s"],
+              [[r["run"], r["data"], r["schedule"], str(r["recipe"]), r["policy"],
+                *[fmt(r[k], 3) for k in CYCLE_COLUMNS], fmt(r["interval_s"], 2)] for r in rows])
+    (out / "cycle.md").write_text(to_markdown(doc))
+    (out / "cycle.html").write_text(to_html(doc, out, "mlbench compare · update cycles"))
+    return [out / "cycle.csv", out / "cycle.md", out / "cycle.html"]

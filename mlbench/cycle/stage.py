@@ -17,6 +17,7 @@ from mlbench.compress import Pass
 from mlbench.cycle.figures import interval, policy_table, stage_times
 from mlbench.cycle.loop import Cycle, Engine
 from mlbench.cycle.report import stages_plot, timeline_plot, write_cycle_report
+from mlbench.cycle.state import locked
 from mlbench.cycle.stream import Stream
 from mlbench.errors import MlbenchError
 from mlbench.evaluate.loop import serving_batch
@@ -76,7 +77,7 @@ def run_cycle_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                     ctx.checks, recipe, serving_batch(cfg))
     console.print(f"[bold]cycle[/] {cyc.periods} periods × {cyc.period_size} items, labels {cyc.label_delay} late, "
                   f"policies {', '.join(p.name for p in cyc.policies)}, recipe {cyc.recipe}")
-    with engine.locked():
+    with locked(engine.state_dir):
         t0 = time.perf_counter()
         out = engine.run()
         loop_s = time.perf_counter() - t0

@@ -1,0 +1,124 @@
+"""The stages before the variants: set-up, data, baseline, data checks."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import time
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mlbench.analysis.requirements import validate as validate_requirement
+from mlbench.components import BASELINE, components, instantiate_checked
+from mlbench.compress import Artifact, Facts
+from mlbench.compress.cache import ArtifactCache
+from mlbench.datacheck import CheckContext
+from mlbench.datacheck.stage import feature_source, print_findings, run_checks
+from mlbench.datacheck.stage import select as select_checks
+from mlbench.env import (
+    TORCH_DEFAULT_THREADS,
+    environment,
+    resolve_device,
+    resolve_threads,
+    seed_everything,
+    set_threads,
+)
+from mlbench.models import count_params
+from mlbench.named import import_plugins
+from mlbench.pipeline.context import MIN_TEST_ITEMS, RunContext
+from mlbench.progress import console
+from mlbench.schema import check_values
+from mlbench.train import save_weights
+from mlbench.train.baseline import train_baseline
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------- setup
+
+def setup(ctx: RunContext) -> None:
+    """Everything that can fail on a config value fails here, before any work."""
+    cfg = ctx.cfg
+    check_values(cfg)
+    for req in OmegaConf.to_container(cfg.requirements.checks, resolve=True, enum_to_str=True):
+        validate_requirement(req)
+    ctx.started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    ctx.t0 = time.perf_counter()
+    ctx.device = resolve_device(cfg.device)
+    ctx.artifacts = ArtifactCache(cfg.paths.cache_dir, ctx.device)
+    threads, how = resolve_threads(cfg.backend.threads)
+    set_threads(threads)
+    seed_everything(cfg.seed, deterministic=ctx.device.type == "cpu")
+    ctx.env = environment(ctx.device)
+    ctx.env.update(threads_choice=how, train_threads=cfg.train.threads or TORCH_DEFAULT_THREADS)
+    import_plugins(cfg.get("plugins"))
+    ctx.dataset = instantiate_checked(cfg.data, "data")
+    ctx.model_factory = instantiate_checked(cfg.model, "model")
+    if cfg.calibrate and "_target_" in cfg.calibrate:
+        ctx.calibrator_factory = lambda node=cfg.calibrate: instantiate(node)
+        ctx.calibrator_factory()  # fail now on bad arguments
+    ctx.specs, ctx.stressors, ctx.checks, ctx.monitor = components(cfg)
+    if cfg.get("tracking") and "_target_" in cfg.tracking:  # fails here when MLflow is missing
+        ctx.tracker = instantiate_checked(cfg.tracking, "tracking")
+
+
+# --------------------------------------------------------------------------- data
+
+def load_data(ctx: RunContext) -> None:
+    ctx.data = ctx.dataset.load()
+    ctx.data_hash = ctx.data.content_hash()
+    sizes = ctx.data.sizes()
+    for st in list(ctx.stressors):  # unfit stressors fail (or are skipped) now, not halfway
+        if not st.check(ctx.data.meta):
+            ctx.run.stress_skipped.append({"stressor": st.name, "reason": st.fits(ctx.data.meta)})
+            ctx.stressors.remove(st)
+    if ctx.checks:
+        ctx.checks, ctx.check_skipped = select_checks(ctx.checks, ctx.data)
+    if ctx.monitor is not None:
+        ctx.monitor.prepare(sizes["test"], ctx.data.group is not None)
+    if sizes["test"] < MIN_TEST_ITEMS:
+        half = 1.96 * math.sqrt(0.9 * 0.1 / sizes["test"])
+        msg = (f"the test split has {sizes['test']} items (< {MIN_TEST_ITEMS}): at accuracy 0.9 a 95 % interval "
+               f"is about ±{100 * half:.0f} points wide, so small differences mean little")
+        ctx.run.warnings.append(msg)
+        log.warning(msg)
+    console.print(f"[bold]data[/] {ctx.data.meta.name}: " + ", ".join(f"{k} {v}" for k, v in sizes.items())
+                  + f" · {ctx.data.meta.num_classes} classes · device {ctx.device}")
+
+
+# --------------------------------------------------------------------------- baseline
+
+def baseline(ctx: RunContext) -> None:
+    model, info, key = train_baseline(ctx.cfg, ctx.data, ctx.data_hash, ctx.model_factory, ctx.device, ctx.cfg.seed)
+    ctx.baseline_info = info
+    path = ctx.run_dir / "models" / BASELINE / "model.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(model, path)
+    ctx.baseline = Artifact(id=key, format="torch", model=model, files=[path], facts=Facts(*count_params(model)))
+    verb = "loaded from cache" if info["cache_hit"] else f"trained in {info['train_s']:.1f} s"
+    console.print(f"[bold]baseline[/] {type(model).__name__} {verb} (id {key}, best epoch {info['best_epoch']})")
+
+
+# --------------------------------------------------------------------------- datacheck
+
+def accuracy_target(cfg: DictConfig) -> float | None:
+    """The strictest absolute accuracy requirement (``accuracy >= x``), if any."""
+    values = [float(r.value) for r in cfg.requirements.checks
+              if r.metric is not None and r.metric.value == "accuracy" and r.op in (">=", ">") and r.value is not None]
+    return max(values) if values else None
+
+
+def datacheck(ctx: RunContext) -> None:
+    """The configured data checks on the loaded splits (features for images: the baseline's
+    penultimate-layer embeddings)."""
+    if not ctx.checks:
+        return
+    model = ctx.baseline.model if ctx.baseline is not None else None
+    features, space = feature_source(ctx.data, model, ctx.device)
+    cctx = CheckContext(ctx.data, features, space, ctx.cfg.seed, ctx.device, ctx.run_dir / "plots",
+                        accuracy_target(ctx.cfg))
+    section = run_checks(ctx.checks, cctx, ctx.check_skipped, ctx.run_dir)
+    ctx.run.plots += section.pop("plots")
+    ctx.run.datacheck = section
+    print_findings(section, full=False)

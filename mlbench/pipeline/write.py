@@ -1,0 +1,110 @@
+"""The last stage: records turned into summary.json, predictions, the decision and the report."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from mlbench.analysis.decision import decide
+from mlbench.analysis.history import record as record_history
+from mlbench.analysis.report import write_report
+from mlbench.components import BASELINE
+from mlbench.errors import first_line
+from mlbench.evaluate.loop import serving_batch
+from mlbench.pipeline.context import RunContext
+from mlbench.progress import console
+from mlbench.results import save_predictions, save_splits, write_json
+from mlbench.tracking import track
+from mlbench.train import content_hash
+from mlbench.version import SCHEMA_VERSION, __version__
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------- write
+
+def summary(ctx: RunContext) -> dict[str, Any]:
+    """summary.json from the records (before the analysis sections are added)."""
+    d = ctx.data
+    sizes = d.sizes()
+    config = OmegaConf.to_container(ctx.cfg, resolve=True)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "mlbench_version": __version__,
+        "run": {"id": ctx.run_dir.name, "started": ctx.started, "wall_s": time.perf_counter() - ctx.t0,
+                "config": config, "env": ctx.env, "config_hash": content_hash(config),
+                "overrides": command_line_overrides()},
+        "data": {"name": d.meta.name, "num_classes": d.meta.num_classes, "n_train": sizes["train"],
+                 "n_val": sizes["val"], "n_calib": sizes["calib"], "n_test": sizes["test"],
+                 "input_shape": list(d.meta.input_shape), "modality": d.meta.modality,
+                 "class_names": d.meta.class_names, "group": d.meta.group_name,
+                 "content_hash": ctx.data_hash, "splits": "splits.npz"},
+        "baseline": BASELINE,
+        "baseline_training": dict(ctx.baseline_info),  # with its per-epoch history
+        "calibration_view": ctx.cfg.eval.calibration,
+        "serving": {"mode": ctx.cfg.deployment.serving, "batch_size": serving_batch(ctx.cfg),
+                    "note": "quality metrics (test and calib splits, stress) are measured at this batch size; "
+                            "train accuracy at eval.batch_size"},
+        "variants": {name: rec.summary() for name, rec in ctx.records.items()},
+        **ctx.run.sections(),
+    }
+
+
+def write(ctx: RunContext) -> dict[str, Any]:
+    d = ctx.data
+    console.print("[bold]writing[/] predictions, summary.json, plots and the report")
+    save_splits(ctx.run_dir / "splits.npz", d.index)
+    for name, lv in ctx.live.items():
+        save_predictions(ctx.run_dir / "predictions" / f"{name}.npz", lv.evaluation.probs,
+                         lv.evaluation.labels, d.index["test"], lv.evaluation.logits,
+                         d.group["test"] if d.group is not None else None)
+    t_write = time.perf_counter()
+    s = summary(ctx)
+    a = decide(s, ctx.cfg, ctx.run_dir)
+    for name, res in a["requirements"].items():
+        s["variants"][name]["requirements"] = res
+    s["recommended"], s["pareto"] = a["recommended"], a["pareto"]
+    if a["plots"]:
+        s["plots"] = [*s.get("plots", []), *a["plots"]]
+    s["stages"] = {**s.get("stages", {}), "write": None,  # filled in after the report is written
+                   "variant_builds": {n: r.build_s for n, r in ctx.records.items() if n != BASELINE}}
+    write_report(s, ctx.run_dir)
+    s["stages"]["write"] = time.perf_counter() - t_write
+    s["run"]["wall_s"] = time.perf_counter() - ctx.t0
+    write_json(ctx.run_dir / "summary.json", s)
+    if ctx.cfg.analysis.history:
+        db = Path(ctx.cfg.paths.history_db)
+        try:
+            record_history(db, s, ctx.run_dir)
+        except (sqlite3.Error, OSError, RuntimeError) as e:  # history is secondary: the run stands
+            log.warning("run history not recorded in %s (%s); the run's results are complete", db,
+                        first_line(e))
+    track(ctx.tracker, s, ctx.run_dir)
+    return s
+
+
+def command_line_overrides() -> list[str]:
+    """The overrides this run was started with (Hydra's task overrides; [] outside Hydra)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux: /proc; None elsewhere): the start-up time
+    (interpreter, imports, config composition) a run spends before its first stage."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
