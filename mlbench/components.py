@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlbench.compress import Pass
 from mlbench.datacheck import Check
 from mlbench.errors import MlbenchError, first_line
+from mlbench.evaluate.loop import Settings
 from mlbench.monitor import Monitor
 from mlbench.schema import VariantConf
 from mlbench.stress.base import Stressor
@@ -100,3 +101,10 @@ def components(cfg: DictConfig) -> tuple[list[VariantSpec], list[Stressor], list
         if not isinstance(monitor, Monitor):
             raise MlbenchError(f"monitor: {type(monitor).__name__} is not a mlbench.monitor.Monitor")
     return specs, stressors, checks, monitor
+
+
+def settings_from(cfg: Any) -> Settings:
+    """The measurement settings a composed config states (``deployment``, ``eval``)."""
+    return Settings(serving=str(cfg.deployment.serving), batch_size=int(cfg.eval.batch_size),
+                    invariance_items=int(cfg.deployment.invariance_items), calibration=str(cfg.eval.calibration),
+                    memory=bool(cfg.eval.efficiency and cfg.eval.memory))

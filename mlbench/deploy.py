@@ -9,11 +9,11 @@ from typing import Any
 import onnx
 from omegaconf import DictConfig, OmegaConf
 
+from mlbench.components import settings_from
 from mlbench.compress import Artifact
 from mlbench.data import DataMeta
 from mlbench.data.base import NO_NORMALIZATION
 from mlbench.errors import MlbenchError
-from mlbench.evaluate.loop import serving_batch
 from mlbench.train.cache import content_hash
 from mlbench.version import __version__
 
@@ -36,7 +36,7 @@ def onnx_metadata(art: Artifact, meta: DataMeta, source_id: str, calibrator: dic
                   "range": meta.input_range, "normalization": meta.normalization or dict(NO_NORMALIZATION)},
         "output": {"name": model.graph.output[0].name,
                    "meaning": "logits; probs = softmax(logits), or the calibration formula below"},
-        "serving": {"mode": d.get("serving", "batch"), "batch_size": serving_batch(cfg),
+        "serving": {"mode": d.get("serving", "batch"), "batch_size": settings_from(cfg).quality_batch,
                     "meaning": "the mode its quality figures (and the calibrator's fit) were measured in: "
                                "online = one item per call, batch = batches of batch_size"},
         "class_names": meta.class_names,

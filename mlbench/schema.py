@@ -20,6 +20,7 @@ import math
 import re
 import typing
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -36,13 +37,69 @@ SCHEMA_GROUPS = ("data", "model", "calibrate")
 RUNTIME_ARGS = ("input_shape", "num_classes")  # a model's, filled in at run time from the data
 
 
+class Choice(str, Enum):
+    """A closed set of strings: Hydra rejects any other value when it composes the config, and
+    the code compares, prints and stores a member as its plain string."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Amp(Choice):
+    """Mixed precision while training on CUDA."""
+    bf16 = "bf16"
+    fp16 = "fp16"
+    none = "none"
+
+
+class CalibrationView(Choice):
+    """Which outputs fill a variant's metrics: the softmax of its logits, the baseline's
+    calibrator applied to it, or a calibrator refitted to it on the calib split."""
+    uncalibrated = "uncalibrated"
+    carried = "carried"
+    refit = "refit"
+
+
+class ServingMode(Choice):
+    """``online``: one request at a time (batch 1); ``batch``: batches of ``eval.batch_size``."""
+    online = "online"
+    batch = "batch"
+
+
+class Output(Choice):
+    text = "text"
+    json = "json"
+
+
+class TableStyle(Choice):
+    auto = "auto"
+    compact = "compact"
+    full = "full"
+
+
+class GraphOptimization(Choice):
+    disable = "disable"
+    basic = "basic"
+    extended = "extended"
+    all = "all"
+
+
+class Mode(Choice):
+    """The better direction of an objective or axis."""
+    max = "max"
+    min = "min"
+
+
 @dataclass
 class TrainConf:
     epochs: int = 30
     batch_size: int = 128
     patience: int = 8
     label_smoothing: float = 0.0
-    amp: str = "bf16"  # bf16 | fp16 | none (CUDA only)
+    amp: Amp = Amp.bf16  # CUDA only
     channels_last: bool = True  # CUDA only
     optimizer: Any = MISSING
     scheduler: Any = None
@@ -83,7 +140,7 @@ class BootstrapConf:
 @dataclass
 class EvalConf:
     batch_size: int = 256
-    calibration: str = "uncalibrated"  # which view fills the metrics: uncalibrated | carried | refit
+    calibration: CalibrationView = CalibrationView.uncalibrated  # which view fills the metrics
     latency: LatencyConf = field(default_factory=LatencyConf)
     throughput: ThroughputConf = field(default_factory=ThroughputConf)
     timing: TimingConf = field(default_factory=TimingConf)
@@ -98,7 +155,7 @@ class DeploymentConf:
     """How the model will serve: ``online`` (one request at a time, batch 1) or ``batch``
     (batches of ``eval.batch_size``). Quality metrics are measured in this mode."""
 
-    serving: str = "batch"  # online | batch
+    serving: ServingMode = ServingMode.batch
     invariance_items: int = 2000  # batch-invariance check on the first N test items (0: off)
 
 
@@ -113,7 +170,7 @@ class TorchBackendConf:
 class OrtBackendConf:
     providers: List[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
     strict: bool = False
-    graph_optimization: str = "all"
+    graph_optimization: GraphOptimization = GraphOptimization.all
     # onnxruntime's worker threads busy-wait after each run when true (its own default): a
     # session alone answers back-to-back calls sooner, but in a process that times several
     # runners in turn the spinning threads of one take the cores from the next (torch at batch
@@ -149,7 +206,7 @@ class VariantConf:
 @dataclass
 class AxisConf:
     metric: Metric = MISSING  # type: ignore[valid-type]
-    mode: str = "max"  # max | min
+    mode: Mode = Mode.max
 
 
 @dataclass
@@ -176,11 +233,11 @@ class RequirementsConf:
     checks: List[RequirementConf] = field(default_factory=list)
     use_bound: bool = False
     objective: Metric = Metric.latency_p50_ms  # type: ignore[attr-defined]
-    objective_mode: str = "min"
+    objective_mode: Mode = Mode.min
     # when the objective is a timing whose ratio interval between two variants includes 1,
     # they tie on it and these decide, in order
     tie_breakers: List[AxisConf] = field(default_factory=lambda: [
-        AxisConf(Metric.size_bytes, "min"), AxisConf(Metric.accuracy, "max")])  # type: ignore[attr-defined]
+        AxisConf(Metric.size_bytes, Mode.min), AxisConf(Metric.accuracy, Mode.max)])  # type: ignore[attr-defined]
     fail_if_none: bool = False  # exit with status 3 when no variant meets every requirement
 
 
@@ -220,8 +277,8 @@ class RootConf:
     seeds: List[int] = field(default_factory=list)  # extra baseline seeds for the seed-to-seed spread
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     progress: bool = True
-    output: str = "text"  # text: table and decision on stdout | json: the key figures as JSON (--json)
-    table: str = "auto"  # auto (full at >= 120 columns) | compact (fits 80) | full
+    output: Output = Output.text  # text: table and decision on stdout | json: the key figures as JSON (--json)
+    table: TableStyle = TableStyle.auto  # auto (full at >= 120 columns) | compact (fits 80) | full
     # modules imported at set-up, before anything is built: the artifact formats, detectors and
     # policies they define can then be named (a _target_ imports its own module anyway)
     plugins: List[str] = field(default_factory=list)
@@ -329,23 +386,12 @@ RANGES: list[tuple[str, Any, str]] = [
     ("eval.throughput.batch_sizes", lambda v: len(v) > 0 and all(b >= 1 for b in v), "a non-empty list of sizes >= 1"),
     ("eval.timing.rounds", lambda v: v >= 1, ">= 1"),
     ("eval.timing.tolerance", lambda v: v > 0, "> 0"),
-    ("eval.calibration", lambda v: v in ("uncalibrated", "carried", "refit"),
-     "one of uncalibrated, carried, refit"),
     ("eval.accuracy_drop_flag", lambda v: 0 <= v <= 1, "in [0, 1]"),
-    ("deployment.serving", lambda v: v in ("online", "batch"), "online or batch"),
-    ("output", lambda v: v in ("text", "json"), "text or json"),
-    ("table", lambda v: v in ("auto", "compact", "full"), "auto, compact or full"),
     ("deployment.invariance_items", lambda v: v >= 0, ">= 0 (0: off)"),
     ("backend.threads", lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0),
      "auto or an integer >= 0 (0: torch's default)"),
     ("train.threads", lambda v: v >= 0, ">= 0 (0: the physical cores)"),
     ("seeds", lambda v: all(0 <= s <= MAX_SEED for s in v), f"a list of seeds in [0, {MAX_SEED}]"),
-    ("train.amp", lambda v: v in ("bf16", "fp16", "none"), "bf16, fp16 or none"),
-    ("backend.onnxruntime.graph_optimization", lambda v: v in ("disable", "basic", "extended", "all"),
-     "disable, basic, extended or all"),
-    ("requirements.objective_mode", lambda v: v in ("min", "max"), "min or max"),
-    ("requirements.tie_breakers", lambda v: all(a.mode in ("min", "max") for a in v), "axes whose mode is min or max"),
-    ("analysis.pareto_axes", lambda v: all(a.mode in ("min", "max") for a in v), "axes whose mode is min or max"),
 ]
 
 

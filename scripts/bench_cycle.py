@@ -27,13 +27,13 @@ from _bench import row, timed_run
 from hydra import compose, initialize_config_dir
 
 from mlbench import pipeline
+from mlbench.components import settings_from
 from mlbench.cycle.loop import Engine
 from mlbench.cycle.policies import Every
 from mlbench.cycle.stage import load_recipe
 from mlbench.cycle.state import PolicyState
 from mlbench.cycle.stream import Stream
 from mlbench.data import DataBundle, DataMeta
-from mlbench.evaluate.loop import serving_batch
 from mlbench.schema import CONF_DIR, register
 
 
@@ -57,7 +57,7 @@ def digits_period(repeats: int, cache: Path) -> list[float]:
     pipeline.baseline(ctx)
     stream = Stream(ctx.data, cyc.scenarios, cyc.period_size, cyc.seed, _no_perturb)
     eng = Engine(cyc, cfg, ctx.data, ctx.data_hash, stream, ctx.model_factory, ctx.baseline.model, ctx.device,
-                 ctx.checks, load_recipe(cfg, cyc.recipe), serving_batch(cfg))
+                 ctx.checks, load_recipe(cfg, cyc.recipe), settings_from(cfg).quality_batch)
     eng.state_dir.mkdir(parents=True, exist_ok=True)
     initial = eng.initial()
     out = []

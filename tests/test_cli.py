@@ -122,7 +122,7 @@ BAD = [
     (["model=resnet", "data=wine"], "needs image inputs"),
     (["variants.prune50_ft.passes.0.sparsity=1.0"], "sparsity must be in [0, 1)"),
     (["device=cuda"], "CUDA is not available"),
-    (["eval.calibration=sometimes"], "eval.calibration must be one of"),
+    (["eval.calibration=sometimes"], "eval.calibration=sometimes: Invalid value 'sometimes', expected one of [uncalibrated"),
     (["data=wine", "model=mlp", "stress=[gaussian_blur]"], "needs image data"),
     (["stress=[fgsm]", "stress.fgsm.eps=[0.1,3.0]"], "outside the input range"),
     (["+variants.onnx_fp32.pases=[]"], "unknown key(s) ['pases']"),

@@ -15,6 +15,7 @@ from mlbench.evaluate import registry
 from mlbench.monitor.report import monitor_section
 from mlbench.records import STAGE_LABELS
 from mlbench.results import atomic_write, read_predictions
+from mlbench.schema import CalibrationView
 from mlbench.stress.base import family
 from mlbench.text import delta_text, fmt
 
@@ -129,8 +130,8 @@ def build_report(summary: dict, plots: list[str]) -> Doc:
         for n in ["baseline", *names]:
             cal = summary["variants"][n].get("calibration") or {}
             crows.append([n, *[f"{fmt(cal.get(view, {}).get('ece'))} / {fmt(cal.get(view, {}).get('nll'))}"
-                               for view in ("uncalibrated", "carried", "refit")]])
-        doc.table(["variant", "uncalibrated", "carried", "refit"], crows)
+                               for view in CalibrationView]])
+        doc.table(["variant", *CalibrationView], crows)
         classes = summary["data"]["class_names"]
         prow = []
         for n in names:

@@ -146,7 +146,4 @@ class IsotonicCalibration(Calibrator):
                 "thresholds": [[m.X_thresholds_.tolist(), m.y_thresholds_.tolist()] for m in self.models]}
 
 
-VIEWS = ("uncalibrated", "carried", "refit")
-
-
-__all__ = ["Calibrator", "TemperatureScaling", "VectorScaling", "IsotonicCalibration", "VIEWS"]
+__all__ = ["Calibrator", "TemperatureScaling", "VectorScaling", "IsotonicCalibration"]

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlbench import pipeline
 from mlbench.analysis.requirements import describe
+from mlbench.components import settings_from
 from mlbench.compress import Pass
 from mlbench.cycle.figures import interval, policy_table, stage_times
 from mlbench.cycle.loop import Cycle, Engine
@@ -20,7 +21,6 @@ from mlbench.cycle.report import stages_plot, timeline_plot, write_cycle_report
 from mlbench.cycle.state import locked
 from mlbench.cycle.stream import Stream
 from mlbench.errors import MlbenchError
-from mlbench.evaluate.loop import serving_batch
 from mlbench.monitor.scenarios import Scenario
 from mlbench.monitor.stage import corruption
 from mlbench.progress import console
@@ -74,7 +74,7 @@ def run_cycle_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     stream = Stream(data, cyc.scenarios, cyc.period_size, cyc.seed, perturb)  # an impossible stream fails here
     pipeline.baseline(ctx)
     engine = Engine(cyc, cfg, data, ctx.data_hash, stream, ctx.model_factory, ctx.baseline.model, ctx.device,
-                    ctx.checks, recipe, serving_batch(cfg))
+                    ctx.checks, recipe, settings_from(cfg).quality_batch)
     console.print(f"[bold]cycle[/] {cyc.periods} periods × {cyc.period_size} items, labels {cyc.label_delay} late, "
                   f"policies {', '.join(p.name for p in cyc.policies)}, recipe {cyc.recipe}")
     with locked(engine.state_dir):

@@ -60,10 +60,26 @@ def evaluate(runner: Runner, x: torch.Tensor, y: torch.Tensor, *, batch_size: in
     return Evaluation(logits=logits, probs=probs, labels=labels, metrics=found, problem=problem)
 
 
-def serving_batch(cfg) -> int:
-    """The batch size quality metrics are measured at (``deployment.serving``): 1 when the
-    model serves online, one request at a time; ``eval.batch_size`` when it serves batches."""
-    return 1 if cfg.deployment.serving == "online" else int(cfg.eval.batch_size)
+@dataclass(frozen=True)
+class Settings:
+    """How every variant is measured, resolved once from the config at set-up
+    (``mlbench.components.settings_from``): evaluation code reads this, never the config.
+
+    ``serving``: ``online`` (one request at a time) or ``batch``; ``batch_size``: the batch of
+    ``batch`` serving, of throughput and of the train-split pass; ``invariance_items``: test
+    items of the batch-invariance check (0: off); ``calibration``: the view that fills the
+    metrics; ``memory``: peak memory measured."""
+
+    serving: str = "batch"
+    batch_size: int = 256
+    invariance_items: int = 2000
+    calibration: str = "uncalibrated"
+    memory: bool = True
+
+    @property
+    def quality_batch(self) -> int:
+        """The batch quality metrics are measured at: 1 online, ``batch_size`` in batches."""
+        return 1 if self.serving == "online" else self.batch_size
 
 
 def robust_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:

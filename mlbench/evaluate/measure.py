@@ -8,14 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 
 from mlbench.data import DataBundle
 from mlbench.errors import VariantFailed
 from mlbench.evaluate import registry
 from mlbench.evaluate.efficiency import peak_memory
 from mlbench.evaluate.fairness import group_metrics
-from mlbench.evaluate.loop import Evaluation, evaluate, serving_batch
+from mlbench.evaluate.loop import Evaluation, Settings, evaluate
 from mlbench.evaluate.metrics import (
     accuracy,
     check_probs,
@@ -26,22 +25,22 @@ from mlbench.models import count_params
 from mlbench.records import VariantRecord
 
 
-def batch_invariance(runner, x: torch.Tensor, y: torch.Tensor, served: torch.Tensor, cfg: DictConfig,
+def batch_invariance(runner, x: torch.Tensor, y: torch.Tensor, served: torch.Tensor, settings: Settings,
                      index: torch.Tensor) -> dict[str, Any] | None:
     """Predictions on the first ``deployment.invariance_items`` test items at batch 1 against
     in batches of ``eval.batch_size``; ``served`` are the logits in the serving mode. A model
     whose outputs depend on the other items of its batch (dynamic quantization picks one
     activation scale per batch) changes predictions here."""
-    n = min(cfg.deployment.invariance_items, len(y))
-    if n == 0 or cfg.eval.batch_size == 1:
+    n = min(settings.invariance_items, len(y))
+    if n == 0 or settings.batch_size == 1:
         return None
-    online = cfg.deployment.serving == "online"
-    other = evaluate(runner, x[:n], y[:n], batch_size=cfg.eval.batch_size if online else 1, metrics=False).logits
+    online = settings.serving == "online"
+    other = evaluate(runner, x[:n], y[:n], batch_size=settings.batch_size if online else 1, metrics=False).logits
     at1, atn = (served[:n], other) if online else (other, served[:n])
     p1, pn = at1.argmax(1), atn.argmax(1)
     changed = (p1 != pn).nonzero().flatten()
     finite = torch.isfinite(at1).all() and torch.isfinite(atn).all()
-    return {"items": n, "batch_size": cfg.eval.batch_size, "changed": len(changed),
+    return {"items": n, "batch_size": settings.batch_size, "changed": len(changed),
             "changed_index": index[:n][changed].tolist()[:50],
             "accuracy_online": float((p1 == y[:n]).double().mean()),
             "accuracy_batch": float((pn == y[:n]).double().mean()),
@@ -61,19 +60,19 @@ def model_params(art: Any) -> tuple[int, int]:
     return art.facts.params, art.facts.nonzero_params if art.facts.nonzero_params is not None else art.facts.params
 
 
-def measure(rec: VariantRecord, art: Any, runner: Any, data: DataBundle, cfg: DictConfig,
+def measure(rec: VariantRecord, art: Any, runner: Any, data: DataBundle, settings: Settings,
             calibrator_factory: Callable[[], Any] | None, carried: Any | None) -> tuple[Evaluation, Any | None]:
     """Evaluate one artifact with ``runner`` and fill ``rec``. ``carried`` is the baseline's
     fitted calibrator (None while measuring the baseline itself). Returns the test outputs in
     the chosen calibration view and this variant's own fitted calibrator."""
     d = data
-    bs, served = cfg.eval.batch_size, serving_batch(cfg)
+    bs, served = settings.batch_size, settings.quality_batch
     test = evaluate(runner, d.x["test"], d.y["test"], batch_size=served)
     if test.problem:
         raise VariantFailed(f"invalid outputs on the test split: {test.problem}")
     calib_logits = evaluate(runner, d.x["calib"], d.y["calib"], batch_size=served, metrics=False).logits
     train_eval = evaluate(runner, d.x["train"], d.y["train"], batch_size=bs, metrics=False)  # accuracy only
-    rec.serving = batch_invariance(runner, d.x["test"], d.y["test"], test.logits, cfg, d.index["test"])
+    rec.serving = batch_invariance(runner, d.x["test"], d.y["test"], test.logits, settings, d.index["test"])
     if rec.serving and rec.serving["changed"]:
         inv = rec.serving
         rec.flags.append(f"predictions depend on the batch: {inv['changed']} of {inv['items']} test items "
@@ -92,12 +91,12 @@ def measure(rec: VariantRecord, art: Any, runner: Any, data: DataBundle, cfg: Di
             rec.flags.append(f"calibrator ({fitted.name}): {fitted.warning}")
     else:
         views["carried"] = views["refit"] = views["uncalibrated"]
-    chosen = views[cfg.eval.calibration]
+    chosen = views[settings.calibration]
     bad = check_probs(chosen)
     if bad:
         raise VariantFailed(f"invalid probabilities after calibration: {bad}")
     per_view = {v: classification_metrics(p, test.labels) for v, p in views.items()}  # once per view
-    evaluation = Evaluation(test.logits, chosen, test.labels, per_view[cfg.eval.calibration])
+    evaluation = Evaluation(test.logits, chosen, test.labels, per_view[settings.calibration])
     keep = registry.names(tag=registry.CALIBRATION)
     rec.calibration = {v: {k: m[k] for k in keep} for v, m in per_view.items()}
     rec.per_class_recall = per_class_recall(chosen, test.labels)
@@ -108,7 +107,7 @@ def measure(rec: VariantRecord, art: Any, runner: Any, data: DataBundle, cfg: Di
     m["train_accuracy"] = accuracy(train_eval.probs, train_eval.labels)
     m["generalization_gap"] = m["train_accuracy"] - m["accuracy"]
     m.update({"params": params, "nonzero_params": nonzero, "size_bytes": sum(p.stat().st_size for p in art.files)})
-    if cfg.eval.efficiency and cfg.eval.memory:
+    if settings.memory:
         m.update(peak_memory(runner, d.x["test"], bs))
     rec.metrics = m
     if d.group is not None:

@@ -17,6 +17,7 @@ from mlbench.compress import Artifact
 from mlbench.compress.cache import ArtifactCache
 from mlbench.data import DataBundle, Dataset
 from mlbench.datacheck import Check
+from mlbench.evaluate.loop import Settings
 from mlbench.monitor import Monitor
 from mlbench.records import Live, RunRecord, VariantRecord
 from mlbench.stress.base import Stressor
@@ -55,3 +56,4 @@ class RunContext:
     built: dict[str, Artifact] = field(default_factory=dict)  # lineage id -> artifact built in this run
     artifacts: ArtifactCache | None = None  # ONNX artifacts kept across runs
     run: RunRecord = field(default_factory=RunRecord)
+    settings: Settings = field(default_factory=Settings)  # how variants are measured (set-up)

@@ -12,7 +12,7 @@ from mlbench.components import BASELINE
 from mlbench.compress import Artifact
 from mlbench.evaluate import registry
 from mlbench.evaluate.efficiency import compare_efficiency
-from mlbench.evaluate.loop import evaluate, robust_accuracy, serving_batch
+from mlbench.evaluate.loop import evaluate, robust_accuracy
 from mlbench.monitor.stage import run_monitor
 from mlbench.pipeline.context import RunContext
 from mlbench.plotting import exemplar_grid
@@ -78,14 +78,14 @@ def stress(ctx: RunContext) -> None:
     x, y = d.x["test"], d.y["test"]
 
     def accuracy(runner) -> float:
-        return robust_accuracy(evaluate(runner, x, y, batch_size=serving_batch(cfg), metrics=False).logits, y)
+        return robust_accuracy(evaluate(runner, x, y, batch_size=ctx.settings.quality_batch, metrics=False).logits, y)
 
     def faulty_runner(art: Artifact):
         return runner_for(art, cfg.backend, ctx.device, art.kind.throwaway_options)
 
     env = StressEnv(x=x, y=y, meta=d.meta, device=ctx.device,
                     variants=[StressVariant(n, lv.artifact, lv.runner) for n, lv in ctx.live.items()],
-                    score=scorer(serving_batch(cfg), boot, y), accuracy=accuracy, runner_for=faulty_runner,
+                    score=scorer(ctx.settings.quality_batch, boot, y), accuracy=accuracy, runner_for=faulty_runner,
                     workdir=ctx.run_dir / "models" / ".stress", plots_dir=ctx.run_dir / "plots")
     env.workdir.mkdir(parents=True, exist_ok=True)
     out = run_stressors(ctx.stressors, env)
@@ -108,7 +108,7 @@ def monitor(ctx: RunContext) -> None:
     if ctx.monitor is None:
         return
     t0 = time.perf_counter()
-    section, metrics, plots = run_monitor(ctx.monitor, ctx.data, ctx.live, BASELINE, serving_batch(ctx.cfg),
+    section, metrics, plots = run_monitor(ctx.monitor, ctx.data, ctx.live, BASELINE, ctx.settings.quality_batch,
                                           ctx.device, ctx.run_dir / "plots", ctx.cfg.seed)
     section["seconds"] = time.perf_counter() - t0
     ctx.run.monitor = section

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mlbench.analysis.requirements import validate as validate_requirement
-from mlbench.components import BASELINE, components, instantiate_checked
+from mlbench.components import BASELINE, components, instantiate_checked, settings_from
 from mlbench.compress import Artifact, Facts
 from mlbench.compress.cache import ArtifactCache
 from mlbench.datacheck import CheckContext
@@ -45,6 +45,7 @@ def setup(ctx: RunContext) -> None:
         validate_requirement(req)
     ctx.started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     ctx.t0 = time.perf_counter()
+    ctx.settings = settings_from(cfg)
     ctx.device = resolve_device(cfg.device)
     ctx.artifacts = ArtifactCache(cfg.paths.cache_dir, ctx.device)
     threads, how = resolve_threads(cfg.backend.threads)

@@ -40,7 +40,7 @@ def measure_variant(ctx: RunContext, rec: VariantRecord, art: Artifact, override
     rec.runner = runner.describe()
     rec.backend = rec.runner["backend"]
     rec.flags += art.flags
-    evaluation, fitted = measure(rec, art, runner, ctx.data, ctx.cfg, ctx.calibrator_factory, ctx.baseline_calibrator)
+    evaluation, fitted = measure(rec, art, runner, ctx.data, ctx.settings, ctx.calibrator_factory, ctx.baseline_calibrator)
     rec.metrics["load_s"] = load_s
     if rec.name == BASELINE:
         ctx.baseline_calibrator = fitted

@@ -16,7 +16,6 @@ from mlbench.analysis.history import record as record_history
 from mlbench.analysis.report import write_report
 from mlbench.components import BASELINE
 from mlbench.errors import first_line
-from mlbench.evaluate.loop import serving_batch
 from mlbench.pipeline.context import RunContext
 from mlbench.progress import console
 from mlbench.results import save_predictions, save_splits, write_json
@@ -46,8 +45,8 @@ def summary(ctx: RunContext) -> dict[str, Any]:
                  "content_hash": ctx.data_hash, "splits": "splits.npz"},
         "baseline": BASELINE,
         "baseline_training": dict(ctx.baseline_info),  # with its per-epoch history
-        "calibration_view": ctx.cfg.eval.calibration,
-        "serving": {"mode": ctx.cfg.deployment.serving, "batch_size": serving_batch(ctx.cfg),
+        "calibration_view": ctx.settings.calibration,
+        "serving": {"mode": ctx.settings.serving, "batch_size": ctx.settings.quality_batch,
                     "note": "quality metrics (test and calib splits, stress) are measured at this batch size; "
                             "train accuracy at eval.batch_size"},
         "variants": {name: rec.summary() for name, rec in ctx.records.items()},
