@@ -30,14 +30,40 @@ def make_cfg(tmp_path):
     """Compose the real config with overrides; results and cache go to tmp_path."""
 
     def _make(*overrides: str, smoke: bool = True):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            ov = [f"paths.results_dir={tmp_path}/results", f"paths.cache_dir={tmp_path}/cache", *overrides]
-            if smoke:
-                ov.append("debug=smoke")
-            return compose("config", overrides=ov)
+        return compose_config(*overrides, results=tmp_path / "results", cache=tmp_path / "cache", smoke=smoke)
 
     return _make
+
+
+def compose_config(*overrides: str, results: Path, cache: Path, smoke: bool = True):
+    """The real config composed with ``overrides`` (results and cache under the given folders)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        ov = [f"paths.results_dir={results}", f"paths.cache_dir={cache}", *overrides, *(["debug=smoke"] if smoke else [])]
+        cfg = compose("config", overrides=ov)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+def run_in_process(*overrides: str, run_dir: Path, cache: Path, stages=None, smoke: bool = True):
+    """A run in this process (no CLI: for tests that need the figures, not the exit status):
+    ``stages`` (default: all) on the composed config, then the write stage. Returns the run
+    context and summary.json's content."""
+    from mlbench import pipeline
+    cfg = compose_config(*overrides, results=run_dir.parent, cache=cache, smoke=smoke)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = pipeline.RunContext(cfg=cfg, run_dir=run_dir)
+    pipeline.timed_stages(ctx, pipeline.STAGES if stages is None else stages)
+    return ctx, pipeline.write(ctx)
+
+
+@pytest.fixture
+def run_stages(tmp_path):
+    """``run_in_process`` with the run folder and cache under this test's tmp_path."""
+    def _run(*overrides: str, stages=None, smoke: bool = True):
+        return run_in_process(*overrides, run_dir=tmp_path / "run", cache=tmp_path / "cache", stages=stages,
+                              smoke=smoke)
+    return _run
 
 
 def preset(group: str, option: str, **overrides):
@@ -57,45 +83,12 @@ def preset(group: str, option: str, **overrides):
         raise cause from None
 
 
-ZYGOTE = """
-import atexit, importlib, json, os, sys, threading, traceback
-import mlbench.cli, mlbench.export, mlbench.pipeline  # noqa: the imports every run makes, made once
-import onnxruntime, torch.onnx  # noqa
-for line in sys.stdin:
-    req = json.loads(line)
-    pid = os.fork()
-    if pid == 0:
-        os.chdir(req["cwd"])
-        os.environ.clear()
-        os.environ.update(req["env"])
-        sys.path[:0] = [p for p in req["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
-        for fd, name in ((1, "out"), (2, "err")):
-            os.dup2(os.open(req[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
-        sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", closefd=False)
-        sys.argv = ["mlbench", *req["args"]]
-        code = 0
-        try:
-            importlib.import_module(req["module"]).main()
-        except SystemExit as x:
-            code = x.code if isinstance(x.code, int) else (0 if x.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        # the interpreter's exit, less C++ static destructors (unsafe in a fork): threads joined
-        # (and the executors they serve shut down), then atexit handlers, then output flushed
-        threading._shutdown()
-        atexit._run_exitfuncs()
-        sys.stdout.flush(); sys.stderr.flush()
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    print(json.dumps(os.waitstatus_to_exitcode(status)), flush=True)
-"""
 _zygote: subprocess.Popen | None = None
 
 
 def _start_zygote() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, cwd=ROOT)
+    return subprocess.Popen([sys.executable, str(Path(__file__).with_name("forkserver.py"))], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
 
 
 def _send(zygote: subprocess.Popen, args: list[str], cwd: Path, env: dict, module: str, out: Path, err: Path) -> None:

@@ -377,3 +377,26 @@ def test_console_result_lines_name_each_stressors_worst_case():
         "stress fgsm 0.1: worst accuracy 0.620 (int8); baseline 0.700",
         "seed spread (3 seeds): baseline accuracy 0.9700 ± 0.0040 (0.9650-0.9750)",
     ]
+
+
+def test_a_report_re_rendered_from_the_run_folder_matches(run_stages, tmp_path):
+    """Each stressor and data check renders its own report section, found again through the
+    class recorded in summary.json (``target``): re-rendering report.md from the run folder
+    alone gives the same page (the stage-time table aside: the write stage's own time is known
+    only after the first rendering)."""
+    import shutil
+
+    from mlbench.analysis.report import write_report
+    ctx, s = run_stages("variants=[onnx_fp32]", "stress=[gaussian_noise,gaussian_blur,fgsm,bitflip]",
+                        "datacheck=[lint,complexity]", "monitor=none", "analysis.history=false")
+    assert s["variants"]["baseline"]["stress"]["bitflip"]["target"] == "mlbench.stress.faults.WeightFaults"
+    assert s["datacheck"]["checks"]["complexity"]["target"] == "mlbench.datacheck.complexity.Complexity"
+    again = tmp_path / "again"
+    shutil.copytree(ctx.run_dir, again)
+    write_report(json.loads((again / "summary.json").read_text()), again)
+    cut = lambda p: p.read_text().split("## Where the run's time went")[0]  # noqa: E731
+    first, second = cut(ctx.run_dir / "report.md"), cut(again / "report.md")
+    assert first == second
+    for heading in ("| variant | mCA | gaussian_noise | gaussian_blur |", "### fgsm — FGSM Linf", "### bitflip",
+                    "### Complexity (complexity,"):
+        assert heading in first

@@ -269,3 +269,28 @@ def test_every_stage_has_its_words():
     from mlbench.records import STAGE_LABELS, STAGE_NOTES
     names = [s.__name__ for s in [*pipeline.STAGES, *pipeline.MONITOR_STAGES, pipeline.write]]
     assert set(names) <= set(STAGE_LABELS) and set(STAGE_NOTES) <= set(names)
+
+
+REFERENCE_TESTS = {"stress": ("test_stress.py", "test_attacks.py"), "datacheck": ("test_datacheck.py",)}
+
+
+@pytest.mark.parametrize("group", sorted(REFERENCE_TESTS))
+def test_every_stressor_and_check_under_conf_has_its_own_test(group):
+    """Each stressor and data check class configured under conf/ is named (by class or option)
+    in the tests of its kind, which check it against planted truth or an independent
+    implementation: one added without such a test fails here. Detectors: tests/test_monitor.py."""
+    import re
+
+    import yaml
+    from hydra.utils import get_class
+
+    from mlbench.schema import CONF_DIR
+    text = "".join((ROOT / "tests" / f).read_text() for f in REFERENCE_TESTS[group])
+    named = {}
+    for path in (CONF_DIR / group).glob("*.yaml"):
+        for option, node in (yaml.safe_load(path.read_text()) or {}).items():
+            if isinstance(node, dict) and "_target_" in node:
+                named.setdefault(get_class(node["_target_"]).__name__, set()).add(option)
+    untested = [c for c, opts in named.items()
+                if not any(re.search(rf"\b{re.escape(n)}\b", text) for n in {c, *opts})]
+    assert named and not untested, untested

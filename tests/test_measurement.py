@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import run_cli, run_dirs
+from conftest import run_cli, run_dirs, run_in_process
 from omegaconf import OmegaConf
 from scipy.stats import binom
 
@@ -31,13 +31,12 @@ def fairness_runs(tmp_path_factory):
     out = {}
     cache = tmp_path_factory.mktemp("cache")
     for mode in ("batch", "online"):
-        cwd = tmp_path_factory.mktemp(mode)
-        res = run_cli("experiment=fairness", "variants=[ort_int8_dynamic]", "stress=none", "eval.efficiency=false",
-                      "monitor=none", "datacheck=none", "analysis.history=false", f"deployment.serving={mode}",
-                      cwd=cwd, env={"MLBENCH_CACHE": str(cache)})
-        assert res.returncode == 0, res.stdout + res.stderr
-        (run_dir,) = run_dirs(cwd)
+        run_dir = tmp_path_factory.mktemp(mode) / "run"
+        _, s = run_in_process("experiment=fairness", "variants=[ort_int8_dynamic]", "stress=none", "eval.efficiency=false",
+                              "monitor=none", "datacheck=none", "analysis.history=false", f"deployment.serving={mode}",
+                              run_dir=run_dir, cache=cache, smoke=False)
         out[mode] = run_dir, json.loads((run_dir / "summary.json").read_text())
+        assert out[mode][1]["serving"]["mode"] == s["serving"]["mode"] == mode
     return out
 
 
