@@ -28,7 +28,7 @@ from mlbench.preflight import (
 )
 from mlbench.process import polite_threads, skip_final_collection, tolerant_streams
 from mlbench.runfolder import fail, guarded, interruptible
-from mlbench.schema import CONF_DIR, register
+from mlbench.schema import CONF_DIR, group_options, register
 
 log = logging.getLogger("mlbench")
 
@@ -119,7 +119,7 @@ def short_help() -> str:
     lines += ["  (mlbench-export, a separate command, packages a variant for deployment)", "",
               "configuration groups (one option each; variants, stress and datacheck take a list 'g=[a,b]'):"]
     for group in sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("hydra",)):
-        opts = sorted(q.stem for q in (CONF_DIR / group).glob("*.yaml"))
+        opts = list(group_options(group))
         lines.append(f"  {group + ':':<14}{', '.join(opts)}")
     lines += ["", text["footer"].rstrip(), "",
               "flags: --json (the key figures as JSON on stdout) · --version · --cfg job (the composed config)"

@@ -28,7 +28,8 @@ from mlbench.process import (
 )
 from mlbench.progress import console
 from mlbench.runfolder import fail, interrupted, interruptible
-from mlbench.schema import CONF_DIR, check_values
+from mlbench.schema import CONF_DIR, group_options
+from mlbench.values import check_values
 
 
 def export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -142,7 +143,7 @@ def main() -> None:
     tolerant_streams()
     argv = sys.argv[1:]
     if early_exit(argv, lambda: EXPORT_HELP.format(variants=", ".join(
-            sorted(q.stem for q in (CONF_DIR / "variants").glob("*.yaml"))))):
+            group_options("variants")))):
         return
     precheck(argv)
     positional = [a for a in argv if not a.startswith("-") and "=" not in a]

@@ -11,7 +11,7 @@ from typing import Any
 
 from mlbench.errors import MlbenchError
 from mlbench.progress import err_console
-from mlbench.schema import CONF_DIR, register
+from mlbench.schema import CONF_DIR, group_options, register
 
 SUBCOMMANDS = [("(none)", "a run: baseline, variants, timing, stress, data checks, monitoring, report"),
                ("compare", "compare run and sweep folders (mlbench compare --help)"),
@@ -56,7 +56,7 @@ def check_results_folder(argv: list[str]) -> None:
 
 
 def _choices(group: str) -> list[str]:
-    return sorted(q.stem for q in (CONF_DIR / group).glob("*.yaml"))
+    return list(group_options(group))
 
 
 QUOTE_HINT = ("; Hydra's override grammar needs quotes around a value with spaces, non-ASCII letters or "
@@ -99,7 +99,7 @@ def check_sweep(argv: list[str]) -> str | None:
     from mlbench.components import (
         components,  # imports torch: heavy, but a sweep needs it anyway
     )
-    from mlbench.schema import check_values
+    from mlbench.values import check_values
 
     if any(a in ("--config-dir", "-cd") or a.startswith(("--config-dir=", "hydra.searchpath")) for a in argv):
         return None  # configs from elsewhere: Hydra composes (and reports) them itself
@@ -152,7 +152,7 @@ def check_overrides(argv: list[str], compose: bool = True) -> str | None:
         key, _, value = a.lstrip("+~").partition("=")
         if not (CONF_DIR / key).is_dir() or key.startswith("hydra") or value in ("null", "", "[]"):
             continue
-        known = sorted({*_choices(key), *(q.stem for d in extra for q in (d / key).glob("*.yaml"))})
+        known = list(group_options(key, *extra))
         for name in (v.strip() for v in value.strip("[]").split(",")):
             if name and name not in known:
                 near = difflib.get_close_matches(name, known, n=1)

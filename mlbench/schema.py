@@ -16,81 +16,30 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
-import re
 import typing
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import yaml
 from hydra.core.config_store import ConfigStore
 from hydra.utils import get_class
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
 
-from mlbench.errors import MlbenchError
+from mlbench.choices import (
+    Amp,
+    CalibrationView,
+    GraphOptimization,
+    Mode,
+    Output,
+    ServingMode,
+    TableStyle,
+)
 from mlbench.evaluate.registry import Metric
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # conf/ at the top of a checkout (linked), packaged in a wheel
 SCHEMA_GROUPS = ("data", "model", "calibrate")
 RUNTIME_ARGS = ("input_shape", "num_classes")  # a model's, filled in at run time from the data
-
-
-class Choice(str, Enum):
-    """A closed set of strings: Hydra rejects any other value when it composes the config, and
-    the code compares, prints and stores a member as its plain string."""
-
-    def __str__(self) -> str:
-        return str(self.value)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self.value), spec)
-
-
-class Amp(Choice):
-    """Mixed precision while training on CUDA."""
-    bf16 = "bf16"
-    fp16 = "fp16"
-    none = "none"
-
-
-class CalibrationView(Choice):
-    """Which outputs fill a variant's metrics: the softmax of its logits, the baseline's
-    calibrator applied to it, or a calibrator refitted to it on the calib split."""
-    uncalibrated = "uncalibrated"
-    carried = "carried"
-    refit = "refit"
-
-
-class ServingMode(Choice):
-    """``online``: one request at a time (batch 1); ``batch``: batches of ``eval.batch_size``."""
-    online = "online"
-    batch = "batch"
-
-
-class Output(Choice):
-    text = "text"
-    json = "json"
-
-
-class TableStyle(Choice):
-    auto = "auto"
-    compact = "compact"
-    full = "full"
-
-
-class GraphOptimization(Choice):
-    disable = "disable"
-    basic = "basic"
-    extended = "extended"
-    all = "all"
-
-
-class Mode(Choice):
-    """The better direction of an objective or axis."""
-    max = "max"
-    min = "min"
 
 
 @dataclass
@@ -342,9 +291,16 @@ def builds(target: type, exclude: tuple[str, ...] = RUNTIME_ARGS) -> type:
     return dataclasses.make_dataclass(f"{target.__name__}Conf", fields)
 
 
+def group_options(group: str, *dirs: Path, root: Path = CONF_DIR) -> dict[str, Path]:
+    """A config group's options (name → YAML file) under ``root`` (``conf/``) and any further
+    config folders (``--config-dir``), sorted by name; a later folder's file wins, as in Hydra."""
+    found = {p.stem: p for d in (root, *dirs) for p in sorted((Path(d) / group).glob("*.yaml"))}
+    return dict(sorted(found.items()))
+
+
 def _targets(conf_dir: Path):
     for group in SCHEMA_GROUPS:
-        for path in sorted((conf_dir / group).glob("*.yaml")):
+        for path in group_options(group, root=conf_dir).values():
             node = yaml.safe_load(path.read_text()) or {}
             node = node.get(group, node) if "_target_" not in node else node  # _global_ package files
             if isinstance(node, dict) and "_target_" in node:
@@ -358,89 +314,3 @@ def register(conf_dir: Path = CONF_DIR) -> None:
     for group, name, target in _targets(conf_dir):
         exclude = RUNTIME_ARGS if group == "model" else ()
         cs.store(group=f"schema/{group}", name=name, node=builds(get_class(target), exclude))
-
-
-# -- value ranges: checked before any work (a type is Hydra's job, a range is ours) ------------
-
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
-MAX_SEED = 2**32 - 1
-
-# (dotted key, test, what it must be); None values are left to the schema
-RANGES: list[tuple[str, Any, str]] = [
-    ("seed", lambda v: 0 <= v <= MAX_SEED, f"in [0, {MAX_SEED}] (numpy and scikit-learn take 32-bit seeds)"),
-    ("train.epochs", lambda v: v >= 1, ">= 1"),
-    ("train.batch_size", lambda v: v >= 1, ">= 1"),
-    ("train.patience", lambda v: v >= 0, ">= 0 (0: no early stopping)"),
-    ("train.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("eval.batch_size", lambda v: v >= 1, ">= 1"),
-    ("eval.bootstrap.resamples", lambda v: v == 0 or v >= 100, ">= 100, or 0 for no intervals"),
-    ("eval.bootstrap.level", lambda v: 0 < v < 1, "in (0, 1)"),
-    ("eval.latency.warmup", lambda v: v >= 0, ">= 0"),
-    ("eval.latency.min_calls", lambda v: v >= 1, ">= 1"),
-    ("eval.latency.min_time_s", lambda v: v >= 0, ">= 0"),
-    ("eval.latency.target_ci", lambda v: v > 0, "> 0"),
-    ("eval.latency.max_time_s", lambda v: v >= 0, ">= 0"),
-    ("eval.latency.threads", lambda v: v >= 0, ">= 0 (0: the run's threads)"),
-    ("eval.throughput.min_time_s", lambda v: v >= 0, ">= 0"),
-    ("eval.throughput.target_ci", lambda v: v > 0, "> 0"),
-    ("eval.throughput.batch_sizes", lambda v: len(v) > 0 and all(b >= 1 for b in v), "a non-empty list of sizes >= 1"),
-    ("eval.timing.rounds", lambda v: v >= 1, ">= 1"),
-    ("eval.timing.tolerance", lambda v: v > 0, "> 0"),
-    ("eval.accuracy_drop_flag", lambda v: 0 <= v <= 1, "in [0, 1]"),
-    ("deployment.invariance_items", lambda v: v >= 0, ">= 0 (0: off)"),
-    ("backend.threads", lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 0),
-     "auto or an integer >= 0 (0: torch's default)"),
-    ("train.threads", lambda v: v >= 0, ">= 0 (0: the physical cores)"),
-    ("seeds", lambda v: all(0 <= s <= MAX_SEED for s in v), f"a list of seeds in [0, {MAX_SEED}]"),
-]
-
-
-def non_finite(node: Any, where: str = "") -> str | None:
-    """The dotted key of the first NaN or infinite number in a config (None when all are
-    finite): no option of mlbench means anything at NaN or infinity (an infinite timing budget
-    never ends, a NaN split size or learning rate fails deep inside a library)."""
-    if OmegaConf.is_dict(node) and not where:  # the root: Hydra's own node is not ours to check
-        node = {k: OmegaConf.select(node, str(k), throw_on_missing=False) for k in node if k != "hydra"}
-    if OmegaConf.is_config(node):
-        node = OmegaConf.to_container(node, resolve=True)
-    if isinstance(node, dict):
-        items = node.items()
-    elif isinstance(node, (list, tuple)):
-        items = enumerate(node)
-    else:
-        return where if isinstance(node, float) and not math.isfinite(node) else None
-    for k, v in items:
-        if str(k) == "hydra":
-            continue
-        bad = non_finite(v, f"{where}.{k}" if where else str(k))
-        if bad is not None:
-            return bad
-    return None
-
-
-def check_values(cfg: Any) -> None:
-    """Every numeric option's range and every name that becomes a file name, before any work:
-    one :class:`MlbenchError` naming the option, its value and what it must be."""
-    bad = non_finite(cfg)
-    if bad is not None:
-        raise MlbenchError(f"{bad} must be a finite number, got {OmegaConf.select(cfg, bad)!r}")
-    for key, ok, must in RANGES:
-        value = OmegaConf.select(cfg, key)
-        if value is None:
-            continue
-        try:
-            good = bool(ok(value))
-        except TypeError:
-            good = False
-        if not good:
-            shown = OmegaConf.to_container(value, enum_to_str=True) if OmegaConf.is_config(value) else value
-            raise MlbenchError(f"{key} must be {must}, got {shown!r}")
-    names = {f"variants.{n}": n for n in (cfg.get("variants") or {})}
-    names.update({f"stress.{n}": n for n in (cfg.get("stress") or {})})
-    export = OmegaConf.select(cfg, "export.variant")
-    if export is not None:
-        names["export.variant"] = export
-    for where, name in names.items():
-        if not re.fullmatch(NAME_PATTERN, str(name)) or ".." in str(name):
-            raise MlbenchError(f"{where}: the name {str(name)!r} becomes a file name; use letters, digits, "
-                               "'_', '-' and '.' (no '/', no '..', at most 100 characters)")

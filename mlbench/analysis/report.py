@@ -10,12 +10,12 @@ import torch
 
 from mlbench.analysis.plots import reliability_diagram, throughput_plot, training_curve
 from mlbench.analysis.render import Doc, to_html, to_markdown
+from mlbench.choices import CalibrationView
 from mlbench.datacheck.report import datacheck_section
 from mlbench.evaluate import registry
 from mlbench.monitor.report import monitor_section
 from mlbench.records import STAGE_LABELS
 from mlbench.results import atomic_write, read_predictions
-from mlbench.schema import CalibrationView
 from mlbench.stress.base import family
 from mlbench.text import delta_text, fmt
 

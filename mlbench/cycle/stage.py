@@ -25,7 +25,7 @@ from mlbench.monitor.scenarios import Scenario
 from mlbench.monitor.stage import corruption
 from mlbench.progress import console
 from mlbench.results import write_json
-from mlbench.schema import CONF_DIR
+from mlbench.schema import CONF_DIR, group_options
 
 
 def load_recipe(cfg: DictConfig, name: str | None) -> list[Pass]:
@@ -37,7 +37,7 @@ def load_recipe(cfg: DictConfig, name: str | None) -> list[Pass]:
     if node is None:
         path = CONF_DIR / "variants" / f"{name}.yaml"
         if not path.is_file():
-            options = sorted(p.stem for p in (CONF_DIR / "variants").glob("*.yaml"))
+            options = list(group_options("variants"))
             raise MlbenchError(f"cycle.recipe: no variant {name!r}; one of {', '.join(options)}")
         node = OmegaConf.load(path)[name]
     passes = [pipeline.instantiate_checked(p, f"cycle.recipe {name}.passes[{i}]") for i, p in enumerate(node.passes)]

@@ -31,7 +31,7 @@ from mlbench.monitor.detectors import (
     streaming_detectors,
 )
 from mlbench.monitor.scenarios import Scenario, parse
-from mlbench.schema import CONF_DIR
+from mlbench.schema import group_options
 from mlbench.stress.corruptions import Corruption
 
 
@@ -41,7 +41,7 @@ def corruption_class(name: str) -> type[Corruption] | None:
     if name == "auto":
         return None
     options = {}
-    for path in sorted((CONF_DIR / "stress").glob("*.yaml")):
+    for path in group_options("stress").values():
         node = (yaml.safe_load(path.read_text()) or {}).get(path.stem)
         if isinstance(node, dict) and "_target_" in node:
             cls = get_class(node["_target_"])

@@ -29,9 +29,9 @@ from mlbench.models import count_params
 from mlbench.named import import_plugins
 from mlbench.pipeline.context import MIN_TEST_ITEMS, RunContext
 from mlbench.progress import console
-from mlbench.schema import check_values
 from mlbench.train import save_weights
 from mlbench.train.baseline import train_baseline
+from mlbench.values import check_values
 
 log = logging.getLogger(__name__)
 
