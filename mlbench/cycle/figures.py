@@ -1,11 +1,14 @@
 """What a cycle's timeline says: the policy table, the time to recover after each drift, the
-cycle time per stage and the shortest update interval it sustains."""
+cycle time per stage, the shortest update interval it sustains, and how the update time grows
+with the training window (``scaling``)."""
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 import numpy as np
+import torch
 
 from mlbench.cycle.loop import STAGES, UPDATE_STAGES
 
@@ -100,3 +103,24 @@ def interval(stages: dict[str, Any], timelines: dict[str, list[dict]], window_it
             "update_s_min": float(np.min(totals)), "update_s_max": float(np.max(totals)),
             "score_and_monitor_s": per_period, "updates": len(totals), "window_items": window_items,
             "train_items_median": float(np.median([u["n_train"] for u in upd]))}
+
+
+def scaling(engine: Any, initial: Any) -> list[dict]:  # engine: a cycle.loop.Engine
+    """Update time against the training-window size: one update per size from the initial
+    model (warm start), on the CPU and, when present, on CUDA."""
+    devices = [torch.device("cpu")] + ([engine.device] if engine.device.type == "cuda" else [])
+    w = engine.cyc.window - 1
+    rows = []
+    for dev in devices:
+        for mult in engine.cyc.scaling:
+            k = min(mult * w, engine.cyc.periods - 1)
+            if any(r["device"] == dev.type and r["train_periods"] == k for r in rows):
+                continue
+            workdir = engine.state_dir / "scaling" / f"{dev.type}_{k}"
+            rec, _ = engine.candidate(initial.dense, list(range(k)), k, engine._seed(10_000 + k), workdir, dev, initial)
+            shutil.rmtree(workdir, ignore_errors=True)
+            rows.append({"device": dev.type, "train_periods": k, "train_items": rec["n_train"],
+                         "holdout_items": rec["n_holdout"], "status": rec["status"],
+                         **{f"{s}_s": rec["seconds"].get(s) for s in UPDATE_STAGES},
+                         "update_s": sum(rec["seconds"].get(s, 0.0) for s in UPDATE_STAGES)})
+    return rows

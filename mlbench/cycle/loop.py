@@ -93,18 +93,7 @@ class Engine:
         return int(np.random.SeedSequence([self.cyc.seed, *parts]).generate_state(1)[0] % (2**31))
 
     def bundle(self, train_periods: list[int], hold: int) -> DataBundle:
-        """The update's data: train = the window's older periods; test = the newest labelled
-        period, which only the gate, the parity check and the monitor's reference read, so the
-        gate's figures are not biased by model selection; val = the training items (training
-        keeps its last-best weights on them: no selection on the held-out period); calib = the
-        training inputs (static quantization's calibration)."""
-        x_tr, y_tr = self.stream.labelled(train_periods)
-        x_ho, y_ho = self.stream.items(hold)
-        idx_tr = torch.cat([self.stream.index[self.stream.periods[t].idx] for t in train_periods])
-        idx_ho = self.stream.index[self.stream.periods[hold].idx]
-        return DataBundle(meta=self.data.meta, x={"train": x_tr, "val": x_tr, "calib": x_tr, "test": x_ho},
-                          y={"train": y_tr, "val": y_tr, "calib": y_tr, "test": y_ho},
-                          index={"train": idx_tr, "val": idx_tr, "calib": idx_tr, "test": idx_ho})
+        return self.stream.bundle(train_periods, hold, self.data.meta)
 
     def compress(self, dense: torch.nn.Module, bundle: DataBundle, workdir: Path, seed: int,
                  device: torch.device) -> Artifact:
@@ -368,24 +357,3 @@ class Engine:
             sc = self.stream.periods[t].scenario.label
             console.print(f"  period {t:>2} [dim]{sc:<28}[/] " + " · ".join(cells))
         return {"states": states, "initial": initial, "resumed_from": resumed_from}
-
-    def scaling(self, initial: Deployed) -> list[dict]:
-        """Update time against the training-window size: one update per size from the initial
-        model (warm start), on the CPU and, when present, on CUDA."""
-        devices = [torch.device("cpu")] + ([self.device] if self.device.type == "cuda" else [])
-        w = self.cyc.window - 1
-        rows = []
-        for dev in devices:
-            for mult in self.cyc.scaling:
-                k = min(mult * w, self.cyc.periods - 1)
-                if any(r["device"] == dev.type and r["train_periods"] == k for r in rows):
-                    continue
-                workdir = self.state_dir / "scaling" / f"{dev.type}_{k}"
-                rec, _ = self.candidate(initial.dense, list(range(k)), k, self._seed(10_000 + k), workdir, dev, initial)
-                shutil.rmtree(workdir, ignore_errors=True)
-                rows.append({"device": dev.type, "train_periods": k, "train_items": rec["n_train"],
-                             "holdout_items": rec["n_holdout"], "status": rec["status"],
-                             **{f"{s}_s": rec["seconds"].get(s) for s in UPDATE_STAGES},
-                             "update_s": sum(rec["seconds"].get(s, 0.0) for s in UPDATE_STAGES)})
-        return rows
-

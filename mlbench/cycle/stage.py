@@ -16,6 +16,7 @@ from mlbench.analysis.requirements import describe
 from mlbench.components import settings_from
 from mlbench.compress import Pass
 from mlbench.cycle.figures import interval, policy_table, stage_times
+from mlbench.cycle.figures import scaling as update_scaling
 from mlbench.cycle.loop import Cycle, Engine
 from mlbench.cycle.report import stages_plot, timeline_plot, write_cycle_report
 from mlbench.cycle.state import locked
@@ -82,7 +83,7 @@ def run_cycle_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         out = engine.run()
         loop_s = time.perf_counter() - t0
         console.print("[bold]cycle[/] update time against the training-window size")
-        scaling = engine.scaling(out["initial"])
+        scaling = update_scaling(engine, out["initial"])
     timelines = {n: ps.rows for n, ps in out["states"].items()}
     stages = stage_times(timelines)
     section = {

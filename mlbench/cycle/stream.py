@@ -121,3 +121,17 @@ class Stream:
     def labelled(self, periods: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = zip(*(self.items(t) for t in periods), strict=True)
         return torch.cat(xs), torch.cat(ys)
+
+    def bundle(self, train_periods: list[int], hold: int, meta: Any) -> DataBundle:
+        """The update's data: train = the window's older periods; test = the newest labelled
+        period, which only the gate, the parity check and the monitor's reference read, so the
+        gate's figures are not biased by model selection; val = the training items (training
+        keeps its last-best weights on them: no selection on the held-out period); calib = the
+        training inputs (static quantization's calibration)."""
+        x_tr, y_tr = self.labelled(train_periods)
+        x_ho, y_ho = self.items(hold)
+        idx_tr = torch.cat([self.index[self.periods[t].idx] for t in train_periods])
+        idx_ho = self.index[self.periods[hold].idx]
+        return DataBundle(meta=meta, x={"train": x_tr, "val": x_tr, "calib": x_tr, "test": x_ho},
+                          y={"train": y_tr, "val": y_tr, "calib": y_tr, "test": y_ho},
+                          index={"train": idx_tr, "val": idx_tr, "calib": idx_tr, "test": idx_ho})
