@@ -102,6 +102,11 @@ def _datacheck(cfg: DictConfig) -> None:
             sys.exit(3)
 
 
+# the subcommands Hydra composes a config for (compare reads run folders and has its own parser);
+# their words for --help are preflight.SUBCOMMANDS
+HYDRA_COMMANDS: dict[str, Callable[[DictConfig], Any]] = {"monitor": _monitor, "cycle": _cycle, "datacheck": _datacheck}
+
+
 def hydra_entry(fn: Callable[[DictConfig], Any]) -> None:
     """Compose the config (schemas registered first) and call ``fn`` with it."""
     register()
@@ -173,7 +178,7 @@ def main() -> None:
         early_exit(sys.argv[1:], short_help)
         return
     if len(sys.argv) > 1 and sys.argv[-1] in ("--help", "-h") and (len(sys.argv) == 2 or sys.argv[1] in
-                                                                   ("cycle", "monitor", "datacheck")):
+                                                                   HYDRA_COMMANDS):
         print(short_help())
         return
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
@@ -190,18 +195,9 @@ def main() -> None:
             check_results_folder(sys.argv[1:])
     except MlbenchError as e:
         fail(e)
-    precheck([a for a in sys.argv[1:] if a not in ("monitor", "cycle", "datacheck")])
-    if len(sys.argv) > 1 and sys.argv[1] == "monitor":
-        del sys.argv[1]
-        hydra_entry(_monitor)
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "cycle":
-        del sys.argv[1]
-        hydra_entry(_cycle)
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "datacheck":
-        del sys.argv[1]
-        hydra_entry(_datacheck)
+    precheck([a for a in sys.argv[1:] if a not in HYDRA_COMMANDS])
+    if len(sys.argv) > 1 and sys.argv[1] in HYDRA_COMMANDS:
+        hydra_entry(HYDRA_COMMANDS[sys.argv.pop(1)])
         return
     hydra_entry(_run)
 

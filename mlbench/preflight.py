@@ -11,6 +11,7 @@ from typing import Any
 
 from mlbench.errors import MlbenchError
 from mlbench.progress import err_console
+from mlbench.results import results_root
 from mlbench.schema import CONF_DIR, group_options, register
 
 SUBCOMMANDS = [("(none)", "a run: baseline, variants, timing, stress, data checks, monitoring, report"),
@@ -35,7 +36,7 @@ def check_results_folder(argv: list[str]) -> None:
     """Hydra makes the run folder before mlbench runs: say in one line when it cannot, or when
     a run folder named on the command line already holds something (a finished run, another
     run's files), which Hydra would overwrite."""
-    root = os.environ.get("MLBENCH_RESULTS") or "results"
+    root = str(results_root())
     for a in argv:
         if a.startswith(("paths.results_dir=", "hydra.run.dir=")):
             root = a.split("=", 1)[1]

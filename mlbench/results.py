@@ -216,3 +216,9 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
     if len(p) and (p.min() < -1e-6 or p.max() > 1 + 1e-6 or np.abs(p.sum(1) - 1).max() > 1e-3):
         raise MlbenchError(f"{path}: probs are not probabilities (each row must lie in [0, 1] and sum to 1)")
     return out
+
+
+def results_root() -> Path:
+    """Where runs go unless the command line says otherwise: ``$MLBENCH_RESULTS`` or ``results``
+    (``conf/paths/default.yaml`` says the same to Hydra)."""
+    return Path(os.environ.get("MLBENCH_RESULTS") or "results")

@@ -296,3 +296,9 @@ def test_every_stressor_and_check_under_conf_has_its_own_test(group):
     untested = [c for c, opts in named.items()
                 if not any(re.search(rf"\b{re.escape(n)}\b", text) for n in {c, *opts})]
     assert named and not untested, untested
+
+
+def test_every_subcommand_is_dispatched_and_described():
+    from mlbench.cli import HYDRA_COMMANDS
+    from mlbench.preflight import SUBCOMMANDS
+    assert {n for n, _ in SUBCOMMANDS} == {"(none)", "compare", *HYDRA_COMMANDS}

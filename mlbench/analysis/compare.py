@@ -34,7 +34,7 @@ from mlbench.cycle.report import cycle_rows, print_cycle_rows, write_cycle_rows
 from mlbench.errors import MlbenchError
 from mlbench.evaluate.registry import COMPARE, check_names, names
 from mlbench.progress import console, err_console
-from mlbench.results import read_predictions, read_summary
+from mlbench.results import read_predictions, read_summary, results_root
 from mlbench.version import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -169,11 +169,6 @@ def cross_run(runs: list[tuple[Path, dict]], roots: list[Path], paired: bool, ac
                         row["basis"] = "paired over the same test items"
             out.append(row)
     return out
-
-
-def results_root() -> Path:
-    """Where results go when no path is given: ``$MLBENCH_RESULTS``, else ``results`` (as in conf/paths)."""
-    return Path(os.environ.get("MLBENCH_RESULTS") or "results")
 
 
 def compare(paths: list[Path], out: Path | None = None, metrics: list[str] | None = None,
