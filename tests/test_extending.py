@@ -1,6 +1,6 @@
 """Every seam costs a class and a YAML: a package written here, outside mlbench, adds a
-stressor, a data check, a shift detector, an update policy and an artifact format (with its
-runner and the pass that produces it), configured by YAML in a ``--config-dir`` this test
+stressor, a data check, a shift detector, a shift scenario, an update policy and an artifact
+format (with its runner and the pass that produces it), configured by YAML in a ``--config-dir`` this test
 creates. Nothing under ``mlbench/`` is edited; each component shows up in summary.json,
 report.md, report.html and the console of a ``debug=smoke`` run."""
 
@@ -26,7 +26,7 @@ from mlbench.compress import Artifact, Pass
 from mlbench.compress.formats import Format
 from mlbench.cycle import Policy
 from mlbench.datacheck import Check, CheckResult, Finding
-from mlbench.monitor import Detector
+from mlbench.monitor import Detector, Scenario
 from mlbench.stress.base import InputStressor
 
 
@@ -78,6 +78,17 @@ class ConfidenceMean(Detector):
         r = stats.ttest_ind(self.ref.probs.max(1), window.probs.max(1), equal_var=False)
         p = 1.0 if np.isnan(r.pvalue) else float(r.pvalue)
         return {"statistic": float(np.nan_to_num(r.statistic)), "p_value": p, "drift": p < self.alpha}
+
+
+class OnlyOneClass(Scenario):
+    """Label shift to the extreme: every item of the window from one class."""
+
+    kind = "only_one_class"
+
+    def priors(self, classes, rng):
+        q = np.zeros(classes)
+        q[self.classes[0]] = 1.0
+        return q
 
 
 class EveryOther(Policy):
@@ -159,6 +170,7 @@ CONFIG = {
           - light
           - _self_
         detectors: [bbsd_soft, confidence, {_target_: myplug.ConfidenceMean, name: confidence_mean}]
+        scenarios: [{kind: none}, {_target_: myplug.OnlyOneClass, classes: [3, 0]}]
         """,
     "cycle/with_other.yaml": """
         defaults:
@@ -226,6 +238,10 @@ def test_a_stressor_check_detector_and_format_from_outside_the_package(plugin, t
     assert {r["detector"] for r in mon["power"]} >= {"confidence_mean", "bbsd_soft"}
     assert "confidence_mean" in mon["deployment"]["variants"]["torchscript"]["false_alarms"]  # an output detector
     assert "| confidence_mean |" in md and "confidence_mean" in console
+    # the scenario: drawn like the built-in ones; a window of one class is caught by BBSDh-like tests
+    assert mon["scenarios"] == ["none", "only_one_class"]
+    caught = {r["detector"]: r["rate"] for r in mon["power"] if r["scenario"] == "only_one_class" and r["window"] == 100}
+    assert caught["bbsd_soft"] > 0.9 and "| only_one_class | bbsd_soft |" in md
     for text in ("Train items per class", "confidence_mean", "gain (gain)", "torchscript"):
         assert text in html
 

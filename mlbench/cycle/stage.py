@@ -22,7 +22,6 @@ from mlbench.cycle.report import stages_plot, timeline_plot, write_cycle_report
 from mlbench.cycle.state import locked
 from mlbench.cycle.stream import Stream
 from mlbench.errors import MlbenchError
-from mlbench.monitor.scenarios import Scenario
 from mlbench.monitor.stage import corruption
 from mlbench.progress import console
 from mlbench.results import write_json
@@ -61,11 +60,11 @@ def run_cycle_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     pipeline.load_data(ctx)
     data = ctx.data
     for i, sc in enumerate(cyc.scenarios):  # `auto` names the cycle's corruption for this modality
-        if sc.kind == "covariate" and sc.corruption == "auto":
-            cyc.scenarios[i] = Scenario("covariate", sc.param, corruption("auto", data, cyc.seed,
+        if sc.perturbs_inputs and sc.corruption == "auto":
+            cyc.scenarios[i] = type(sc)(sc.kind, sc.param, corruption("auto", data, cyc.seed,
                                                                          cyc.auto_corruption).name)
     corruptions = {sc.corruption: corruption(sc.corruption, data, cyc.seed, cyc.auto_corruption)
-                   for sc in cyc.scenarios if sc.kind == "covariate"}  # unfit corruptions fail here
+                   for sc in cyc.scenarios if sc.perturbs_inputs}  # unfit corruptions fail here
 
     def perturb(sc, x: torch.Tensor, y: torch.Tensor, t: int) -> torch.Tensor:
         c = corruptions[sc.corruption]

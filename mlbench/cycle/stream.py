@@ -44,9 +44,10 @@ def schedule(entries: list[dict[str, Any]], periods: int) -> list[Scenario]:
         start = int(e.pop("from"))
         if not 0 <= start < periods:
             raise MlbenchError(f"cycle.schedule[{i}]: from {start} is outside the stream's periods 0..{periods - 1}")
-        if e.get("kind") in ("subpopulation",):
-            raise MlbenchError("cycle.schedule: subpopulation shift is not a stream schedule (use the monitor stage)")
-        segs.append(Segment(start, parse(e)))
+        sc = parse(e)
+        if sc.needs_group:
+            raise MlbenchError(f"cycle.schedule: {sc.kind} shift is not a stream schedule (use the monitor stage)")
+        segs.append(Segment(start, sc))
     starts = [s.start for s in segs]
     if starts != sorted(starts) or len(set(starts)) != len(starts):
         raise MlbenchError(f"cycle.schedule: the periods entries start at must increase, got {starts}")
@@ -109,7 +110,7 @@ class Stream:
             used[take] = True
             idx = order[take]
             x = self.x[idx]
-            if sc.kind == "covariate":
+            if sc.perturbs_inputs:
                 x = perturb(sc, x, self.y[idx], t)
             self.periods.append(Period(t, idx, sc, x, torch.as_tensor(sc.labels(self.y.numpy()[idx]))))
 

@@ -30,7 +30,7 @@ from mlbench.monitor.detectors import (
     build_detectors,
     streaming_detectors,
 )
-from mlbench.monitor.scenarios import Scenario, parse
+from mlbench.monitor.scenarios import Scenario, parse, shows_shift
 from mlbench.schema import group_options
 from mlbench.stress.corruptions import Corruption
 
@@ -106,9 +106,9 @@ class Monitor:
             corruption_class(c)
         self.scenarios = [parse(dict(s)) for s in scenarios]
         for s in self.scenarios:  # a misspelt corruption fails at set-up, not after the variants
-            if s.kind == "covariate":
+            if s.perturbs_inputs:
                 corruption_class(s.corruption)
-        if not any(s.kind == "none" for s in self.scenarios):
+        if not any(s.null for s in self.scenarios):
             self.scenarios.insert(0, Scenario("none"))  # the null is always measured
         self.windows, self.repetitions = sorted(int(w) for w in windows), repetitions
         self.stream_length, self.stream_repetitions = stream_length, stream_repetitions
@@ -153,7 +153,7 @@ class Monitor:
         """Fails before any work when the data cannot serve the configuration; with
         ``when_unfit: skip`` (the presets) drops what does not fit instead and records why."""
         too_big = [w for w in self.windows if w > pool_size]
-        no_group = [s for s in self.scenarios if s.kind == "subpopulation"] if not has_group else []
+        no_group = [s for s in self.scenarios if s.needs_group] if not has_group else []
         if self.when_unfit == "error":
             if too_big:
                 raise MlbenchError(f"monitor window of {max(too_big)} items is larger than the held-out test "
@@ -174,8 +174,8 @@ class Monitor:
             self.deployment_window = max(self.windows)
 
     def covariate(self) -> list[Scenario]:
-        out = [s for s in self.scenarios if s.kind == "covariate"]
-        if self.stream_scenario is not None and self.stream_scenario.kind == "covariate":
+        out = [s for s in self.scenarios if s.perturbs_inputs]
+        if self.stream_scenario is not None and self.stream_scenario.perturbs_inputs:
             out.append(self.stream_scenario)
         return out
 
@@ -266,7 +266,7 @@ class Monitor:
 def failing_loudly(rows: list[dict], detectors: Sequence[str]) -> dict[str, Any]:
     """The comparison of Rabanser et al. (2019) on our rows: mean power over the shifted
     scenarios per detector and window, and whether its three findings hold here."""
-    shifted = [r for r in rows if r["kind"] not in ("none", "concept") and r["detector"] in detectors]
+    shifted = [r for r in rows if shows_shift(r["kind"]) and r["detector"] in detectors]
     windows = sorted({r["window"] for r in shifted})
     mean = {d: {w: float(np.mean([r["rate"] for r in shifted if r["detector"] == d and r["window"] == w]))
                 for w in windows} for d in detectors if any(r["detector"] == d for r in shifted)}

@@ -21,7 +21,7 @@ from mlbench.monitor.protocol import (
     corruption_class,
     failing_loudly,
 )
-from mlbench.monitor.scenarios import Scenario
+from mlbench.monitor.scenarios import Scenario, kind_class
 from mlbench.progress import console
 from mlbench.stress.corruptions import Corruption
 
@@ -127,13 +127,13 @@ def _deployed(mon: Monitor, name: str, lv: Any, base_name: str, pools: Pools, ro
                                                    outputs_only=True)  # only output detectors run per variant
     # compression alone: the baseline's monitor watching this variant's outputs, no shift
     if name == base_name and n in mon.windows:  # the null rows measured above
-        fa = [r for r in rows if r["kind"] == "none" and r["window"] == n and r["detector"] in out_dets]
+        fa = [r for r in rows if kind_class(r["kind"]).null and r["window"] == n and r["detector"] in out_dets]
     else:
         fa, _ = mon.power(Pools(pools.reference, vp.clean), y, group, [Scenario("none")], [n],
                           {d: dets[d] for d in out_dets}, mon.repetitions, salt=1)
     # the detectors' power when this variant is the deployed model (fitted on its own reference);
     # concept drift is left out: no output detector can see it by construction
-    shifted = [s for s in mon.scenarios if s.kind not in ("none", "concept")]
+    shifted = [s for s in mon.scenarios if not (s.null or s.changes_labels)]
     if name == base_name and n in mon.windows:  # measured above
         pw = [r for r in rows if r["window"] == n and r["detector"] in out_dets and r["kind"] in
               {s.kind for s in shifted}]
