@@ -1,9 +1,15 @@
 """The closed sets of strings in the config (the schema's Enums): Hydra rejects any other value
-while it composes the config. Imports nothing of mlbench, so anything may use them."""
+while it composes the config; a component's constructor checks its own with ``choose``.
+Imports only ``errors``, so anything may use them."""
 
 from __future__ import annotations
 
 from enum import Enum
+from typing import TypeVar
+
+from mlbench.errors import MlbenchError
+
+C = TypeVar("C", bound="Choice")
 
 
 class Choice(str, Enum):
@@ -60,3 +66,19 @@ class Mode(Choice):
     """The better direction of an objective or axis."""
     max = "max"
     min = "min"
+
+
+class WhenUnfit(Choice):
+    """What a stressor, data check or the monitor does when the data does not fit it: fail the
+    run at set-up (``error``), or skip it with the reason recorded (``skip``)."""
+    error = "error"
+    skip = "skip"
+
+
+def choose(choice: type[C], value: object, where: str) -> C:
+    """``value`` as a member of ``choice``, or one :class:`MlbenchError` naming ``where`` and
+    the allowed values."""
+    try:
+        return choice(str(value))
+    except ValueError:
+        raise MlbenchError(f"{where} must be one of {', '.join(choice)}, got {value!r}") from None

@@ -67,3 +67,18 @@ def interval_text(value: float | None, lo: float | None, hi: float | None, digit
     if value is None:
         return "–"
     return f"{value:.{digits}f}" + (f" [{lo:.{digits}f}, {hi:.{digits}f}]" if lo is not None and hi is not None else "")
+
+
+def kb_text(v: Any) -> str:
+    """Bytes as kilobytes with one decimal ("–" when missing)."""
+    return "–" if v is None else f"{v / 1024:.1f}"
+
+
+def points_text(d: dict | None) -> str:
+    """An accuracy change in points with its interval, compact: "-0.4 [-1.1, +0.0]*"."""
+    if not d or d.get("value") is None:
+        return ""
+    mark = "*" if d.get("significant") else ""
+    if d.get("ci_low") is None:
+        return f"{100 * d['value']:+.1f}"
+    return f"{100 * d['value']:+.1f} [{100 * d['ci_low']:+.1f},{100 * d['ci_high']:+.1f}]{mark}"

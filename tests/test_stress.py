@@ -87,6 +87,8 @@ def test_modality_mismatch_fails_or_skips():
     with pytest.raises(MlbenchError, match="needs image data"):
         GaussianBlur().check(tab)
     assert GaussianBlur(when_unfit="skip").check(tab) is False
+    with pytest.raises(MlbenchError, match="stress when_unfit must be one of error, skip, got 'maybe'"):
+        GaussianBlur(when_unfit="maybe")
     with pytest.raises(MlbenchError, match="needs tabular data"):
         FeatureNoise().check(img)
 

@@ -11,21 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mlbench.progress import console
-from mlbench.text import delta_text, fmt
-
-
-def _kb(v: Any) -> str:
-    return "–" if v is None else f"{v / 1024:.1f}"
-
-
-def _points(d: dict | None) -> str:
-    """An accuracy change in points with its interval, compact: "-0.4 [-1.1, +0.0]*"."""
-    if not d or d.get("value") is None:
-        return ""
-    mark = "*" if d.get("significant") else ""
-    if d.get("ci_low") is None:
-        return f"{100 * d['value']:+.1f}"
-    return f"{100 * d['value']:+.1f} [{100 * d['ci_low']:+.1f},{100 * d['ci_high']:+.1f}]{mark}"
+from mlbench.text import delta_text, fmt, kb_text, points_text
 
 
 def _verdict(v: dict) -> str:
@@ -64,11 +50,11 @@ def print_table(summary: dict, run_dir: Path, full: bool | None = None) -> None:
             t.add_row(name, v["backend"], fmt(m.get("accuracy")), delta_text(v["deltas"].get("accuracy"), 3),
                       fmt(m.get("ece")), fmt(m.get("nll")), fmt(m.get("latency_p50_ms"), 3),
                       fmt(m.get("latency_p99_ms"), 3), fmt(m.get("throughput_sps"), 0),
-                      _kb(m.get("size_bytes")), f"{m.get('nonzero_params', 0):,}/{m.get('params', 0):,}",
+                      kb_text(m.get("size_bytes")), f"{m.get('nonzero_params', 0):,}/{m.get('params', 0):,}",
                       fmt(m.get("mean_corruption_accuracy"), 3), _verdict(v))
         else:
-            t.add_row(name, fmt(m.get("accuracy")), _points(v["deltas"].get("accuracy")),
-                      fmt(m.get("latency_p50_ms"), 3), _kb(m.get("size_bytes")),
+            t.add_row(name, fmt(m.get("accuracy")), points_text(v["deltas"].get("accuracy")),
+                      fmt(m.get("latency_p50_ms"), 3), kb_text(m.get("size_bytes")),
                       fmt(m.get("mean_corruption_accuracy"), 3), _verdict(v))
     console.print(t)
     console.print("[dim]* interval excludes 0 (paired bootstrap); latency at batch 1"

@@ -4,7 +4,6 @@ sections each stage or component renders itself (stressors, data checks, monitor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -17,7 +16,7 @@ from mlbench.monitor.report import monitor_section
 from mlbench.records import STAGE_LABELS
 from mlbench.results import atomic_write, read_predictions
 from mlbench.stress.base import family
-from mlbench.text import delta_text, fmt
+from mlbench.text import delta_text, fmt, kb_text
 
 
 def threads_text(env: dict) -> str:
@@ -28,10 +27,6 @@ def threads_text(env: dict) -> str:
         why = f" (auto: {how['physical']} physical cores, {how['busy_cores']} busy at start-up)"
     train = env.get("train_threads")
     return f"{env['threads']} threads{why}" + (f", training on {train}" if train else "")
-
-
-def _kb(v: Any) -> str:
-    return "–" if v is None else f"{v / 1024:.1f}"
 
 
 def write_report(summary: dict, run_dir: Path) -> tuple[Path, Path]:
@@ -110,7 +105,7 @@ def build_report(summary: dict, plots: list[str]) -> Doc:
         req = v.get("requirements")
         rows.append([name, v["backend"], recipe_text(v), fmt(m.get("accuracy")),
                      fmt(m.get("ece")), latency_text(m), fmt(m.get("latency_p99_ms"), 3),
-                     fmt(m.get("throughput_sps"), 0), _kb(m.get("size_bytes")),
+                     fmt(m.get("throughput_sps"), 0), kb_text(m.get("size_bytes")),
                      "" if req is None else ("pass" if req["passed"] else "fail")])
     doc.h2("Variants")
     doc.table(["variant", "backend", "recipe (effective parameters)", "accuracy", "ece", "p50 ms [95% CI]",

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from mlbench.choices import WhenUnfit, choose
 from mlbench.data import DataBundle
-from mlbench.errors import MlbenchError
 from mlbench.named import recorded_class
 from mlbench.text import Doc
 
@@ -95,9 +95,7 @@ class Check:
     raw_data: ClassVar[bool] = False  # sees the data as loaded, before non-finite values are imputed
 
     def __init__(self, when_unfit: str = "skip"):
-        if when_unfit not in ("error", "skip"):
-            raise MlbenchError(f"datacheck when_unfit must be error or skip, got {when_unfit!r}")
-        self.when_unfit = when_unfit
+        self.when_unfit = choose(WhenUnfit, when_unfit, "datacheck when_unfit")
         self.name = type(self).__name__
 
     def fits(self, data: DataBundle) -> str | None:

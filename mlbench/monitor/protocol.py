@@ -21,6 +21,7 @@ import yaml
 from hydra.utils import get_class
 from scipy import stats as sps
 
+from mlbench.choices import WhenUnfit, choose
 from mlbench.errors import MlbenchError
 from mlbench.monitor.detectors import (
     ATC,
@@ -115,9 +116,7 @@ class Monitor:
         self.stream_scenario = parse(dict(stream_scenario)) if stream_scenario else None
         self.failing_loudly, self.deployment_window = failing_loudly, deployment_window
         self.deployment_repetitions = deployment_repetitions or repetitions
-        if when_unfit not in ("error", "skip"):
-            raise MlbenchError(f"monitor.when_unfit must be error or skip, got {when_unfit!r}")
-        self.when_unfit = when_unfit
+        self.when_unfit = choose(WhenUnfit, when_unfit, "monitor.when_unfit")
         if stream_length < 50 or stream_repetitions < 1:
             raise MlbenchError(f"monitor needs stream_length >= 50 (items before the change in each streaming "
                                f"run) and stream_repetitions >= 1, got {stream_length} and {stream_repetitions}")

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from scipy import stats as sps
 
+from mlbench.choices import WhenUnfit, choose
 from mlbench.data import DataMeta
 from mlbench.errors import MlbenchError, NotApplicable
 from mlbench.named import recorded_class
@@ -94,9 +95,7 @@ class Stressor:
     figure: ClassVar[tuple[str, str, bool] | None] = None
 
     def __init__(self, when_unfit: str = "error", seed: int = 0):
-        if when_unfit not in ("error", "skip"):
-            raise MlbenchError(f"stress when_unfit must be error or skip, got {when_unfit!r}")
-        self.when_unfit, self.seed = when_unfit, seed
+        self.when_unfit, self.seed = choose(WhenUnfit, when_unfit, "stress when_unfit"), seed
         self.name = type(self).__name__
 
     # -- set-up ---------------------------------------------------------------------
