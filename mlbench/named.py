@@ -126,3 +126,10 @@ def recorded_class(section: dict[str, Any], base: type[T], legacy: str, default:
         return cls
     want = section.get(legacy)
     return next((c for c in subclasses(base) if c.__dict__.get(legacy, c.__name__) == want), default)
+
+
+def what_it_does(obj: Any) -> str:
+    """One line about a component for the report: the first paragraph of its class's
+    docstring (the class name when it has none)."""
+    doc = inspect.getdoc(type(obj)) or type(obj).__name__
+    return " ".join(doc.split("\n\n", 1)[0].split())

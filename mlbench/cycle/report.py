@@ -132,6 +132,7 @@ def write_cycle_report(summary: dict[str, Any], run_dir: Path) -> tuple[Path, Pa
                f"monitor: {', '.join(c['detectors'])} (α = {c['alpha']}) on each period's outputs; "
                f"{c['error_detector'] or 'no'} detector on the delayed-label error stream; ATC estimate",
                _interval_line(c)] + ([f"resumed after period {c['resumed_from'] - 1}"] if c.get("resumed_from") else []))
+    doc.items([f"**{n}**: {text}" for n, text in (c.get("policy_notes") or {}).items()])
     doc.h2("Accuracy over time")
     for p in summary.get("plots", []):
         if p.endswith("cycle_timeline.png"):

@@ -25,6 +25,7 @@ def monitor_section(doc: Doc, summary: dict) -> None:
             rows.append([sc, det, *[f"{cells[w]['rate']:.2f} [{cells[w]['ci_low']:.2f}, {cells[w]['ci_high']:.2f}]"
                                     if w in cells else "–" for w in windows]])
     doc.table(["scenario", "detector", *[f"n = {w}" for w in windows]], rows)
+    doc.items([f"**{n}**: {text}" for n, text in (mon.get("detector_notes") or {}).items()])
     if mon.get("estimates"):
         doc.h3("Label-free estimates against the truth (mean absolute error over windows)")
         doc.table(["scenario", "window", "true accuracy", "ATC MAE", "BBSE accuracy MAE", "BBSE prior MAE"],

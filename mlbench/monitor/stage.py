@@ -22,6 +22,7 @@ from mlbench.monitor.protocol import (
     failing_loudly,
 )
 from mlbench.monitor.scenarios import Scenario, kind_class
+from mlbench.named import what_it_does
 from mlbench.progress import console
 from mlbench.stress.corruptions import Corruption
 
@@ -89,7 +90,8 @@ def run_monitor(mon: Monitor, data: DataBundle, live: dict[str, Any], base_name:
         "pool": f"test split ({len(y)} items" + (f", a seeded sample of {sizes['test']}" if len(y) < sizes["test"] else "")
                 + ")",
         "alpha": mon.alpha, "repetitions": mon.repetitions, "windows": mon.windows,
-        "scenarios": [s.label for s in mon.scenarios], "detectors": list(dets), "skipped": skipped + mon.dropped,
+        "scenarios": [s.label for s in mon.scenarios], "detectors": list(dets),
+        "detector_notes": {n: what_it_does(d) for n, d in dets.items()}, "skipped": skipped + mon.dropped,
         "power": rows, "estimates": estimates, "streams": mon.streams(pools, y, group),
         "interval": "Clopper–Pearson 95 % over repetitions",
     }
