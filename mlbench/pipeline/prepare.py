@@ -27,7 +27,7 @@ from mlbench.env import (
 )
 from mlbench.models import count_params
 from mlbench.named import import_plugins
-from mlbench.pipeline.context import MIN_TEST_ITEMS, RunContext
+from mlbench.pipeline.context import MIN_TEST_ITEMS, RunContext, RunSetup
 from mlbench.progress import console
 from mlbench.train import save_weights
 from mlbench.train.baseline import train_baseline
@@ -43,25 +43,28 @@ def setup(ctx: RunContext) -> None:
     check_values(cfg)
     for req in OmegaConf.to_container(cfg.requirements.checks, resolve=True, enum_to_str=True):
         validate_requirement(req)
-    ctx.started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    ctx.t0 = time.perf_counter()
-    ctx.settings = settings_from(cfg)
-    ctx.device = resolve_device(cfg.device)
-    ctx.artifacts = ArtifactCache(cfg.paths.cache_dir, ctx.device)
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    device = resolve_device(cfg.device)
     threads, how = resolve_threads(cfg.backend.threads)
     set_threads(threads)
-    seed_everything(cfg.seed, deterministic=ctx.device.type == "cpu")
-    ctx.env = environment(ctx.device)
-    ctx.env.update(threads_choice=how, train_threads=cfg.train.threads or TORCH_DEFAULT_THREADS)
+    seed_everything(cfg.seed, deterministic=device.type == "cpu")
+    env = environment(device)
+    env.update(threads_choice=how, train_threads=cfg.train.threads or TORCH_DEFAULT_THREADS)
     import_plugins(cfg.get("plugins"))
-    ctx.dataset = instantiate_checked(cfg.data, "data")
-    ctx.model_factory = instantiate_checked(cfg.model, "model")
+    dataset = instantiate_checked(cfg.data, "data")
+    model_factory = instantiate_checked(cfg.model, "model")
+    calibrator_factory = None
     if cfg.calibrate and "_target_" in cfg.calibrate:
-        ctx.calibrator_factory = lambda node=cfg.calibrate: instantiate(node)
-        ctx.calibrator_factory()  # fail now on bad arguments
+        calibrator_factory = lambda node=cfg.calibrate: instantiate(node)  # noqa: E731
+        calibrator_factory()  # fail now on bad arguments
     ctx.specs, ctx.stressors, ctx.checks, ctx.monitor = components(cfg)
+    tracker = None
     if cfg.get("tracking") and "_target_" in cfg.tracking:  # fails here when MLflow is missing
-        ctx.tracker = instantiate_checked(cfg.tracking, "tracking")
+        tracker = instantiate_checked(cfg.tracking, "tracking")
+    ctx.setup = RunSetup(started=started, t0=t0, settings=settings_from(cfg), device=device,
+                         artifacts=ArtifactCache(cfg.paths.cache_dir, device), env=env, dataset=dataset,
+                         model_factory=model_factory, calibrator_factory=calibrator_factory, tracker=tracker)
 
 
 # --------------------------------------------------------------------------- data
