@@ -23,56 +23,27 @@ class Choice(str, Enum):
         return format(str(self.value), spec)
 
 
-class Amp(Choice):
-    """Mixed precision while training on CUDA."""
-    bf16 = "bf16"
-    fp16 = "fp16"
-    none = "none"
+def _choice(name: str, values: str, doc: str) -> type[Choice]:
+    """A :class:`Choice` whose members are ``values`` (space-separated), each named as its value
+    (OmegaConf matches a config string to a member by name)."""
+    cls = Choice(name, [(v, v) for v in values.split()], module=__name__, qualname=name)  # type: ignore[call-overload]
+    cls.__doc__ = doc
+    return cls
 
 
-class CalibrationView(Choice):
-    """Which outputs fill a variant's metrics: the softmax of its logits, the baseline's
-    calibrator applied to it, or a calibrator refitted to it on the calib split."""
-    uncalibrated = "uncalibrated"
-    carried = "carried"
-    refit = "refit"
-
-
-class ServingMode(Choice):
-    """``online``: one request at a time (batch 1); ``batch``: batches of ``eval.batch_size``."""
-    online = "online"
-    batch = "batch"
-
-
-class Output(Choice):
-    text = "text"
-    json = "json"
-
-
-class TableStyle(Choice):
-    auto = "auto"
-    compact = "compact"
-    full = "full"
-
-
-class GraphOptimization(Choice):
-    disable = "disable"
-    basic = "basic"
-    extended = "extended"
-    all = "all"
-
-
-class Mode(Choice):
-    """The better direction of an objective or axis."""
-    max = "max"
-    min = "min"
-
-
-class WhenUnfit(Choice):
-    """What a stressor, data check or the monitor does when the data does not fit it: fail the
-    run at set-up (``error``), or skip it with the reason recorded (``skip``)."""
-    error = "error"
-    skip = "skip"
+Amp = _choice("Amp", "bf16 fp16 none", "Mixed precision while training on CUDA.")
+CalibrationView = _choice("CalibrationView", "uncalibrated carried refit",
+                          "Which outputs fill a variant's metrics: the softmax of its logits, the baseline's calibrator "
+                          "applied to it, or a calibrator refitted to it on the calib split.")
+ServingMode = _choice("ServingMode", "online batch",
+                      "``online``: one request at a time (batch 1); ``batch``: batches of ``eval.batch_size``.")
+Output = _choice("Output", "text json", "What a run prints on stdout: the table and decision, or the key figures as JSON.")
+TableStyle = _choice("TableStyle", "auto compact full", "The terminal table: full at >= 120 columns, compact, or full.")
+GraphOptimization = _choice("GraphOptimization", "disable basic extended all", "onnxruntime's graph optimization level.")
+Mode = _choice("Mode", "max min", "The better direction of an objective or axis.")
+WhenUnfit = _choice("WhenUnfit", "error skip",
+                    "What a stressor, data check or the monitor does when the data does not fit it: fail the run "
+                    "at set-up (``error``), or skip it with the reason recorded (``skip``).")
 
 
 def choose(choice: type[C], value: object, where: str) -> C:
