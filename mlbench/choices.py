@@ -40,6 +40,14 @@ ServingMode = _choice("ServingMode", "online batch",
 Output = _choice("Output", "text json", "What a run prints on stdout: the table and decision, or the key figures as JSON.")
 TableStyle = _choice("TableStyle", "auto compact full", "The terminal table: full at >= 120 columns, compact, or full.")
 GraphOptimization = _choice("GraphOptimization", "disable basic extended all", "onnxruntime's graph optimization level.")
+Interpolation = _choice("Interpolation", "nearest bilinear bicubic lanczos box hamming",
+                        "Pillow's resampling filter when images are resized.")
+ImageMode = _choice("ImageMode", "RGB L", "Pillow's image mode: RGB (3 channels) or L (grey, 1 channel).")
+Preprocess = _choice("Preprocess", "standardize none",
+                     "Table features: standardized with train statistics, or given to the model exactly as read.")
+TrainStart = _choice("TrainStart", "scratch none finetune",
+                     "How the baseline comes to be: trained from scratch, the model as given (no training), or "
+                     "fine-tuned from its weights.")
 Mode = _choice("Mode", "max min", "The better direction of an objective or axis.")
 WhenUnfit = _choice("WhenUnfit", "error skip",
                     "What a stressor, data check or the monitor does when the data does not fit it: fail the run "

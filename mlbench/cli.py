@@ -102,9 +102,10 @@ def _datacheck(cfg: DictConfig) -> None:
             sys.exit(3)
 
 
-# the subcommands Hydra composes a config for (compare reads run folders and has its own parser);
-# their words for --help are preflight.SUBCOMMANDS
+# the subcommands Hydra composes a config for, and those with their own parser (module with
+# main(argv) -> exit status); their words for --help are preflight.SUBCOMMANDS
 HYDRA_COMMANDS: dict[str, Callable[[DictConfig], Any]] = {"monitor": _monitor, "cycle": _cycle, "datacheck": _datacheck}
+PLAIN_COMMANDS = {"compare": "mlbench.analysis.compare", "examples": "mlbench.examples"}
 
 
 def hydra_entry(fn: Callable[[DictConfig], Any]) -> None:
@@ -182,11 +183,9 @@ def main() -> None:
         print(short_help())
         return
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
-    if len(sys.argv) > 1 and sys.argv[1] == "compare":
-        from mlbench.analysis.compare import (
-            main as compare_main,  # only for this subcommand
-        )
-        sys.exit(compare_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] in PLAIN_COMMANDS:  # their own parsers, no config
+        import importlib
+        sys.exit(importlib.import_module(PLAIN_COMMANDS[sys.argv[1]]).main(sys.argv[2:]))
     try:
         check_subcommand(sys.argv[1:])
         check_path_variables()

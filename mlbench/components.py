@@ -41,8 +41,8 @@ def instantiate_checked(node: Any, what: str, recursive: bool = True) -> Any:
         cause = e
         while cause.__cause__ is not None:
             cause = cause.__cause__
-        if isinstance(cause, MlbenchError):
-            raise MlbenchError(f"{what}: {cause}") from None
+        if isinstance(cause, MlbenchError):  # already names its key (model.arch: ...) or not
+            raise MlbenchError(str(cause) if str(cause).startswith(what) else f"{what}: {cause}") from None
         msg = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
         raise MlbenchError(f"{what}: {msg}") from None
 

@@ -18,7 +18,8 @@ SUBCOMMANDS = [("(none)", "a run: baseline, variants, timing, stress, data check
                ("compare", "compare run and sweep folders (mlbench compare --help)"),
                ("datacheck", "the data checks alone"),
                ("monitor", "the baseline, the variants and the monitoring stage"),
-               ("cycle", "the update cycle: a simulated deployment over a drifting stream")]
+               ("cycle", "the update cycle: a simulated deployment over a drifting stream"),
+               ("examples", "write sample user inputs (image folders, a table, a model and its weights)")]
 
 
 PATH_VARIABLES = ("MLBENCH_RESULTS", "MLBENCH_CACHE", "MLBENCH_DATA")

@@ -90,6 +90,7 @@ STAGE_NOTES = {"efficiency": "timing: batch-1 latency in interleaved rounds, the
 class RunRecord:
     """Run-level sections of summary.json, each filled by one stage."""
 
+    inputs: dict[str, Any] = field(default_factory=dict)  # data, baseline: what was evaluated (mlbench.inputs)
     warnings: list[str] = field(default_factory=list)  # data: e.g. a small test split
     stress_skipped: list[dict[str, str]] = field(default_factory=list)  # data: stressors that do not fit
     timing: dict[str, Any] | None = None  # efficiency: machine state and reliability of the timings
@@ -105,6 +106,8 @@ class RunRecord:
     def sections(self) -> dict[str, Any]:
         """The sections as they appear in summary.json (absent when the stage did not run)."""
         out: dict[str, Any] = {"exemplars": self.exemplars}
+        if self.inputs:
+            out["inputs"] = self.inputs
         if self.warnings:
             out["warnings"] = self.warnings
         for k in ("timing", "bootstrap", "stress", "seed_spread", "datacheck", "monitor"):

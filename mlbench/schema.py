@@ -34,6 +34,7 @@ from mlbench.choices import (
     Output,
     ServingMode,
     TableStyle,
+    TrainStart,
 )
 from mlbench.evaluate.registry import Metric
 
@@ -44,6 +45,9 @@ RUNTIME_ARGS = ("input_shape", "num_classes")  # a model's, filled in at run tim
 
 @dataclass
 class TrainConf:
+    # scratch: train the model from its initialization; none: the model as given is the
+    # baseline (it needs weights: model=torch ...); finetune: train starting from its weights
+    start: TrainStart = TrainStart.scratch
     epochs: int = 30
     batch_size: int = 128
     patience: int = 8

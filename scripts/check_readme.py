@@ -67,7 +67,7 @@ def main() -> None:
         run = strip_comment(cmd)
         if "|" in cmd:  # a pipeline: run it through the shell as written
             run = cmd.split("|")[0].strip() + " debug=smoke | " + cmd.split("|", 1)[1].strip()
-        elif not run.startswith(("mlbench compare", "mlbench-export")):
+        elif not run.startswith(("mlbench compare", "mlbench-export", "mlbench examples")):
             run += " debug=smoke"
         if args.list:
             print(f"run   {run}")

@@ -294,6 +294,6 @@ def test_every_stressor_and_check_under_conf_has_its_own_test(group):
 
 
 def test_every_subcommand_is_dispatched_and_described():
-    from mlbench.cli import HYDRA_COMMANDS
+    from mlbench.cli import HYDRA_COMMANDS, PLAIN_COMMANDS
     from mlbench.preflight import SUBCOMMANDS
-    assert {n for n, _ in SUBCOMMANDS} == {"(none)", "compare", *HYDRA_COMMANDS}
+    assert {n for n, _ in SUBCOMMANDS} == {"(none)", *PLAIN_COMMANDS, *HYDRA_COMMANDS}

@@ -2,8 +2,10 @@
 
 from mlbench.data.base import SPLITS, DataBundle, DataMeta, Dataset, stratified_splits
 from mlbench.data.embedded import BreastCancer, Digits, NpzDataset, Wine
+from mlbench.data.image_folder import ImageFolder
 from mlbench.data.synthetic import Synthetic
+from mlbench.data.table import Table
 from mlbench.data.vision import TorchvisionDataset, VisionDataset
 
 __all__ = ["SPLITS", "DataBundle", "DataMeta", "Dataset", "stratified_splits", "Digits",
-           "BreastCancer", "Wine", "NpzDataset", "Synthetic", "TorchvisionDataset", "VisionDataset"]
+           "BreastCancer", "Wine", "NpzDataset", "ImageFolder", "Synthetic", "Table", "TorchvisionDataset", "VisionDataset"]

@@ -31,6 +31,9 @@ class DataMeta:
     normalization: dict[str, Any] = field(default_factory=dict)
     group_name: str | None = None
     feature_names: list[str] | None = None  # tabular: the columns, in the model's input order
+    # how a raw file or table row becomes the raw values above (decoding, resizing, column
+    # encodings, imputation), each value with where it came from; {} for arrays given as numbers
+    preprocessing: dict[str, Any] = field(default_factory=dict)
 
 
 def scaled(scale: float, raw: str) -> dict[str, Any]:
@@ -112,6 +115,33 @@ def stratified_splits(
     return out
 
 
+def assigned_splits(assigned: np.ndarray | None, y: np.ndarray, sizes: dict[str, float], seed: int,
+                    where: str) -> dict[str, np.ndarray]:
+    """Splits the user fixed (``assigned[i]`` is ``train``, ``val``, ``calib``, ``test`` or empty),
+    the absent ones split off ``train`` (stratified, seeded); without any, :func:`stratified_splits`.
+    A class in an evaluation split that ``train`` never shows is an error: a model cannot learn
+    it, and its items would count as errors of the model rather than of the data."""
+    if assigned is None:
+        return stratified_splits(y, sizes, seed)
+    unknown = sorted(set(assigned.tolist()) - set(SPLITS) - {""})
+    if unknown:
+        raise MlbenchError(f"{where}: split values must be {', '.join(SPLITS)}; found {unknown[:5]}")
+    out = {s: np.flatnonzero(assigned == s) for s in SPLITS if (assigned == s).any()}
+    if "train" not in out:
+        raise MlbenchError(f"{where}: no train split among the fixed splits {sorted(out)}")
+    missing = {k: v for k, v in sizes.items() if k not in out}
+    if missing:
+        pos = out["train"]
+        for name, part in stratified_splits(y[pos], missing, seed).items():
+            out[name] = pos[part]
+    seen = set(y[out["train"]].tolist())
+    for s in ("val", "calib", "test"):
+        unseen = sorted(set(y[out[s]].tolist()) - seen)
+        if unseen:
+            raise MlbenchError(f"{where}: {s} holds classes {unseen[:5]} that train never shows")
+    return {s: np.sort(out[s]) for s in SPLITS}
+
+
 # `mlbench datacheck` reads data with NaN/inf features (they are its findings); training does not
 ALLOW_NONFINITE: contextvars.ContextVar[bool] = contextvars.ContextVar("allow_nonfinite", default=False)
 
@@ -148,10 +178,14 @@ class Dataset:
     """
 
     modality: str = "tabular"
+    standardize: bool = True  # tabular features standardized with train statistics
 
     def __init__(self, val: float = 0.15, calib: float = 0.15, test: float = 0.25, seed: int = 0):
         self.sizes = {"val": val, "calib": calib, "test": test}
         self.seed = seed
+        # what the source says of itself once loaded (files, manifest hash, vocabularies, fixed
+        # splits): summary.json ``inputs.data``
+        self.record: dict[str, Any] = {}
 
     # -- to implement -----------------------------------------------------------
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, DataMeta]:
@@ -171,7 +205,7 @@ class Dataset:
 
     def bundle(self, x, y, group, meta: DataMeta, parts: dict[str, np.ndarray], extras=None):
         x = x.astype(np.float32)
-        if self.modality == "tabular":
+        if self.modality == "tabular" and self.standardize:
             mean = np.nanmean(x[parts["train"]], axis=0)  # nan-aware: only `mlbench datacheck` sees NaN here
             std = np.nanstd(x[parts["train"]], axis=0)
             std = np.where(std < 1e-8, 1.0, std)
@@ -181,8 +215,8 @@ class Dataset:
                 "formula": "input[:, j] = (raw[:, j] - mean[j]) / std[j], columns in feature_names order",
                 "note": "statistics from the train split only",
             }
-            if meta.feature_names is None:
-                meta.feature_names = [f"x{j}" for j in range(x.shape[1])]
+        if self.modality == "tabular" and meta.feature_names is None:
+            meta.feature_names = [f"x{j}" for j in range(x.shape[1])]
         return DataBundle(
             meta=meta,
             x={s: torch.from_numpy(np.ascontiguousarray(x[p])) for s, p in parts.items()},

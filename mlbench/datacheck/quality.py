@@ -43,6 +43,8 @@ class Lint(Check):
                 f.append(Finding(self.name, "fail", f"{len(bad)} {s} items with NaN/inf values", len(bad),
                                  dataset_ids(ctx, s, bad), s))
         out.figures["nonfinite_items"] = nonfinite
+        for severity, message, count in d.extras.get("source_findings", []):  # what the data source saw
+            f.append(Finding(self.name, severity, message, count, []))
         xt = d.x["train"].flatten(1).double()
         xt = torch.where(torch.isfinite(xt), xt, torch.zeros_like(xt))
         std = xt.std(0)

@@ -18,7 +18,7 @@ from rich.table import Table
 from mlbench.data import DataBundle
 from mlbench.datacheck.base import Check, CheckContext, Finding
 from mlbench.errors import MlbenchError
-from mlbench.models import penultimate
+from mlbench.models import embedding_space, penultimate
 from mlbench.named import target_of
 from mlbench.progress import console
 from mlbench.results import write_table
@@ -54,7 +54,7 @@ def feature_source(data: DataBundle, model: torch.nn.Module | None, device: torc
     model's penultimate-layer embeddings (images), computed once per split."""
     cache: dict[str, torch.Tensor] = {}
     use_model = data.meta.modality == "image" and model is not None
-    space = "penultimate layer of the baseline" if use_model else "inputs"
+    space = f"{embedding_space(model)} of the baseline" if use_model else "inputs"
 
     def features(split: str) -> torch.Tensor:
         if split not in cache:

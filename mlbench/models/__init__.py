@@ -118,15 +118,25 @@ def count_params(model: nn.Module) -> tuple[int, int]:
 __all__ = ["MLP", "CNN", "ResNet", "count_params"]
 
 
+def embedding_space(model: torch.nn.Module) -> str:
+    """What :func:`penultimate` returns for ``model``, in words."""
+    if any(isinstance(m, torch.nn.Linear) for m in model.modules()):
+        return "penultimate layer"
+    return "outputs (logits; the model has no Linear layer to hook)"
+
+
 def penultimate(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 512,
                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The input of the model's last ``nn.Linear`` (its penultimate-layer embedding), as float32;
-    inputs are cast to ``dtype``, the precision the model runs in."""
+    inputs are cast to ``dtype``, the precision the model runs in. A model without a Linear
+    module to hook (a ``torch.export`` program, a graph of functional calls) gives its outputs
+    (logits) instead: :func:`embedding_space` says which."""
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    if not linears:
-        raise MlbenchError(f"{type(model).__name__} has no Linear layer to take embeddings from")
     got: list[torch.Tensor] = []
-    hook = linears[-1].register_forward_hook(lambda mod, inp, out: got.append(inp[0].detach().float().cpu()))
+    if linears:
+        hook = linears[-1].register_forward_hook(lambda mod, inp, out: got.append(inp[0].detach().float().cpu()))
+    else:
+        hook = model.register_forward_hook(lambda mod, inp, out: got.append(out.detach().float().cpu()))
     try:
         model = model.to(device).eval()
         with torch.inference_mode():

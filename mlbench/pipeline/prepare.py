@@ -25,12 +25,14 @@ from mlbench.env import (
     seed_everything,
     set_threads,
 )
+from mlbench.inputs import data_inputs, model_inputs
 from mlbench.models import count_params
+from mlbench.models.sources import check_class_names
 from mlbench.named import import_plugins
 from mlbench.pipeline.context import MIN_TEST_ITEMS, RunContext, RunSetup
 from mlbench.progress import console
 from mlbench.train import save_weights
-from mlbench.train.baseline import train_baseline
+from mlbench.train.baseline import check_start, train_baseline
 from mlbench.values import check_values
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,8 @@ def setup(ctx: RunContext) -> None:
     env.update(threads_choice=how, train_threads=cfg.train.threads or TORCH_DEFAULT_THREADS)
     import_plugins(cfg.get("plugins"))
     dataset = instantiate_checked(cfg.data, "data")
-    model_factory = instantiate_checked(cfg.model, "model")
+    model_factory = instantiate_checked(cfg.model, "model", recursive=False)
+    check_start(cfg, model_factory)
     calibrator_factory = None
     if cfg.calibrate and "_target_" in cfg.calibrate:
         calibrator_factory = lambda node=cfg.calibrate: instantiate(node)  # noqa: E731
@@ -72,6 +75,7 @@ def setup(ctx: RunContext) -> None:
 def load_data(ctx: RunContext) -> None:
     ctx.data = ctx.dataset.load()
     ctx.data_hash = ctx.data.content_hash()
+    ctx.run.inputs["data"] = data_inputs(ctx.dataset, ctx.data, ctx.cfg.data, ctx.data_hash)
     sizes = ctx.data.sizes()
     for st in list(ctx.stressors):  # unfit stressors fail (or are skipped) now, not halfway
         if not st.check(ctx.data.meta):
@@ -96,12 +100,18 @@ def load_data(ctx: RunContext) -> None:
 def baseline(ctx: RunContext) -> None:
     model, info, key = train_baseline(ctx.cfg, ctx.data, ctx.data_hash, ctx.model_factory, ctx.device, ctx.cfg.seed)
     ctx.baseline_info = info
+    ctx.run.inputs["model"] = model_inputs(ctx.model_factory, ctx.cfg.model, str(ctx.cfg.train.start))
+    check_class_names(ctx.run.inputs["model"], ctx.data.meta.class_names)
     path = ctx.run_dir / "models" / BASELINE / "model.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_weights(model, path)
     ctx.baseline = Artifact(id=key, format="torch", model=model, files=[path], facts=Facts(*count_params(model)))
-    verb = "loaded from cache" if info["cache_hit"] else f"trained in {info['train_s']:.1f} s"
-    console.print(f"[bold]baseline[/] {type(model).__name__} {verb} (id {key}, best epoch {info['best_epoch']})")
+    if not info.get("trained", True):
+        verb = "as given, not trained"
+    else:
+        verb = ("loaded from cache" if info["cache_hit"] else f"trained in {info['train_s']:.1f} s") \
+            + f", best epoch {info['best_epoch']}"
+    console.print(f"[bold]baseline[/] {type(model).__name__} {verb} (id {key})")
 
 
 # --------------------------------------------------------------------------- datacheck

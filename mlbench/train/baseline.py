@@ -12,7 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlbench.data import DataBundle
 from mlbench.env import TORCH_DEFAULT_THREADS, seed_everything
-from mlbench.train.cache import BaselineCache, content_hash
+from mlbench.errors import MlbenchError
+from mlbench.train.cache import BaselineCache, content_hash, file_sha256
 from mlbench.train.fit import fit
 
 
@@ -26,13 +27,42 @@ def fit_kwargs(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
             "device": device, "threads": t.get("threads", 0)}
 
 
-def baseline_key(cfg: DictConfig, device: torch.device, seed: int, data_hash: str) -> str:
+def weights_hash(model_factory: Any) -> str | None:
+    """sha256 of the weights file a model source starts from (None: a model mlbench initializes)."""
+    weights = getattr(model_factory, "weights", None)
+    return file_sha256(weights) if weights is not None and weights.is_file() else None
+
+
+def check_start(cfg: DictConfig, model_factory: Any) -> None:
+    """``train=none`` and ``train=finetune`` need a model that comes with weights."""
+    start = str(cfg.train.start)
+    if start != "scratch" and not getattr(model_factory, "pretrained", False):
+        raise MlbenchError(f"train={start} needs a model that comes with weights (model=torch "
+                           "model.weights=...); the built-in models start from a random initialization")
+    if start == "none" and cfg.get("seeds"):
+        raise MlbenchError("seeds=[...] retrains the baseline under other seeds; with train=none nothing is "
+                           "trained (drop seeds, or use train=finetune)")
+
+
+def train_recipe(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg.train`` as a plain dict (``start: scratch``, the default, left out so that keys of
+    baselines trained before the option existed still match)."""
+    t = OmegaConf.to_container(cfg.train, resolve=True, enum_to_str=True)
+    if t.get("start") == "scratch":
+        t.pop("start")
+    return t
+
+
+def baseline_key(cfg: DictConfig, device: torch.device, seed: int, data_hash: str,
+                 weights: str | None = None) -> str:
     """Content hash of what determines the trained weights: the data as loaded (its content,
-    not only its config: a file rewritten at the same path is new data), model, training, seed."""
+    not only its config: a file rewritten at the same path is new data), model (and the content
+    of the weights it starts from), training, seed."""
     recipe = {"data": OmegaConf.to_container(cfg.data, resolve=True), "data_content": data_hash,
               "model": OmegaConf.to_container(cfg.model, resolve=True),
-              "train": OmegaConf.to_container(cfg.train, resolve=True),
+              "train": train_recipe(cfg),
               "seed": seed, "device": device.type, "mlbench_cache": 1,
+              **({"weights_content": weights} if weights else {}),
               "train_threads": (cfg.train.get("threads", 0) or TORCH_DEFAULT_THREADS) if device.type == "cpu" else None}
     return content_hash(recipe)
 
@@ -42,9 +72,12 @@ def train_baseline(cfg: DictConfig, data: DataBundle, data_hash: str,
                    seed: int) -> tuple[torch.nn.Module, dict[str, Any], str]:
     """Load the baseline for ``seed`` from the cache, or train and store it. Returns the model
     (on the CPU, in eval mode), its training facts (``cache_hit`` included) and its key."""
-    key = baseline_key(cfg, device, seed, data_hash)
+    key = baseline_key(cfg, device, seed, data_hash, weights_hash(model_factory))
     seed_everything(seed, deterministic=device.type == "cpu")
     model = model_factory(input_shape=data.meta.input_shape, num_classes=data.meta.num_classes)
+    if str(cfg.train.start) == "none":  # the model as given: nothing to train or cache
+        return model.cpu().eval(), {"start": "none", "trained": False, "best_epoch": None, "best_val_loss": None,
+                                    "train_s": 0.0, "history": [], "cache_hit": False}, key
 
     def train(m: torch.nn.Module) -> dict:
         res = fit(m, data.x["train"], data.y["train"], data.x["val"], data.y["val"], epochs=cfg.train.epochs,

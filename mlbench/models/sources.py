@@ -1,0 +1,363 @@
+"""Model sources: a model the user already has, built and loaded the way they would load it.
+
+``model=torch`` (:class:`TorchModel`): any importable class or factory (``arch``, optionally
+from a loose ``script`` file) plus a weights file: ``.safetensors``, a ``.pt``/``.pth``/``.bin``
+state dict read with ``torch.load(weights_only=True)``, or a ``.pt2`` program saved by
+``torch.export`` (no source needed). A whole pickled module is refused unless
+``trust_pickle=true``: unpickling runs code.
+
+What is written by hand here and why: the checkpoint key search follows timm's
+``load_state_dict`` (``state_dict_ema``, ``model_ema``, ``state_dict``, ``model``; a
+``module.`` prefix stripped), but timm is an optional dependency (it needs torchvision, which
+does not install beside every torch build), and torch's own ``load_state_dict`` reports key
+and shape mismatches one exception at a time; a user wants them all in one line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import pickle
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from mlbench.errors import MlbenchError, first_line
+from mlbench.train.cache import file_sha256
+
+STATE_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")  # timm's order
+PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel, torch.compile
+SHOWN = 4  # names listed per kind of mismatch in an error line
+
+
+class Preprocessed(nn.Module):
+    """``model((x - mean) / std)``: the per-channel normalization a model was trained with, as the
+    first layer, so that inputs stay in the data's range ([0, 1] for images: corruptions and
+    attack budgets keep their meaning) and the exported graph carries the normalization."""
+
+    def __init__(self, model: nn.Module, mean: list[float], std: list[float], input_shape: tuple[int, ...]):
+        super().__init__()
+        shape = (1, -1) + (1,) * (len(input_shape) - 1)  # per channel (C, H, W) or per feature
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(shape))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(shape))
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+class Exported(nn.Module):
+    """The module of a ``torch.export`` program. It runs as it was exported: its train/eval
+    behaviour (dropout, batch-norm statistics) was fixed then, and it refuses ``.eval()``, so
+    this wrapper's switch stops at itself."""
+
+    def __init__(self, program: nn.Module):
+        super().__init__()
+        self.program = program
+
+    def train(self, mode: bool = True) -> Exported:
+        self.training = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.program(x)
+
+
+# --------------------------------------------------------------------------- reading weights
+
+def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, dict[str, Any]]:
+    """The object stored in ``path`` (a state dict, a checkpoint dict, a module or an exported
+    program's module) and how it was read (``format``, ``weights_only``, ``metadata``)."""
+    if not path.is_file():
+        raise MlbenchError(f"model.weights: {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise MlbenchError(f"model.weights: {path} is not a readable safetensors file ({first_line(e)})") from None
+        return state, {"format": "safetensors", "weights_only": True, "metadata": meta}
+    if suffix == ".pt2":
+        try:
+            program = torch.export.load(str(path))
+        except Exception as e:  # torch.export raises many kinds on a bad archive
+            raise MlbenchError(f"model.weights: {path} is not a readable torch.export program ({first_line(e)})") from None
+        return Exported(program.module()), {"format": "pt2", "weights_only": True, "metadata": {}}
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        how = {"format": "state_dict", "weights_only": True, "metadata": {}}
+    except pickle.UnpicklingError as e:
+        if not trust_pickle:
+            raise MlbenchError(
+                f"model.weights: {path} holds pickled objects, not only tensors (loading it can run code: "
+                f"{first_line(e).split('.')[0]}); re-save model.state_dict() (or use safetensors), or set "
+                "model.trust_pickle=true if you trust the file") from None
+        obj = torch.load(str(path), map_location="cpu", weights_only=False)
+        how = {"format": "pickle", "weights_only": False, "metadata": {}}
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        raise MlbenchError(f"model.weights: {path} is not a readable torch checkpoint ({first_line(e)})") from None
+    return obj, how
+
+
+def find_state(obj: Any) -> tuple[dict[str, torch.Tensor], str | None, str | None]:
+    """The state dict inside a checkpoint, searched in timm's order, with a ``module.`` (or
+    ``_orig_mod.``) prefix stripped: (state, the key it was under, the prefix stripped)."""
+    key = None
+    if isinstance(obj, dict) and not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        key = next((k for k in STATE_KEYS if isinstance(obj.get(k), dict)), None)
+        if key is None:
+            raise MlbenchError("model.weights: a checkpoint dict without tensors at the top and none of the keys "
+                               f"{list(STATE_KEYS)} (found: {sorted(obj)[:SHOWN]})")
+        obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise MlbenchError(f"model.weights: expected a state dict of tensors, found {type(obj).__name__}")
+    stripped = None
+    for prefix in PREFIXES:
+        if obj and all(k.startswith(prefix) for k in obj):
+            obj, stripped = {k[len(prefix):]: v for k, v in obj.items()}, prefix
+    return obj, key, stripped
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:SHOWN]) + (f" (+{len(names) - SHOWN} more)" if len(names) > SHOWN else "")
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True) -> dict[str, Any]:
+    """Copy ``state`` into ``model``. Strict: every key on both sides and every shape equal, or one
+    error line listing the missing keys, the unexpected keys and the shape mismatches. Not
+    strict: what matches is loaded and the rest recorded."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and state[k].shape != own[k].shape]
+    if strict and (missing or unexpected or shapes):
+        parts = [f"{len(missing)} missing ({_listed(missing)})" if missing else "",
+                 f"{len(unexpected)} unexpected ({_listed(unexpected)})" if unexpected else "",
+                 f"{len(shapes)} of another shape (file vs model: {_listed(shapes)})" if shapes else ""]
+        raise MlbenchError(f"model.weights do not fit model.arch {type(model).__name__}: "
+                           + "; ".join(p for p in parts if p)
+                           + " (model.strict=false loads what fits)")
+    fits = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    model.load_state_dict(fits, strict=False)
+    return {"strict": strict, "loaded_keys": len(fits), "missing": missing, "unexpected": unexpected,
+            "shape_mismatch": shapes}
+
+
+def class_names_of(weights: Path | None, metadata: dict[str, str]) -> tuple[list[str] | None, str | None]:
+    """Class names a weights file declares: safetensors metadata ``class_names`` (a JSON list),
+    else ``config.json`` beside it (``label_names`` as Hugging Face / timm write it, or
+    ``class_names``). (names, where they came from)."""
+    if "class_names" in metadata:
+        try:
+            return [str(n) for n in json.loads(metadata["class_names"])], "weights metadata"
+        except (ValueError, TypeError):
+            raise MlbenchError("model.weights: metadata class_names is not a JSON list") from None
+    if weights is not None and (weights.parent / "config.json").is_file():
+        try:
+            conf = json.loads((weights.parent / "config.json").read_text())
+        except ValueError as e:
+            raise MlbenchError(f"{weights.parent / 'config.json'}: not JSON ({first_line(e)})") from None
+        for key in ("label_names", "class_names"):
+            if isinstance(conf.get(key), list):
+                return [str(n) for n in conf[key]], f"{weights.parent / 'config.json'} ({key})"
+    return None, None
+
+
+# --------------------------------------------------------------------------- building
+
+def import_script(script: str) -> Any:
+    """A loose ``.py`` file as a module named after it; its folder goes on the import path
+    (so that it can import its neighbours)."""
+    path = Path(script).expanduser().resolve()
+    if not path.is_file():
+        raise MlbenchError(f"model.script: {script} does not exist")
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise MlbenchError(f"model.script: {script} fails on import ({type(e).__name__}: {first_line(e)})") from None
+    return module
+
+
+def import_object(name: str) -> Any:
+    """``pkg.module.attr`` (or ``pkg.module:attr``): the longest importable module prefix, then
+    attributes."""
+    if ":" in name:
+        mod, _, attr = name.partition(":")
+        obj = importlib.import_module(mod)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError as e:
+            if e.name is not None and not ".".join(parts[:i]).startswith(e.name):
+                raise  # the module exists but one of its own imports is missing
+            continue
+        for part in parts[i:]:
+            obj = getattr(obj, part)
+        return obj
+    return importlib.import_module(name)
+
+
+def resolve_arch(arch: Any, script: str | None) -> tuple[Any, dict[str, Any], str]:
+    """(the class or factory, its keyword arguments, its dotted name) of ``model.arch``: a
+    dotted name or a mapping with ``_target_`` and arguments; a bare name is looked up in
+    ``model.script``."""
+    if isinstance(arch, DictConfig):
+        arch = OmegaConf.to_container(arch, resolve=True)
+    kwargs: dict[str, Any] = {}
+    if isinstance(arch, dict):
+        kwargs = {k: v for k, v in arch.items() if k != "_target_"}
+        arch = arch.get("_target_")
+    if not isinstance(arch, str) or not arch:
+        raise MlbenchError("model.arch must be a class or factory: a dotted name or {_target_: name, ...arguments}")
+    module = import_script(script) if script else None
+    try:
+        target = getattr(module, arch) if module is not None and "." not in arch else import_object(arch)
+    except Exception as e:  # ImportError, AttributeError, or whatever the module raises on import
+        raise MlbenchError(f"model.arch: cannot import {arch!r} ({type(e).__name__}: {first_line(e)})") from None
+    if not callable(target):
+        raise MlbenchError(f"model.arch: {arch!r} is a {type(target).__name__}, not a class or factory")
+    return target, kwargs, arch
+
+
+def output_classes(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """The number of outputs of ``model`` on a batch of two zero inputs (eval mode)."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *input_shape))
+    except Exception as e:
+        raise MlbenchError(f"model: a forward pass on inputs of shape (2, {', '.join(map(str, input_shape))}) "
+                           f"fails ({type(e).__name__}: {first_line(e)})") from None
+    finally:
+        model.train(was)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        what = type(out).__name__ if not isinstance(out, torch.Tensor) else f"a tensor of shape {tuple(out.shape)}"
+        raise MlbenchError(f"model: the forward pass returns {what}; mlbench needs logits of shape (batch, classes)")
+    return int(out.shape[1])
+
+
+class TorchModel:
+    """``model=torch``: a user's classifier, built from ``arch`` and loaded from ``weights``.
+
+    Called with the data's ``input_shape`` and ``num_classes`` (as the built-in models are), it
+    returns the module with the weights in place; ``num_classes``/``input_shape`` are passed to
+    ``arch`` when it takes them and the config does not set them. The head size and the class
+    names are checked against the data: a mismatch is an error. ``mean``/``std`` (per channel,
+    or per feature) put the model's input normalization in front of it (:class:`Preprocessed`).
+    ``record`` says how the model was loaded (summary.json ``inputs.model``).
+    """
+
+    source = "torch"
+
+    def __init__(self, arch: Any = None, weights: str | None = None, script: str | None = None,
+                 trust_pickle: bool = False, strict: bool = True, class_names: list[str] | None = None,
+                 mean: list[float] | None = None, std: list[float] | None = None):
+        self.arch, self.script, self.trust_pickle, self.strict = arch, script, trust_pickle, strict
+        self.weights = Path(weights).expanduser() if weights else None
+        self.class_names = list(class_names) if class_names else None
+        if (mean is None) != (std is None) or (mean is not None and len(mean) != len(std)):
+            raise MlbenchError("model.mean and model.std go together, one value per channel each")
+        if std is not None and any(s <= 0 for s in std):
+            raise MlbenchError(f"model.std must be positive, got {list(std)}")
+        self.mean, self.std = (list(mean), list(std)) if mean is not None else (None, None)
+        if arch is None and (self.weights is None or self.weights.suffix not in (".pt2",)) and not trust_pickle:
+            raise MlbenchError("model=torch needs model.arch (the class or factory) unless model.weights is a "
+                               ".pt2 program (torch.export)")
+        if self.weights is not None and not self.weights.is_file():
+            raise MlbenchError(f"model.weights: {self.weights} does not exist")
+        if arch is not None:
+            resolve_arch(arch, script)  # an arch that cannot be imported fails at set-up, before any data is read
+        self.record: dict[str, Any] = {}
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether the model comes with weights (``train=none`` and ``train=finetune`` need them)."""
+        return self.weights is not None
+
+    def _build(self, input_shape: tuple[int, ...], num_classes: int) -> tuple[nn.Module, str | None]:
+        if self.arch is None:
+            return nn.Identity(), None
+        target, kwargs, name = resolve_arch(self.arch, self.script)
+        try:
+            params = inspect.signature(target).parameters
+        except (TypeError, ValueError):
+            params = {}
+        for key, value in (("num_classes", num_classes), ("input_shape", tuple(input_shape))):
+            if key in params and key not in kwargs:
+                kwargs[key] = value
+        try:
+            model = target(**kwargs)
+        except Exception as e:
+            raise MlbenchError(f"model.arch: {name}({', '.join(kwargs)}) fails ({type(e).__name__}: {first_line(e)})") from None
+        if not isinstance(model, nn.Module):
+            raise MlbenchError(f"model.arch: {name} returned a {type(model).__name__}, not a torch.nn.Module")
+        return model, name
+
+    def __call__(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        model, name = self._build(input_shape, num_classes)
+        record: dict[str, Any] = {"source": self.source, "arch": name, "script": self.script}
+        names, names_from = (self.class_names, "config") if self.class_names else (None, None)
+        if self.weights is not None:
+            obj, how = read_checkpoint(self.weights, self.trust_pickle)
+            record.update(weights=str(self.weights), sha256=file_sha256(self.weights), format=how["format"],
+                          weights_only=how["weights_only"])
+            if isinstance(obj, nn.Module):  # a .pt2 program or a trusted pickle: the module itself
+                model = obj
+                record["arch"] = name or type(obj).__name__
+            else:
+                state, key, prefix = find_state(obj)
+                record.update(key=key, prefix_stripped=prefix, **load_state(model, state, self.strict))
+            if names is None:
+                names, names_from = class_names_of(self.weights, how["metadata"])
+        elif self.arch is None:
+            raise MlbenchError("model=torch: nothing to build (set model.arch, model.weights or both)")
+        if self.mean is not None:
+            if len(self.mean) not in (1, input_shape[0]):
+                raise MlbenchError(f"model.mean has {len(self.mean)} values; the inputs have {input_shape[0]} "
+                                   f"{'channels' if len(input_shape) == 3 else 'features'}")
+            model = Preprocessed(model, self.mean, self.std, tuple(input_shape))
+        outputs = output_classes(model, tuple(input_shape))
+        if outputs != num_classes:
+            raise MlbenchError(f"model: the model has {outputs} outputs but the data has {num_classes} classes "
+                               "(head size and class count must agree)")
+        if names is not None and len(names) != num_classes:
+            raise MlbenchError(f"model: {len(names)} class names from {names_from} but the data has {num_classes} classes")
+        record.update(class_names=names, class_names_from=names_from, strict=self.strict,
+                      preprocessing={"mean": self.mean, "std": self.std,
+                                     "from": "config" if self.mean is not None else None,
+                                     "where": "inside the model (first layer)" if self.mean is not None else None})
+        self.record = record
+        return model.cpu()
+
+
+def check_class_names(record: dict[str, Any], data_names: list[str]) -> None:
+    """The class names a model declares must be the data's, in the same order (a model that
+    calls class 3 "cat" must see "cat" as class 3). Data without real names (``0..K-1``) is not
+    compared."""
+    names = record.get("class_names")
+    if not names or data_names == [str(i) for i in range(len(data_names))]:
+        return
+    if list(names) != list(data_names):
+        diff = [f"{i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(names, data_names)) if a != b]
+        raise MlbenchError(f"model: class names from {record.get('class_names_from')} differ from the data's "
+                           f"(model vs data: {_listed(diff)})")
