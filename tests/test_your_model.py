@@ -357,3 +357,33 @@ def test_bad_user_inputs_are_one_error_line_and_touch_nothing(bad_corpus):
     assert bad_corpus["unchanged"], "an earlier run or the baseline cache changed"
     assert bad_corpus["runs"], "a failed run left a run directory behind"
     assert not Path(bad_corpus["files"]["marker"]).exists(), "loading the checkpoint ran its code"
+
+
+def test_table_encoding_equals_scikit_learns_imputer_and_one_hot_encoder():
+    """mlbench.data.table.encode against SimpleImputer + OneHotEncoder(handle_unknown="ignore"),
+    fitted on the same train rows; unseen categories and missing values planted."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from mlbench.data.table import encode
+    rng = np.random.default_rng(1)
+    n = 400
+    df = pd.DataFrame({"a": rng.normal(size=n), "b": rng.integers(0, 5, n).astype(float),
+                       "colour": rng.choice(["red", "green", "blue"], n), "size": rng.choice(["s", "m", "l"], n)})
+    df.loc[rng.choice(n, 30, replace=False), "a"] = np.nan
+    df.loc[rng.choice(n, 20, replace=False), "colour"] = None
+    train = np.arange(300)
+    df.loc[310:315, "size"] = "xl"  # a category train never shows
+    x, names, imputed, vocab, unseen, missing = encode(df, ["a", "b"], ["colour", "size"], train)
+    ref = ColumnTransformer([("num", SimpleImputer(strategy="median"), ["a", "b"]),
+                             ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                                   OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+                                    ["colour", "size"])]).fit(df.iloc[train].astype({"colour": object}))
+    want = ref.transform(df.astype({"colour": object}))
+    np.testing.assert_allclose(x, want, rtol=1e-6)
+    assert names == [n.split("__", 1)[1] for n in ref.get_feature_names_out()]
+    assert unseen == {"size": 6} and missing == {"a": 30, "colour": 20}
+    assert vocab["size"] == ["l", "m", "s"]

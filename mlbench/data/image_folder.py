@@ -5,7 +5,8 @@
 fixed (those absent are split off ``train``, stratified and seeded). Files ending in .png,
 .jpg, .jpeg, .webp, .bmp (any case) are read; others are ignored.
 
-Decoding happens in a thread pool (Pillow releases the GIL while it decodes) and the decoded
+Decoding happens in worker processes (chunks of files; a small image's decode is mostly Python
+work, so threads would wait on each other for the interpreter lock) and the decoded
 pixels are cached as uint8 under a hash of the file manifest (relative path, size and
 modification time of every file) and the decode settings, so the second run over unchanged
 files reads no image. A file Pillow cannot decode is an error naming it, or with
@@ -19,9 +20,10 @@ lazily per item; mlbench needs the whole split as one array, once.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,30 @@ from mlbench.progress import progress
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 CACHE_VERSION = 1
+CHUNK = 512  # files per decoding task
+
+
+def _image_files(folder: Path, rel: str) -> list[tuple[str, int, int]]:
+    """(relative path, size, mtime_ns) of the image files under ``folder``, recursively, sorted."""
+    out = []
+    with os.scandir(folder) as it:
+        for e in it:
+            if e.is_dir():
+                out += _image_files(Path(e.path), f"{rel}/{e.name}")
+            elif e.is_file() and os.path.splitext(e.name)[1].lower() in EXTENSIONS:
+                st = e.stat()
+                out.append((f"{rel}/{e.name}", st.st_size, st.st_mtime_ns))
+    return sorted(out)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """fork where there is one (the workers only run Pillow and numpy), else spawn."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _decode_chunk(paths: list[str], mode: str, size, interpolation: str) -> list[np.ndarray | str]:
+    return [_decode(Path(p), mode, size, interpolation) for p in paths]
 
 
 def _decode(path: Path, mode: str, size: tuple[int, int] | None, interpolation: str) -> np.ndarray | str:
@@ -64,7 +90,7 @@ class ImageFolder(Dataset):
     ``mode``: RGB (3 channels) or L (grey, 1 channel). ``image_size``: ``[H, W]`` (or one
     number for a square) to resize every image to with ``interpolation``; without it every
     image must already have the same size. ``on_bad_file``: ``error`` or ``skip``.
-    ``workers``: decoding threads (0: one per CPU). ``cache_dir``: where decoded pixels are
+    ``workers``: decoding processes (0: one per CPU this process may use). ``cache_dir``: where decoded pixels are
     kept (empty: not cached)."""
 
     modality = "image"
@@ -83,51 +109,63 @@ class ImageFolder(Dataset):
         self.image_size = image_size
         self.interpolation = str(choose(Interpolation, interpolation, "data.interpolation"))
         self.on_bad_file = str(choose(WhenUnfit, on_bad_file, "data.on_bad_file"))
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else workers or os.cpu_count() or 1
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
 
     # -- finding files -------------------------------------------------------------
-    def manifest(self) -> tuple[list[str], list[tuple[str, str, int]]]:
-        """(class names, [(split or "", class, relative path)]) in a fixed order."""
+    def manifest(self) -> tuple[list[str], list[tuple[str, str, str, int, int]]]:
+        """(class names, [(split or "", class, relative path, size, mtime_ns)]) in a fixed order:
+        classes sorted, then paths sorted. One ``stat`` per file (``os.scandir``)."""
         if not self.root.is_dir():
             raise MlbenchError(f"data.root: {self.root} is not a folder (expected root/<class>/<image files>)")
         split_dirs = [s for s in SPLITS if (self.root / s).is_dir()]
         if split_dirs and "train" not in split_dirs:
             raise MlbenchError(f"data.root: {self.root} has {split_dirs} folders but no train/")
         tops = [(s, self.root / s) for s in split_dirs] if split_dirs else [("", self.root)]
-        found: dict[str, list[tuple[str, str]]] = {}
+        found: dict[str, list[tuple[str, str, int, int]]] = {}
         for split, top in tops:
             for cdir in sorted(p for p in top.iterdir() if p.is_dir()):
-                files = sorted(str(f.relative_to(self.root)) for f in cdir.rglob("*")
-                               if f.suffix.lower() in EXTENSIONS and f.is_file())
-                found.setdefault(cdir.name, []).extend((split, f) for f in files)
+                files = _image_files(cdir, str(cdir.relative_to(self.root)))
+                found.setdefault(cdir.name, []).extend((split, *f) for f in files)
                 if not files and split in ("", "train"):
                     raise MlbenchError(f"data.root: class folder {cdir} holds no image ({', '.join(EXTENSIONS)})")
         classes = sorted(found)
         if len(classes) < 2:
             raise MlbenchError(f"data.root: {self.root} has {len(classes)} class folder(s) {classes}; "
                                "a classifier needs at least two")
-        items = [(split, c, f) for c in classes for split, f in found[c]]
-        return classes, sorted(items, key=lambda t: (classes.index(t[1]), t[2]))
+        items = [(split, c, f, size, mtime) for c in classes for split, f, size, mtime in found[c]]
+        order = {c: i for i, c in enumerate(classes)}
+        return classes, sorted(items, key=lambda t: (order[t[1]], t[2]))
 
-    def _key(self, items: list[tuple[str, str, int]]) -> str:
+    def _key(self, items: list[tuple[str, str, str, int, int]]) -> str:
+        """Hash of the decode settings and every file's path, size and modification time."""
         h = hashlib.sha256(repr((CACHE_VERSION, self.mode, self.image_size, self.interpolation,
                                  self.on_bad_file)).encode())
-        for split, c, f in items:
-            st = (self.root / f).stat()
-            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update("\n".join(f"{f}\0{size}\0{mtime}" for _, _, f, size, mtime in items).encode())
         return h.hexdigest()[:24]
 
     # -- decoding ------------------------------------------------------------------
-    def _decode_all(self, items: list[tuple[str, str, int]]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    def _decode_all(self, items: list[tuple[str, str, str, int, int]]) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(pixels of the readable files, their positions in ``items``, bad files with reasons)."""
-        paths = [self.root / f for _, _, f in items]
-        with ThreadPoolExecutor(self.workers) as pool, progress() as bar:
+        paths = [str(self.root / f) for _, _, f, _, _ in items]
+        args = (self.mode, self.image_size, self.interpolation)
+        chunks = [paths[i:i + CHUNK] for i in range(0, len(paths), CHUNK)]
+        decoded: list[np.ndarray | str] = []
+        with progress() as bar:
             task = bar.add_task("decode images", total=len(paths), info="")
-            decoded: list[np.ndarray | str] = []
-            for r in pool.map(lambda p: _decode(p, self.mode, self.image_size, self.interpolation), paths):
-                decoded.append(r)
-                bar.advance(task)
+            if self.workers == 1 or len(chunks) == 1:
+                parts = (_decode_chunk(c, *args) for c in chunks)
+                pool = None
+            else:  # processes: decoding a small image is mostly Python, threads would wait on the GIL
+                pool = ProcessPoolExecutor(min(self.workers, len(chunks)), mp_context=_context())
+                parts = pool.map(_decode_chunk, chunks, *([a] * len(chunks) for a in args))
+            try:
+                for part in parts:
+                    decoded.extend(part)
+                    bar.advance(task, len(part))
+            finally:
+                if pool is not None:
+                    pool.shutdown(cancel_futures=True)
         bad = [f"{items[i][2]} ({r})" for i, r in enumerate(decoded) if isinstance(r, str)]
         if bad and self.on_bad_file == "error":
             raise MlbenchError(f"data.root: {len(bad)} file(s) cannot be decoded: {bad[0]}"
@@ -144,10 +182,10 @@ class ImageFolder(Dataset):
                                "to resize them")
         return np.stack([decoded[i] for i in keep]) if len(keep) else np.zeros((0, 1, 1, 1), np.uint8), keep, bad
 
-    def _pixels(self, items) -> tuple[np.ndarray, np.ndarray, list[str], bool]:
+    def _pixels(self, items, key: str) -> tuple[np.ndarray, np.ndarray, list[str], bool]:
         """Decoded pixels (from the cache when the manifest is unchanged), kept positions, bad
         files, and whether the cache answered."""
-        path = self.cache_dir / "images" / f"{self._key(items)}.npz" if self.cache_dir else None
+        path = self.cache_dir / "images" / f"{key}.npz" if self.cache_dir else None
         if path is not None and path.is_file():
             try:
                 with np.load(path, allow_pickle=False) as z:
@@ -168,12 +206,14 @@ class ImageFolder(Dataset):
 
     def load(self):
         classes, items = self.manifest()
-        pixels, keep, bad, hit = self._pixels(items)
+        key = self._key(items)
+        pixels, keep, bad, hit = self._pixels(items, key)
         kept = [items[i] for i in keep]
-        y = np.array([classes.index(c) for _, c, _ in kept], dtype=np.int64)
+        order = {c: i for i, c in enumerate(classes)}
+        y = np.array([order[t[1]] for t in kept], dtype=np.int64)
         if len(set(y.tolist())) < 2:
             raise MlbenchError(f"data.root: fewer than two classes have a readable image ({classes})")
-        assigned = np.array([s for s, _, _ in kept]) if kept and kept[0][0] else None
+        assigned = np.array([t[0] for t in kept]) if kept and kept[0][0] else None
         parts = assigned_splits(assigned, y, self.sizes, self.seed, f"data.root {self.root}")
         x = pixels.astype(np.float32) / 255.0
         check_arrays(x, y, len(classes), "image_folder")
@@ -187,8 +227,8 @@ class ImageFolder(Dataset):
                        if self.image_size else "none: every image has this size"),
             "scale": "raw / 255", "from": "config (data.*)"}
         self.record = {"root": str(self.root), "files": len(items), "decoded": len(kept), "bad_files": bad,
-                       "manifest_hash": self._key(items), "cache_hit": hit,
-                       "fixed_splits": sorted({s for s, _, _ in items if s}) or None}
+                       "manifest_hash": key, "cache_hit": hit,
+                       "fixed_splits": sorted({t[0] for t in items if t[0]}) or None}
         extras = {"source_findings": [("fail" if self.on_bad_file == "error" else "warn",
                                        f"{len(bad)} image file(s) could not be decoded and were left out "
                                        f"(e.g. {bad[0]})", len(bad))]} if bad else {}
