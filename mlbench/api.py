@@ -2,6 +2,7 @@
 
     import mlbench
     s = mlbench.run(["data=wine", "variants=[onnx_fp32,ort_int8_dynamic]"])
+    s = mlbench.run(model=my_module, data=(x, y))   # your model and data (or a DataFrame, a path)
     s.recommended, s.decision                       # the choice and why
     s["ort_int8_dynamic"].accuracy, s["ort_int8_dynamic"].delta("accuracy")
     table = mlbench.compare([s.run_dir])             # one row per (run, variant)
@@ -186,18 +187,34 @@ def _run_dir(cfg: Any, run_dir: str | Path | None, tag: str) -> Path:
     return Path(cfg.paths.results_dir) / "runs" / f"{stamp}_{tag}"
 
 
-def run(overrides: list[str] | None = None, run_dir: str | Path | None = None) -> Summary:
+def run(overrides: list[str] | None = None, run_dir: str | Path | None = None, *, model: Any = None,
+        data: Any = None, target: str = "target") -> Summary:
     """One run (``mlbench <overrides>``): the baseline, the variants, timing, stress, data
     checks, monitoring, the decision; written to ``run_dir`` (default: a new folder under
-    ``results/runs/``). Returns its summary."""
+    ``results/runs/``). Returns its summary.
+
+    ``model``: a ``torch.nn.Module`` (evaluated with its weights as they are: ``model=python``,
+    ``train=none``), or a path to an ``.onnx`` file or a ``.pt2`` program. ``data``: ``(x, y)``
+    or ``(x, y, group)`` arrays or tensors (images when x has 4 dimensions), a torch
+    ``Dataset`` of ``(x, y)`` items, a pandas DataFrame (label column ``target``), or a path (an
+    image folder, a .csv/.parquet table, an .npz). In-memory inputs are written into the run
+    folder (``inputs/``), so the run stays reproducible from its folder; with a model of your
+    own, features go in as given (no standardization)."""
     from mlbench import pipeline
     from mlbench.process import quiet_libraries
 
+    overrides = _overrides(overrides)
+    out = None
+    if model is not None or data is not None:  # staged into the run folder, then named as overrides
+        out = _run_dir(compose(overrides), run_dir, "api")
+        _check_empty(out)
+        overrides = [*overrides, *_model_overrides(model, overrides),
+                     *_data_overrides(data, out / "inputs", target, raw=model is not None)]
     cfg = compose(overrides)
-    data = str(cfg.data.get("name") or cfg.data._target_.rsplit(".", 1)[-1]).lower()
-    out = _run_dir(cfg, run_dir, f"{data}_api")
-    if out.exists() and any(out.iterdir()):
-        raise MlbenchError(f"run_dir {out} exists and is not empty; give a new folder")
+    if out is None:
+        data_name = str(cfg.data.get("name") or cfg.data._target_.rsplit(".", 1)[-1]).lower()
+        out = _run_dir(cfg, run_dir, f"{data_name}_api")
+        _check_empty(out)
     out.mkdir(parents=True, exist_ok=True)
     quiet_libraries()
     try:
@@ -208,6 +225,73 @@ def run(overrides: list[str] | None = None, run_dir: str | Path | None = None) -
             shutil.rmtree(out, ignore_errors=True)
         raise
     return Summary(summary, out)
+
+
+def _check_empty(out: Path) -> None:
+    if out.exists() and any(p.name != "inputs" for p in out.iterdir()):
+        raise MlbenchError(f"run_dir {out} exists and is not empty; give a new folder")
+
+
+def _quoted(path: Path) -> str:
+    """A path as a Hydra override value (quoted: spaces, commas and brackets survive)."""
+    return "'" + str(path.resolve()).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _model_overrides(model: Any, overrides: list[str]) -> list[str]:
+    if model is None:
+        return []
+    import torch
+
+    from mlbench.models.sources import OBJECTS
+    given_train = any(o.lstrip("+~").startswith("train=") for o in overrides)
+    if isinstance(model, torch.nn.Module):
+        key = f"module-{id(model):x}"
+        OBJECTS[key] = model
+        return ["model=python", f"model.key={key}", *([] if given_train else ["train=none"])]
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if path.suffix.lower() == ".onnx":
+            return ["model=onnx", f"model.path={_quoted(path)}"]
+        if path.suffix.lower() == ".pt2":
+            return ["model=torch", f"model.weights={_quoted(path)}", *([] if given_train else ["train=none"])]
+        raise MlbenchError(f"model={str(model)!r}: a weights file needs its class; pass overrides "
+                           "['model=torch', 'model.arch=pkg.Net', 'model.weights=...'] (or an .onnx / .pt2 file)")
+    raise MlbenchError(f"model must be a torch.nn.Module or a path to an .onnx or .pt2 file, got {type(model).__name__}")
+
+
+def _data_overrides(data: Any, folder: Path, target: str, raw: bool) -> list[str]:
+    """``data`` written into ``folder`` when it lives in memory, as overrides naming it."""
+    if data is None:
+        return []
+    import numpy as np
+    pre = ["data.preprocess=none"] if raw else []
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        if path.is_dir():
+            return ["data=image_folder", f"data.root={_quoted(path)}"]
+        if path.suffix.lower() in (".csv", ".tsv", ".parquet", ".pq"):
+            return ["data=table", f"data.path={_quoted(path)}", f"data.target={target}", *pre]
+        if path.suffix.lower() == ".npz":
+            return ["data=npz", f"data.path={_quoted(path)}", *pre]
+        raise MlbenchError(f"data={str(data)!r}: expected an image folder, a .csv/.parquet table or an .npz file")
+    folder.mkdir(parents=True, exist_ok=True)
+    if type(data).__module__.startswith("pandas") and hasattr(data, "to_parquet"):
+        path = folder / "data.parquet"
+        data.to_parquet(path, index=False)
+        return ["data=table", f"data.path={_quoted(path)}", f"data.target={target}", *pre]
+    if isinstance(data, (tuple, list)) and len(data) in (2, 3):
+        arrays = [np.asarray(a.detach().cpu() if hasattr(a, "detach") else a) for a in data]
+    elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):  # a torch Dataset of (x, y) items
+        items = [data[i] for i in range(len(data))]
+        arrays = [np.stack([np.asarray(it[0]) for it in items]), np.asarray([int(it[1]) for it in items])]
+    else:
+        raise MlbenchError(f"data must be (x, y) arrays, a torch Dataset, a pandas DataFrame or a path, "
+                           f"got {type(data).__name__}")
+    path = folder / "data.npz"
+    names = ("x", "y", "group")
+    np.savez(path, **{n: a for n, a in zip(names, arrays)})
+    modality = "image" if arrays[0].ndim == 4 else "tabular"
+    return ["data=npz", f"data.path={_quoted(path)}", f"data.modality={modality}", *pre]
 
 
 def compare(paths: list[str | Path], metrics: list[str] | None = None) -> list[dict[str, Any]]:

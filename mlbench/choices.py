@@ -45,6 +45,8 @@ Interpolation = _choice("Interpolation", "nearest bilinear bicubic lanczos box h
 ImageMode = _choice("ImageMode", "RGB L", "Pillow's image mode: RGB (3 channels) or L (grey, 1 channel).")
 Preprocess = _choice("Preprocess", "standardize none",
                      "Table features: standardized with train statistics, or given to the model exactly as read.")
+OutputKind = _choice("OutputKind", "auto logits probabilities",
+                     "What an ONNX model's output holds: detected, logits, or probabilities.")
 TrainStart = _choice("TrainStart", "scratch none finetune",
                      "How the baseline comes to be: trained from scratch, the model as given (no training), or "
                      "fine-tuned from its weights.")

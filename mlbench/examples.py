@@ -5,7 +5,8 @@ the README's "your model and your data" commands run anywhere, offline.
 - ``net.py``: a model class of the user's own (not an mlbench model);
 - ``net.safetensors`` (class names in its metadata), ``net.pt`` (a training checkpoint dict with
   the state dict under ``state_dict`` and DataParallel's ``module.`` prefix), ``net.pt2``
-  (a ``torch.export`` program): the same weights, trained on those images;
+  (a ``torch.export`` program), ``net.onnx`` (its ONNX export): the same weights, trained on
+  those images;
 - ``patients.csv`` and ``patients.parquet``: scikit-learn's breast-cancer table with a text
   diagnosis, a categorical column, a group, a patient id, a visit date and a few missing values.
 """
@@ -83,6 +84,8 @@ def write_model(folder: Path, x: np.ndarray, y: np.ndarray, names: list[str]) ->
     program = torch.export.export(net, (torch.zeros(2, *x.shape[1:]),),
                                   dynamic_shapes=({0: torch.export.Dim("batch")},))
     torch.export.save(program, str(folder / "net.pt2"))
+    torch.onnx.export(program, (torch.zeros(2, *x.shape[1:]),), str(folder / "net.onnx"), input_names=["image"],
+                      output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False)
 
 
 def write_table(folder: Path) -> None:
@@ -113,5 +116,5 @@ def main(argv: list[str] | None = None) -> int:
     write_model(folder, x, y, names)
     write_table(folder)
     print(f"wrote {folder}/: digits_png/ ({len(y)} PNG files in {len(names)} class folders), net.py, "
-          "net.safetensors, net.pt, net.pt2, patients.csv, patients.parquet")
+          "net.safetensors, net.pt, net.pt2, net.onnx, patients.csv, patients.parquet")
     return 0

@@ -121,3 +121,44 @@ def test_mlbench_attack_agrees_with_a_hand_written_one_on_the_digits_model(digit
 def test_unknown_loss_fails():
     with pytest.raises(MlbenchError, match="loss"):
         Attack(loss="nll")
+
+
+# ------------------------------------------------------------------ Square (black-box, score-based)
+
+@pytest.mark.parametrize("eps", [0.01, 0.02])
+def test_square_attack_on_a_linear_model_is_sound_and_nearly_reaches_the_closed_form(eps):
+    """Square only queries outputs, through a runner (the path an ONNX-only model takes). On a
+    linear model over 16x16 images whose weights are smooth in space (constant on 8x8 blocks, as
+    gradients of image models tend to be: Square's premise) the closed form says which items
+    can be broken: none of the others may be (every adversarial input stays within eps and the
+    bounds), and the search must break most of those that can be (it is a random search: on a
+    dense linear model it converges slowly, 200 updates break about three quarters)."""
+    from omegaconf import OmegaConf
+
+    from mlbench.backends import runner_for
+    from mlbench.compress import Artifact
+    from mlbench.schema import BackendConf
+    from mlbench.stress import SquareAttack
+    g = torch.Generator().manual_seed(2)
+    blocks = torch.randn(2, 2, generator=g)
+    w = blocks.repeat_interleave(8, 0).repeat_interleave(8, 1).flatten() / 4
+    x = torch.rand(1500, 256, generator=g)
+    y = ((x - 0.5) @ w + 0.3 * torch.randn(1500, generator=g) > 0).long()
+    model = BinaryLogistic(w, -0.5 * float(w.sum()))
+    image = nn.Sequential(nn.Flatten(), model).eval()
+    runner = runner_for(Artifact(id="lin", format="torch", model=image), OmegaConf.structured(BackendConf),
+                        torch.device("cpu"))
+    att = SquareAttack(eps=[eps], max_iter=200, seed=0)
+    xi = x.view(-1, 1, 16, 16)
+    adv, queries = att.craft(runner, xi, y, eps, num_classes=2)
+    assert (adv - xi).abs().max() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    with torch.no_grad():
+        robust = image(adv).argmax(1) == y
+    expected = _closed_form_survivors(model, x, y, eps, (0.0, 1.0))
+    assert 0.05 < expected.float().mean() < 0.98
+    assert bool(robust[expected].all()), "an item the closed form says is robust was broken"
+    with torch.no_grad():
+        clean = image(xi).argmax(1) == y
+    breakable = clean & ~expected
+    assert (breakable & ~robust).sum() >= 0.5 * breakable.sum()
+    assert 1 <= queries <= 3 * 201 + 1

@@ -103,7 +103,7 @@ def user(tmp_path_factory):
 
 
 def _run(tmp_path, *overrides, fast=True):
-    ctx, summary = run_in_process(*overrides, *(FAST if fast else ()), run_dir=tmp_path / "run",
+    ctx, summary = run_in_process(*(FAST if fast else ()), *overrides, run_dir=tmp_path / "run",
                                   cache=tmp_path / "cache")
     preds = np.load(tmp_path / "run" / "predictions" / "baseline.npz")
     return ctx, summary, preds
@@ -267,6 +267,13 @@ def _bad_files(user, d: Path) -> dict[str, str]:
     table("one_label", lambda t: t.__setitem__("target", "benign"))
     table("dates", lambda t: t.insert(0, "when", pd.date_range("2024-01-01", periods=len(t), freq="D")), "parquet")
     (d / "broken.parquet").write_bytes(b"PAR1" + b"\0" * 64)
+    from onnx import TensorProto, helper, save
+    for name, dtype, inputs in (("onnx_two", TensorProto.FLOAT, ["a", "b"]), ("onnx_int", TensorProto.INT64, ["a"])):
+        ins = [helper.make_tensor_value_info(i, dtype, [None, 64]) for i in inputs]
+        node = helper.make_node("Add", inputs * (2 // len(inputs)), ["out"])
+        graph = helper.make_graph([node], name, ins, [helper.make_tensor_value_info("out", dtype, [None, 64])])
+        save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(d / f"{name}.onnx"))
+        f[name] = str(d / f"{name}.onnx")
     f["broken_parquet"] = str(d / "broken.parquet")
     return f
 
@@ -320,12 +327,19 @@ def _bad_cases(user, f: dict[str, str]) -> list[tuple[str, list[str], str]]:
         ("table_categorical_unknown", tab("no_label", "data.categorical=[nope]"), "data.categorical"),
         ("table_preprocess", tab("no_label", "data.preprocess=scale"), "data.preprocess"),
         ("parquet_unreadable", tab("broken_parquet"), "cannot be read"),
+        ("onnx_two_inputs", [*img, "model=onnx", f"model.path={f['onnx_two']}"], "2 inputs"),
+        ("onnx_int_input", [*img, "model=onnx", f"model.path={f['onnx_int']}"], "int64"),
+        ("onnx_corrupt", [*img, "model=onnx", f"model.path={f['truncated']}"], "not a valid ONNX model"),
+        ("onnx_head_size", ["data=wine", "model=onnx", f"model.path={r / 'clf.onnx'}"], "input"),
+        ("onnx_finetune", [*img, "model=onnx", f"model.path={r / 'net.onnx'}", "train=finetune"], "no torch source"),
+        ("onnx_output_kind", [*img, "model=onnx", f"model.path={r / 'net.onnx'}", "model.output=probabilities"],
+         "not rows of non-negative values"),
         ("patient_id_as_feature", ["data=table", f"data.path={r / 'rows.csv'}"], "an id?"),
     ]
 
 
 @pytest.fixture(scope="module")
-def bad_corpus(user, tmp_path_factory):
+def bad_corpus(user, onnx_user, tmp_path_factory):
     from conftest import run_cli, run_cli_cases, run_dirs
     from test_reliability import FAST as QUICK
     from test_reliability import _tree_digest
@@ -387,3 +401,104 @@ def test_table_encoding_equals_scikit_learns_imputer_and_one_hot_encoder():
     assert names == [n.split("__", 1)[1] for n in ref.get_feature_names_out()]
     assert unseen == {"size": 6} and missing == {"a": 30, "colour": 20}
     assert vocab["size"] == ["l", "m", "s"]
+
+
+# ------------------------------------------------------------------ ONNX-only models
+
+@pytest.fixture(scope="module")
+def onnx_user(user):
+    """An ONNX export of the user's torch module, and a scikit-learn pipeline converted with
+    skl2onnx (ZipMap output) trained on the table's numeric columns."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    r = user["root"]
+    torch.onnx.export(user["net"], (torch.zeros(2, 1, 8, 8),), str(r / "net.onnx"), input_names=["image"],
+                      output_names=["logits"], dynamic_axes={"image": {0: "n"}}, dynamo=False)
+    df, feats = user["df"], user["feats"]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
+        df[feats].to_numpy(np.float32)[::2], df["target"].to_numpy()[::2])
+    (r / "clf.onnx").write_bytes(to_onnx(clf, df[feats].to_numpy(np.float32)[:1], target_opset=17).SerializeToString())
+    return {"clf": clf}
+
+
+def test_an_onnx_export_on_image_folders_matches_plain_onnxruntime(user, onnx_user, tmp_path):
+    import onnxruntime as ort
+    r = user["root"]
+    _, s, preds = _run(tmp_path, "data=image_folder", f"data.root={r / 'images'}", "data.mode=L", "model=onnx",
+                       f"model.path={r / 'net.onnx'}")
+    sess = ort.InferenceSession(str(r / "net.onnx"), providers=["CPUExecutionProvider"])
+    mine = sess.run(None, {"image": user["x"][preds["index"]]})[0]
+    np.testing.assert_allclose(preds["logits"], mine, rtol=1e-5, atol=1e-5)
+    assert (preds["probs"].argmax(1) == mine.argmax(1)).all()
+    m = s["inputs"]["model"]
+    assert (m["source"], m["output"]["kind"], m["output"]["kind_from"]) == ("onnx", "logits", "values on the data")
+
+
+@pytest.mark.parametrize("table", ["rows.csv", "rows.parquet"])
+def test_a_skl2onnx_pipeline_with_zipmap_matches_scikit_learn_predict(user, onnx_user, tmp_path, table):
+    r, feats = user["root"], user["feats"]
+    _, s, preds = _run(tmp_path, "data=table", f"data.path={r / table}", "data.preprocess=none",
+                       f"data.features=[{','.join(feats)}]", "data.group=site", "data.id=patient", "data.time=day",
+                       "model=onnx", f"model.path={r / 'clf.onnx'}", "variants=[onnx_fp32,ort_int8_dynamic,prune50_ft]",
+                       "datacheck=light")
+    df = user["df"]
+    want = onnx_user["clf"].predict(df[feats].to_numpy(np.float32)[preds["index"]])
+    names = np.array(s["data"]["class_names"])
+    assert (names[preds["probs"].argmax(1)] == want).all()  # item for item, as scikit-learn predicts
+    np.testing.assert_allclose(preds["probs"], onnx_user["clf"].predict_proba(
+        df[feats].to_numpy(np.float32)[preds["index"]]), atol=1e-5)
+    m = s["inputs"]["model"]
+    assert m["output"]["zipmap_removed"] and m["output"]["kind"] == "probabilities"
+    assert m["class_names"] == ["benign", "malignant"] and m["class_names_from"] == "the graph's ZipMap labels"
+    v = s["variants"]
+    assert v["onnx_fp32"]["status"] == "not_applicable" and v["prune50_ft"]["status"] == "not_applicable"
+    assert "torch source" in v["prune50_ft"]["error"]
+    assert v["ort_int8_dynamic"]["status"] == "ok"
+    assert s["inputs"]["data"]["split_by"] == "time column day"
+    test_days = df["day"].to_numpy()[preds["index"]]
+    assert test_days.min() > df["day"].to_numpy()[np.load(tmp_path / "run" / "splits.npz")["train"]].max()
+
+
+def test_white_box_attacks_are_skipped_on_an_onnx_only_model_and_square_runs(user, onnx_user, tmp_path):
+    r = user["root"]
+    _, s, _ = _run(tmp_path, "data=image_folder", f"data.root={r / 'images'}", "data.mode=L", "model=onnx",
+                   f"model.path={r / 'net.onnx'}", "variants=[ort_int8_dynamic]", "stress=[fgsm,square]",
+                   "stress.square.eps=[0,0.1]", "stress.square.max_iter=30", fast=False)
+    skipped = {d["stressor"]: d["reason"] for d in s["stress"]["skipped"]}
+    assert "fgsm" in skipped and "needs gradients" in skipped["fgsm"]
+    sq = s["variants"]["baseline"]["stress"]["square"]["eps"]
+    assert sq["0"]["accuracy"] == pytest.approx(s["variants"]["baseline"]["metrics"]["accuracy"])
+    assert sq["0.1"]["accuracy"] < sq["0"]["accuracy"] - 0.1  # the attack finds adversarial squares
+    # the budget: 30 updates, each up to 3 model evaluations in ART (all items, current, candidate)
+    assert 30 <= sq["0.1"]["queries_per_item"] <= 3 * 31 + 1
+    assert "square" in s["variants"]["ort_int8_dynamic"]["stress"]
+
+
+# ------------------------------------------------------------------ the Python API
+
+def test_python_api_takes_a_module_and_arrays_a_dataframe_and_an_onnx_path(user, onnx_user, tmp_path):
+    import mlbench
+    base = [f"paths.results_dir={tmp_path / 'results'}", f"paths.cache_dir={tmp_path / 'cache'}",
+            f"paths.history_db={tmp_path / 'history.sqlite'}", "debug=smoke",
+            *FAST]
+    idx = np.arange(len(user["y"]))
+    s = mlbench.run(base, run_dir=tmp_path / "a", model=user["net"], data=(user["x"], user["y"]))
+    preds = np.load(tmp_path / "a" / "predictions" / "baseline.npz")
+    with torch.no_grad():
+        mine = user["net"](torch.from_numpy(user["x"][idx[preds["index"]]])).argmax(1).numpy()
+    assert (preds["probs"].argmax(1) == mine).all()
+    assert s.raw["inputs"]["model"]["source"] == "python" and (tmp_path / "a" / "inputs" / "data.npz").is_file()
+    assert s.raw["baseline_training"]["trained"] is False
+
+    df, feats = user["df"], user["feats"]
+    s = mlbench.run(base, run_dir=tmp_path / "b", model=user["root"] / "clf.onnx", data=df[[*feats, "target"]])
+    preds = np.load(tmp_path / "b" / "predictions" / "baseline.npz")
+    want = onnx_user["clf"].predict(df[feats].to_numpy(np.float32)[preds["index"]])
+    assert (np.array(s.raw["data"]["class_names"])[preds["probs"].argmax(1)] == want).all()
+    assert s.raw["inputs"]["data"]["normalization"] == {}  # a model of one's own gets the columns as given
+
+    from mlbench.errors import MlbenchError
+    with pytest.raises(MlbenchError, match="a weights file needs its class"):
+        mlbench.run(base, run_dir=tmp_path / "c", model=user["root"] / "net.safetensors", data=(user["x"], user["y"]))

@@ -42,7 +42,8 @@ def print_table(summary: dict, run_dir: Path, full: bool | None = None) -> None:
                      min_width=min(longest, 24) if col == "variant" else None)
     for name, v in summary["variants"].items():
         if v["status"] != "ok":
-            t.add_row(name, *([v.get("backend", "")] if full else []), "[red]failed[/]",
+            t.add_row(name, *([v.get("backend", "")] if full else []),
+                      "[dim]n/a[/]" if v["status"] == "not_applicable" else "[red]failed[/]",
                       (v.get("error") or "")[:60 if full else 30], *[""] * (len(cols) - (4 if full else 3)))
             continue
         m = v["metrics"]

@@ -99,7 +99,8 @@ def build_report(summary: dict, plots: list[str]) -> Doc:
     rows = []
     for name, v in summary["variants"].items():
         if v["status"] != "ok":
-            rows.append([name, "**failed**", v["error"] or "", *[""] * 7])
+            word = "not applicable" if v["status"] == "not_applicable" else "**failed**"
+            rows.append([name, word, v["error"] or "", *[""] * 7])
             continue
         m = v["metrics"]
         req = v.get("requirements")

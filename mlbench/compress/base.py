@@ -21,7 +21,7 @@ from torch import nn
 
 from mlbench.compress.formats import Format, format_of
 from mlbench.data import DataBundle
-from mlbench.errors import VariantFailed
+from mlbench.errors import NotApplicable, VariantFailed
 from mlbench.train.cache import content_hash
 
 
@@ -125,6 +125,9 @@ class Pass:
 
     def __call__(self, art: Artifact, ctx: PassContext) -> Artifact:
         if art.format not in self.accepts:
+            if art.parent is None and art.format != "torch" and "torch" in self.accepts:
+                raise NotApplicable(f"pass {self.name} needs the model's torch source; the model was given "
+                                    f"only as {art.format}")
             raise VariantFailed(f"pass {self.name} needs a {' or '.join(self.accepts)} artifact, "
                                 f"got {art.format} (reorder the recipe)")
         new, info = self.apply(art, ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -114,6 +115,7 @@ class OnnxExport(Pass):
     """
 
     name = "onnx_export"
+    accepts = ("torch", "onnx")  # an ONNX input (a model=onnx baseline) passes through unchanged
     produces = "onnx"
     opset: int = 18
     dynamo: bool = True
@@ -135,6 +137,8 @@ class OnnxExport(Pass):
                                "[0, 1] and parity_samples >= 1")
 
     def apply(self, art: Artifact, ctx: PassContext):
+        if art.format == "onnx":
+            return dataclasses.replace(art), {"skipped": "the input is already an ONNX graph"}
         if art.dtype != torch.float32:
             raise VariantFailed("onnx_export expects a float32 torch model (export before `half`)")
         model = copy_torch(art)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from sklearn import datasets as skd
 
+from mlbench.choices import Preprocess, choose
 from mlbench.data.base import NO_NORMALIZATION, DataMeta, Dataset, scaled
 from mlbench.errors import ZIP_READ_ERRORS, MlbenchError
 
@@ -51,12 +52,13 @@ MAX_CLASSES = 100_000  # a label beyond this is a mistake (an id column, a times
 class NpzDataset(Dataset):
     """Your own data: an ``.npz`` with ``x`` (N, ...), ``y`` (N,) and optional ``group`` (N,)."""
 
-    def __init__(self, path: str, num_classes: int = 0, modality: str = "tabular",
+    def __init__(self, path: str, num_classes: int = 0, modality: str = "tabular", preprocess: str = "standardize",
                  val: float = 0.15, calib: float = 0.15, test: float = 0.25, seed: int = 0):
         super().__init__(val, calib, test, seed)
         if modality not in ("tabular", "image"):
             raise MlbenchError(f"data.modality must be tabular or image, got {modality!r}")
         self.path, self.num_classes, self.modality = Path(path), num_classes, modality
+        self.standardize = str(choose(Preprocess, preprocess, "data.preprocess")) == "standardize"
 
     def arrays(self):
         x, y, group = read_npz_dataset(self.path, self.num_classes or None)

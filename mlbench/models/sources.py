@@ -294,6 +294,11 @@ class TorchModel:
         """Whether the model comes with weights (``train=none`` and ``train=finetune`` need them)."""
         return self.weights is not None
 
+    @property
+    def weights_sha256(self) -> str | None:
+        """sha256 of the weights file (part of the baseline cache key)."""
+        return file_sha256(self.weights) if self.weights is not None else None
+
     def _build(self, input_shape: tuple[int, ...], num_classes: int) -> tuple[nn.Module, str | None]:
         if self.arch is None:
             return nn.Identity(), None
@@ -361,3 +366,48 @@ def check_class_names(record: dict[str, Any], data_names: list[str]) -> None:
         diff = [f"{i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(names, data_names)) if a != b]
         raise MlbenchError(f"model: class names from {record.get('class_names_from')} differ from the data's "
                            f"(model vs data: {_listed(diff)})")
+
+
+OBJECTS: dict[str, nn.Module] = {}  # modules handed to mlbench.run(model=...), by key
+
+
+def state_sha256(model: nn.Module) -> str:
+    """sha256 over a module's state dict (names, dtypes, shapes and bytes, in order)."""
+    import hashlib
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+class PythonModel:
+    """``model=python``: a module handed over in Python (``mlbench.run(model=module)``), used
+    with its weights as they are (each call returns a deep copy, so no stage changes it). The
+    class and the sha256 of its state dict are recorded; the head size and class names are
+    checked as for ``model=torch``."""
+
+    source = "python"
+    pretrained = True
+
+    def __init__(self, key: str, class_names: list[str] | None = None):
+        if key not in OBJECTS:
+            raise MlbenchError("model=python takes a module handed to mlbench.run(model=...); none is registered "
+                               f"under {key!r}")
+        self.key, self.class_names = key, list(class_names) if class_names else None
+        self.weights_sha256 = state_sha256(OBJECTS[key])
+        self.record: dict[str, Any] = {}
+
+    def __call__(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        import copy
+        model = copy.deepcopy(OBJECTS[self.key]).cpu()
+        outputs = output_classes(model, tuple(input_shape))
+        if outputs != num_classes:
+            raise MlbenchError(f"model: the model has {outputs} outputs but the data has {num_classes} classes "
+                               "(head size and class count must agree)")
+        cls = type(model)
+        self.record = {"source": self.source, "arch": f"{cls.__module__}.{cls.__qualname__}", "weights": None,
+                       "sha256": self.weights_sha256, "format": "python object", "weights_only": True,
+                       "class_names": self.class_names, "class_names_from": "config" if self.class_names else None}
+        return model

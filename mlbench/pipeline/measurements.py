@@ -88,6 +88,12 @@ def stress(ctx: RunContext) -> None:
                     score=scorer(ctx.settings.quality_batch, boot, y), accuracy=accuracy, runner_for=faulty_runner,
                     workdir=ctx.run_dir / "models" / ".stress", plots_dir=ctx.run_dir / "plots")
     env.workdir.mkdir(parents=True, exist_ok=True)
+    if not ctx.baseline.differentiable:  # an ONNX-only model: no gradients to attack or attribute with
+        for st in [st for st in ctx.stressors if st.needs_gradients]:
+            ctx.run.stress_skipped.append({"stressor": st.name, "reason": (
+                f"needs gradients; the baseline is a {ctx.baseline.format}-only model (a score-based "
+                "black-box attack runs without them: stress=[square])")})
+            ctx.stressors.remove(st)
     out = run_stressors(ctx.stressors, env)
     for name, rec in ctx.records.items():
         if name in out.sections:

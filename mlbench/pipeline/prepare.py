@@ -98,20 +98,29 @@ def load_data(ctx: RunContext) -> None:
 # --------------------------------------------------------------------------- baseline
 
 def baseline(ctx: RunContext) -> None:
-    model, info, key = train_baseline(ctx.cfg, ctx.data, ctx.data_hash, ctx.model_factory, ctx.device, ctx.cfg.seed)
-    ctx.baseline_info = info
-    ctx.run.inputs["model"] = model_inputs(ctx.model_factory, ctx.cfg.model, str(ctx.cfg.train.start))
+    if getattr(ctx.model_factory, "onnx_only", False):  # model=onnx: the graph as given
+        ctx.baseline = ctx.model_factory.baseline(ctx.data, ctx.run_dir / "models" / BASELINE)
+        ctx.baseline_info = {"start": "none", "trained": False, "best_epoch": None, "best_val_loss": None,
+                             "train_s": 0.0, "history": [], "cache_hit": False}
+        key, name = ctx.baseline.id, "ONNX graph"
+    else:
+        model, ctx.baseline_info, key = train_baseline(ctx.cfg, ctx.data, ctx.data_hash, ctx.model_factory,
+                                                       ctx.device, ctx.cfg.seed)
+        path = ctx.run_dir / "models" / BASELINE / "model.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_weights(model, path)
+        ctx.baseline = Artifact(id=key, format="torch", model=model, files=[path], facts=Facts(*count_params(model)))
+        name = type(model).__name__
+    info = ctx.baseline_info
+    start = "none" if not info.get("trained", True) else str(ctx.cfg.train.start)
+    ctx.run.inputs["model"] = model_inputs(ctx.model_factory, ctx.cfg.model, start)
     check_class_names(ctx.run.inputs["model"], ctx.data.meta.class_names)
-    path = ctx.run_dir / "models" / BASELINE / "model.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_weights(model, path)
-    ctx.baseline = Artifact(id=key, format="torch", model=model, files=[path], facts=Facts(*count_params(model)))
     if not info.get("trained", True):
         verb = "as given, not trained"
     else:
         verb = ("loaded from cache" if info["cache_hit"] else f"trained in {info['train_s']:.1f} s") \
             + f", best epoch {info['best_epoch']}"
-    console.print(f"[bold]baseline[/] {type(model).__name__} {verb} (id {key})")
+    console.print(f"[bold]baseline[/] {name} {verb} (id {key})")
 
 
 # --------------------------------------------------------------------------- datacheck

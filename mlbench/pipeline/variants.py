@@ -11,7 +11,7 @@ from mlbench.compress import Artifact, PassContext
 from mlbench.compress.formats import format_of
 from mlbench.compress.recipe import build_recipe
 from mlbench.deploy import onnx_metadata
-from mlbench.errors import MlbenchError, environment_error
+from mlbench.errors import MlbenchError, NotApplicable, environment_error, first_line
 from mlbench.evaluate.measure import measure
 from mlbench.pipeline.context import RunContext
 from mlbench.progress import console
@@ -59,6 +59,9 @@ def variants(ctx: RunContext) -> None:
         t0 = time.perf_counter()
         try:
             art, skipped = build(ctx, spec)
+            if spec.passes and all((r.get("info") or {}).get("skipped") for r in art.records):
+                raise NotApplicable(f"every pass of the recipe leaves the baseline as it is "
+                                    f"({art.records[-1]['info']['skipped']})")
             rec.lineage = {"id": art.id, "parent": art.parent, "passes": art.records, **skipped}
             rec.build_s = time.perf_counter() - t0
             rec.artifact_path = str(art.files[0].relative_to(ctx.run_dir))
@@ -69,6 +72,10 @@ def variants(ctx: RunContext) -> None:
             shown = [f for f in rec.flags if not f.startswith("calibrator")]  # those are in the report
             console.print(f"  [green]✓[/] {spec.name}: accuracy {rec.metrics['accuracy']:.4f}"
                           + (f" [yellow]({'; '.join(shown)})[/]" if shown else ""))
+        except NotApplicable as e:  # e.g. a torch pass on an ONNX-only model: not a failure
+            rec.status, rec.metrics, rec.error = "not_applicable", {}, first_line(e)
+            rec.backend = ctx.baseline.kind.backend
+            console.print(f"  [dim]– {spec.name}: not applicable ({rec.error})[/]")
         except Exception as e:  # one broken variant must not lose the others
             if environment_error(e) is not None:  # a full disk is the run's failure, not the variant's
                 raise

@@ -5,6 +5,7 @@ Each stressor is one entry of the multi-select ``stress`` config group.
 
 from mlbench.stress.adversarial import Attack
 from mlbench.stress.base import Stressor
+from mlbench.stress.blackbox import SquareAttack
 from mlbench.stress.corruptions import (
     Brightness,
     Contrast,
@@ -24,4 +25,4 @@ from mlbench.stress.faults import WeightFaults
 
 __all__ = ["Stressor", "Corruption", "GaussianNoise", "ShotNoise", "ImpulseNoise", "GaussianBlur",
            "Contrast", "Brightness", "Pixelate", "Occlusion", "FeatureNoise", "MissingFeatures",
-           "ScalingDrift", "Attack", "WeightFaults", "Explanations"]
+           "ScalingDrift", "Attack", "SquareAttack", "WeightFaults", "Explanations"]

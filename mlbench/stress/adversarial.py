@@ -95,6 +95,7 @@ class Attack(InputStressor):
     kind = "adversarial"
     condition_key = "eps"
     crafted = True
+    needs_gradients = True
     figure = ("robust_accuracy_vs_eps.png", "eps", False)
 
     def __init__(self, method: str = "fgsm", norm: str = "Linf", eps: Sequence[float] = (0.02, 0.05),

@@ -93,6 +93,9 @@ class Stressor:
     aggregate: ClassVar[str | None] = None  # "corruption": counts toward mean corruption accuracy/error
     # a plot shared by every stressor of this class: file name, x label, log x axis
     figure: ClassVar[tuple[str, str, bool] | None] = None
+    # it needs gradients of the baseline (white-box attacks, attributions): skipped, with the
+    # reason recorded, when the baseline has none (an ONNX-only model)
+    needs_gradients: ClassVar[bool] = False
 
     def __init__(self, when_unfit: str = "error", seed: int = 0):
         self.when_unfit, self.seed = choose(WhenUnfit, when_unfit, "stress when_unfit"), seed

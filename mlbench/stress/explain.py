@@ -47,6 +47,7 @@ class Explanations(Comparison):
 
     kind = "explanation"
     condition_key = "methods"
+    needs_gradients = True
     headline = "spearman_mean"
     headline_name = "spearman"
 

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlbench.data import DataBundle
 from mlbench.env import TORCH_DEFAULT_THREADS, seed_everything
 from mlbench.errors import MlbenchError
-from mlbench.train.cache import BaselineCache, content_hash, file_sha256
+from mlbench.train.cache import BaselineCache, content_hash
 from mlbench.train.fit import fit
 
 
@@ -28,14 +28,20 @@ def fit_kwargs(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
 
 
 def weights_hash(model_factory: Any) -> str | None:
-    """sha256 of the weights file a model source starts from (None: a model mlbench initializes)."""
-    weights = getattr(model_factory, "weights", None)
-    return file_sha256(weights) if weights is not None and weights.is_file() else None
+    """sha256 of the weights a model source starts from (None: a model mlbench initializes)."""
+    return getattr(model_factory, "weights_sha256", None)
 
 
 def check_start(cfg: DictConfig, model_factory: Any) -> None:
     """``train=none`` and ``train=finetune`` need a model that comes with weights."""
     start = str(cfg.train.start)
+    if getattr(model_factory, "onnx_only", False):  # the graph as given: nothing to train
+        if start == "finetune":
+            raise MlbenchError("train=finetune: model=onnx has no torch source to train; the ONNX graph is "
+                               "evaluated as given")
+        if cfg.get("seeds"):
+            raise MlbenchError("seeds=[...] retrains the baseline under other seeds; model=onnx has nothing to train")
+        return
     if start != "scratch" and not getattr(model_factory, "pretrained", False):
         raise MlbenchError(f"train={start} needs a model that comes with weights (model=torch "
                            "model.weights=...); the built-in models start from a random initialization")
