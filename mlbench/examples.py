@@ -7,6 +7,7 @@ the README's "your model and your data" commands run anywhere, offline.
   the state dict under ``state_dict`` and DataParallel's ``module.`` prefix), ``net.pt2``
   (a ``torch.export`` program), ``net.onnx`` (its ONNX export): the same weights, trained on
   those images;
+- ``my_metrics.py``: a metric of the user's own (``metrics.extra``);
 - ``patients.csv`` and ``patients.parquet``: scikit-learn's breast-cancer table with a text
   diagnosis, a categorical column, a group, a patient id, a visit date and a few missing values.
 """
@@ -88,6 +89,17 @@ def write_model(folder: Path, x: np.ndarray, y: np.ndarray, names: list[str]) ->
                       output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False)
 
 
+METRIC = '''"""A metric of the user's own, for metrics.extra: (probabilities, labels) -> a number."""
+import numpy as np
+
+
+def top2_accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of items whose label is among the two most probable classes."""
+    top2 = np.argsort(-probs, axis=1)[:, :2]
+    return float((top2 == labels[:, None]).any(1).mean())
+'''
+
+
 def write_table(folder: Path) -> None:
     import pandas as pd
     from sklearn.datasets import load_breast_cancer
@@ -115,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     x, y, names = write_images(folder / "digits_png")
     write_model(folder, x, y, names)
     write_table(folder)
+    (folder / "my_metrics.py").write_text(METRIC)
     print(f"wrote {folder}/: digits_png/ ({len(y)} PNG files in {len(names)} class folders), net.py, "
-          "net.safetensors, net.pt, net.pt2, net.onnx, patients.csv, patients.parquet")
+          "net.safetensors, net.pt, net.pt2, net.onnx, patients.csv, patients.parquet, my_metrics.py")
     return 0

@@ -169,7 +169,8 @@ class RequirementConf:
     ``data op value``: a condition on a data-check figure (``datacheck.figures`` in summary.json,
     e.g. ``cross_split_duplicates``, ``label_issue_rate``, ``accuracy_achievable``)."""
 
-    metric: Optional[Metric] = None  # type: ignore[valid-type]
+    # a metric of the table, or of metrics.extra (checked at set-up, after those are registered)
+    metric: Optional[str] = None
     data: Optional[str] = None
     op: Optional[str] = None  # >= | <= | > | <
     value: Optional[float] = None
@@ -225,6 +226,13 @@ class ExportConf:
 
 
 @dataclass
+class MetricsConf:
+    # your own metrics: "package.module:function" taking (probabilities, labels) numpy arrays
+    # and returning a number (mlbench.evaluate.extra)
+    extra: List[str] = field(default_factory=list)
+
+
+@dataclass
 class RootConf:
     seed: int = 0  # one seed for data splits, training, bootstrap and stressors
     seeds: List[int] = field(default_factory=list)  # extra baseline seeds for the seed-to-seed spread
@@ -249,6 +257,7 @@ class RootConf:
     cycle: Any = None  # read by `mlbench cycle` only
     tracking: Any = None  # tracking=mlflow: an experiment tracker (mlbench.tracking.MlflowTracker)
     requirements: RequirementsConf = field(default_factory=RequirementsConf)
+    metrics: MetricsConf = field(default_factory=MetricsConf)
     analysis: AnalysisConf = field(default_factory=AnalysisConf)
     eval: EvalConf = field(default_factory=EvalConf)
     deployment: DeploymentConf = field(default_factory=DeploymentConf)

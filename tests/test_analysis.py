@@ -162,12 +162,16 @@ def test_pareto_front_hand_built():
     assert sorted(pareto_front(pts, [("acc", "max"), ("lat", "min")])) == ["a", "b", "d", "e"]
 
 
-def test_unknown_requirement_metric_fails_at_compose(make_cfg):
-    from hydra.errors import ConfigCompositionException
-    with pytest.raises(ConfigCompositionException):
-        make_cfg("requirements.checks=[{metric: acuracy, op: '>=', value: 0.9}]")
+def test_unknown_requirement_metric_fails_at_set_up(make_cfg):
+    """Requirement metrics are checked at set-up (after metrics.extra adds its names), with the
+    closest known name."""
+    from mlbench.analysis.requirements import validate
+    cfg = make_cfg("requirements.checks=[{metric: acuracy, op: '>=', value: 0.9}]")
+    with pytest.raises(MlbenchError, match="no metric 'acuracy' \\(did you mean accuracy\\?\\)"):
+        validate(cfg.requirements.checks[0])
     cfg = make_cfg("requirements=strict")
-    assert cfg.requirements.checks[-1].metric.value == "stress_accuracy"
+    assert cfg.requirements.checks[-1].metric == "stress_accuracy"
+    validate(cfg.requirements.checks[-1])
 
 
 class _Parser(HTMLParser):

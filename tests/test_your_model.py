@@ -230,6 +230,8 @@ def _bad_files(user, d: Path) -> dict[str, str]:
     f["renamed"] = str(d / "named.safetensors")
     (d / "factory.py").write_text("def make(num_classes=10):\n    return {'not': 'a module'}\n")
     f["factory"] = str(d / "factory.py")
+    (d / "my_metrics.py").write_text(METRIC)
+    f["metrics"] = str(d / "my_metrics.py")
 
     def folder(name: str, files: dict[str, bytes | tuple[int, int]]) -> str:
         for rel, content in files.items():
@@ -335,6 +337,11 @@ def _bad_cases(user, f: dict[str, str]) -> list[tuple[str, list[str], str]]:
         ("onnx_output_kind", [*img, "model=onnx", f"model.path={r / 'net.onnx'}", "model.output=probabilities"],
          "not rows of non-negative values"),
         ("patient_id_as_feature", ["data=table", f"data.path={r / 'rows.csv'}"], "an id?"),
+        ("metric_raises", [f"metrics.extra=[{f['metrics']}:broken]"], "raised ValueError: this hook is broken"),
+        ("metric_not_a_number", [f"metrics.extra=[{f['metrics']}:words]"], "not a number"),
+        ("metric_missing", ["metrics.extra=[no_such_pkg.metrics:f]"], "cannot import"),
+        ("metric_no_function", [f"metrics.extra=[{f['metrics']}:nope]"], "has no attribute"),
+        ("metric_unknown_in_requirement", ["requirements.checks=[{metric: top9, op: '>=', value: 0.5}]"], "top9"),
     ]
 
 
@@ -502,3 +509,55 @@ def test_python_api_takes_a_module_and_arrays_a_dataframe_and_an_onnx_path(user,
     from mlbench.errors import MlbenchError
     with pytest.raises(MlbenchError, match="a weights file needs its class"):
         mlbench.run(base, run_dir=tmp_path / "c", model=user["root"] / "net.safetensors", data=(user["x"], user["y"]))
+
+
+# ------------------------------------------------------------------ your own metric
+
+METRIC = '''
+import numpy as np
+
+def top2_accuracy(probs, labels):
+    """Fraction of items whose label is among the two most probable classes."""
+    top2 = np.argsort(-probs, axis=1)[:, :2]
+    return float((top2 == labels[:, None]).any(1).mean())
+
+def mean_true_prob(probs, labels):
+    return float(probs[np.arange(len(labels)), labels].mean())
+
+def broken(probs, labels):
+    raise ValueError("this hook is broken")
+
+def words(probs, labels):
+    return "high"
+'''
+
+
+def test_a_users_metric_is_computed_bootstrapped_required_and_compared(tmp_path):
+    import mlbench
+    from mlbench.evaluate import extra
+    hook = tmp_path / "my_metrics.py"
+    hook.write_text(METRIC)
+    try:
+        _check_user_metric(mlbench, hook, tmp_path)
+    finally:
+        extra.register([])  # the metric table as other tests of this process expect it
+
+
+def _check_user_metric(mlbench, hook, tmp_path):
+    _, s, preds = _run(tmp_path, "data=wine", "variants=[prune50_ft]",
+                       f"metrics.extra=[{hook}:top2_accuracy,{hook}:mean_true_prob]",
+                       "requirements.checks=[{metric: mean_true_prob, op: '>=', value: 0.5}]")
+    for name in ("baseline", "prune50_ft"):
+        p = np.load(tmp_path / "run" / "predictions" / f"{name}.npz")
+        top2 = np.argsort(-p["probs"], axis=1)[:, :2]
+        assert s["variants"][name]["metrics"]["top2_accuracy"] == pytest.approx((top2 == p["labels"][:, None]).any(1).mean())
+    b, v = (s["variants"][n]["metrics"]["mean_true_prob"] for n in ("baseline", "prune50_ft"))
+    d = s["variants"]["prune50_ft"]["deltas"]["mean_true_prob"]
+    assert d["value"] == pytest.approx(v - b) and d["ci_low"] <= d["value"] <= d["ci_high"] and d["ci_low"] < d["ci_high"]
+    assert d["resamples"] == 200  # debug=smoke's eval.bootstrap.resamples
+    req = s["variants"]["prune50_ft"]["requirements"]["checks"][0]
+    assert req["metric"] == "mean_true_prob" and req["passed"] == (v >= 0.5)
+    rows = mlbench.compare([tmp_path / "run"], metrics=["accuracy", "top2_accuracy"])
+    assert {r["variant"]: r["top2_accuracy"] for r in rows}["baseline"] == s["variants"]["baseline"]["metrics"]["top2_accuracy"]
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "top2_accuracy" in report and "mean_true_prob" in report

@@ -10,6 +10,7 @@ import torch
 
 from mlbench.analysis.timing import ratio_delta
 from mlbench.data import DataBundle
+from mlbench.evaluate.extra import paired_delta, user_metrics
 from mlbench.evaluate.fairness import exemplars, flips
 from mlbench.evaluate.stats import paired_deltas
 from mlbench.records import Live, VariantRecord
@@ -41,6 +42,8 @@ def compare_variants(records: dict[str, VariantRecord], live: dict[str, Live], b
             continue
         rec.deltas = paired_deltas(pb, pv, y, group if use_group else None, n_resamples=resamples, seed=seed,
                                    level=level, device=device)
+        for m in user_metrics():  # metrics.extra: opaque functions, resampled one call at a time
+            rec.deltas[m] = paired_delta(m, pb, pv, y, resamples, seed, level)
         for k, rounds_key in RATIO_METRICS.items():
             if k in rec.metrics and k in base.metrics:
                 rec.deltas[k + "_ratio"] = ratio_delta(rec.metrics[k], base.metrics[k],

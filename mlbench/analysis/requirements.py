@@ -49,6 +49,8 @@ def validate(req: Any) -> None:
         if _get(req, "op") not in OPS or _get(req, "value") is None or _get(req, "max_degradation") is not None:
             raise MlbenchError(f"data requirement {_get(req, 'data')}: give op (one of {list(OPS)}) and value")
         return
+    from mlbench.evaluate.registry import check_names
+    check_names([str(getattr(_get(req, "metric"), "value", _get(req, "metric")))], what="requirement")
     has_threshold = _get(req, "op") is not None or _get(req, "value") is not None
     has_degradation = _get(req, "max_degradation") is not None
     if has_threshold == has_degradation:

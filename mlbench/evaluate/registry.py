@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -55,11 +55,15 @@ class MetricSpec:
     tags: tuple[str, ...] = ()
     section: str = "quality"  # the report section that shows it
     bounds: tuple[float, float] = (0.0, float("inf"))  # every value a correct run can report
+    user: bool = False  # added by metrics.extra (mlbench.evaluate.extra) ...
+    hook: Callable[..., Any] | None = field(default=None, compare=False, repr=False)  # ... and its wrapped function
 
     @property
     def function(self) -> Callable[..., Any]:
         if self.fn is None:
             raise TypeError(f"metric {self.name} is measured by a stage ({self.source}), not computed by a function")
+        if self.hook is not None:
+            return self.hook
         module, attr = self.fn.split(":")
         return getattr(importlib.import_module(module), attr)
 

@@ -25,6 +25,7 @@ from mlbench.env import (
     seed_everything,
     set_threads,
 )
+from mlbench.evaluate.extra import register as register_metrics
 from mlbench.inputs import data_inputs, model_inputs
 from mlbench.models import count_params
 from mlbench.models.sources import check_class_names
@@ -43,6 +44,8 @@ def setup(ctx: RunContext) -> None:
     """Everything that can fail on a config value fails here, before any work."""
     cfg = ctx.cfg
     check_values(cfg)
+    import_plugins(cfg.get("plugins"))
+    register_metrics(list(cfg.metrics.extra))
     for req in OmegaConf.to_container(cfg.requirements.checks, resolve=True, enum_to_str=True):
         validate_requirement(req)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -53,7 +56,6 @@ def setup(ctx: RunContext) -> None:
     seed_everything(cfg.seed, deterministic=device.type == "cpu")
     env = environment(device)
     env.update(threads_choice=how, train_threads=cfg.train.threads or TORCH_DEFAULT_THREADS)
-    import_plugins(cfg.get("plugins"))
     dataset = instantiate_checked(cfg.data, "data")
     model_factory = instantiate_checked(cfg.model, "model", recursive=False)
     check_start(cfg, model_factory)
@@ -128,7 +130,7 @@ def baseline(ctx: RunContext) -> None:
 def accuracy_target(cfg: DictConfig) -> float | None:
     """The strictest absolute accuracy requirement (``accuracy >= x``), if any."""
     values = [float(r.value) for r in cfg.requirements.checks
-              if r.metric is not None and r.metric.value == "accuracy" and r.op in (">=", ">") and r.value is not None]
+              if r.metric is not None and str(r.metric) == "accuracy" and r.op in (">=", ">") and r.value is not None]
     return max(values) if values else None
 
 
