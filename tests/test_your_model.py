@@ -334,6 +334,7 @@ def _bad_cases(user, f: dict[str, str]) -> list[tuple[str, list[str], str]]:
         ("onnx_corrupt", [*img, "model=onnx", f"model.path={f['truncated']}"], "not a valid ONNX model"),
         ("onnx_head_size", ["data=wine", "model=onnx", f"model.path={r / 'clf.onnx'}"], "input"),
         ("onnx_finetune", [*img, "model=onnx", f"model.path={r / 'net.onnx'}", "train=finetune"], "no torch source"),
+        ("onnx_cycle", ["cycle", *img, "model=onnx", f"model.path={r / 'net.onnx'}"], "no torch source"),
         ("onnx_output_kind", [*img, "model=onnx", f"model.path={r / 'net.onnx'}", "model.output=probabilities"],
          "not rows of non-negative values"),
         ("patient_id_as_feature", ["data=table", f"data.path={r / 'rows.csv'}"], "an id?"),
@@ -354,7 +355,9 @@ def bad_corpus(user, onnx_user, tmp_path_factory):
     assert run_cli(*QUICK, cwd=work).returncode == 0  # an earlier run and its cache entry
     (earlier,) = run_dirs(work)
     files = _bad_files(user, tmp_path_factory.mktemp("bad"))
-    cases = [(cid, [*QUICK, *argv], must) for cid, argv, must in _bad_cases(user, files)]
+    sub = ("cycle", "monitor", "datacheck")  # a subcommand goes first
+    cases = [(cid, [*argv[:1], *QUICK, *argv[1:]] if argv[0] in sub else [*QUICK, *argv], must)
+             for cid, argv, must in _bad_cases(user, files)]
     before = _tree_digest(earlier, work / "cache")
     results = run_cli_cases(cases, work, tmp_path_factory.mktemp("logs"))
     after = _tree_digest(earlier, work / "cache")

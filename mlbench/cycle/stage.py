@@ -52,6 +52,9 @@ def run_cycle_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     ctx = pipeline.RunContext(cfg=cfg, run_dir=run_dir)
     pipeline.setup(ctx)
     ctx.stressors, ctx.specs, ctx.monitor = [], [], None
+    if getattr(ctx.model_factory, "onnx_only", False):
+        raise MlbenchError("mlbench cycle retrains and compresses the model; model=onnx has no torch source to "
+                           "train (mlbench, mlbench monitor and mlbench datacheck evaluate it as given)")
     if not cfg.get("cycle") or "_target_" not in cfg.cycle:
         raise MlbenchError("mlbench cycle needs a cycle config (cycle=default, or another option of conf/cycle)")
     cyc = pipeline.instantiate_checked(cfg.cycle, "cycle", recursive=False)
