@@ -1,7 +1,7 @@
 """Typed run records: what the stages produce, as plain data.
 
 Stages fill a :class:`VariantRecord` per variant and a :class:`RunRecord` for the run;
-:func:`mlbench.pipeline.summary` turns them into summary.json. Everything after that
+:func:`summary` turns them into summary.json. Everything after that
 (requirements, recommendation, Pareto front, report, ``mlbench compare``) reads
 summary.json, never the live run. Live objects (models, runners, test outputs) stay in
 :class:`Live`, which the writer does not see.
@@ -118,3 +118,46 @@ class RunRecord:
         if self.stages:
             out["stages"] = self.stages
         return out
+
+
+def summary(ctx: Any) -> dict[str, Any]:
+    """summary.json from a run's records (``ctx``: the run context; before the analysis
+    sections — requirements, recommendation, Pareto front — are added by the write stage)."""
+    import time
+
+    from omegaconf import OmegaConf
+
+    from mlbench.train.cache import content_hash
+    from mlbench.version import SCHEMA_VERSION, __version__
+    d = ctx.data
+    sizes = d.sizes()
+    config = OmegaConf.to_container(ctx.cfg, resolve=True)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "mlbench_version": __version__,
+        "run": {"id": ctx.run_dir.name, "started": ctx.started, "wall_s": time.perf_counter() - ctx.t0,
+                "config": config, "env": ctx.env, "config_hash": content_hash(config),
+                "overrides": command_line_overrides()},
+        "data": {"name": d.meta.name, "num_classes": d.meta.num_classes, "n_train": sizes["train"],
+                 "n_val": sizes["val"], "n_calib": sizes["calib"], "n_test": sizes["test"],
+                 "input_shape": list(d.meta.input_shape), "modality": d.meta.modality,
+                 "class_names": d.meta.class_names, "group": d.meta.group_name,
+                 "content_hash": ctx.data_hash, "splits": "splits.npz"},
+        "baseline": "baseline",
+        "baseline_training": dict(ctx.baseline_info),  # with its per-epoch history
+        "calibration_view": ctx.settings.calibration,
+        "serving": {"mode": ctx.settings.serving, "batch_size": ctx.settings.quality_batch,
+                    "note": "quality metrics (test and calib splits, stress) are measured at this batch size; "
+                            "train accuracy at eval.batch_size"},
+        "variants": {name: rec.summary() for name, rec in ctx.records.items()},
+        **ctx.run.sections(),
+    }
+
+
+def command_line_overrides() -> list[str]:
+    """The overrides this run was started with (Hydra's task overrides; [] outside Hydra)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []

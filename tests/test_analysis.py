@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli, run_dirs
+from conftest import ROOT, run_cli, run_dirs, run_in_process
 
 from mlbench.analysis.compare import compare, find_runs
 from mlbench.analysis.history import history, record
@@ -355,9 +355,9 @@ def test_a_sweep_is_compared_within_its_group_with_intervals_and_a_parameter_plo
     assert len(pruned) == 1 and all(c["basis"] == "paired over the same test items" for c in pruned)
     assert all(c["accuracy_ci"][0] <= c["accuracy"] <= c["accuracy_ci"][1] for c in pruned)
     # another dataset is its own group: no change rows against the wine runs unless asked
-    other = run_cli("debug=smoke", "data=breast_cancer", "model=mlp", "variants=[]", "stress=none",
-                    "monitor=none", "datacheck=none", "eval.efficiency=false", cwd=tmp_path)
-    assert other.returncode == 0, other.stderr
+    run_in_process("data=breast_cancer", "model=mlp", "variants=[]", "stress=none", "monitor=none",
+                   "datacheck=none", "eval.efficiency=false",
+                   run_dir=tmp_path / "results" / "runs" / "breast_cancer", cache=tmp_path / "cache")
     runs, _ = find_runs([tmp_path / "results"])
     within = cross_run(runs, [tmp_path / "results"], paired=False)
     assert within and all(c["group"].startswith("wine") for c in within)  # breast_cancer has no partner

@@ -341,19 +341,11 @@ class Engine:
             start = resumed_from = done + 1
             console.print(f"[bold]cycle[/] resumed after period {done} from {self.state_dir}")
         for t in range(start, self.cyc.periods):
-            cells = []
-            for name, ps in states.items():
-                row = self.step(ps, t)
-                u = row["update"]
-                mark = "" if u is None else {"deployed": " [green]↻ deployed[/]", "refused": " [yellow]↻ refused[/]",
-                                             "failed": " [red]↻ failed[/]", "skipped": " [dim]↻ no labels yet[/]"
-                                             }[u["status"]]
-                alarm = " [magenta]![/]" if row["alarm"] or row["error_alarm"] else ""
-                cells.append(f"{name} {row['accuracy']:.3f}{alarm}{mark}")
+            rows = {name: self.step(ps, t) for name, ps in states.items()}
             save_state(self, states, t)
             for folder in self.retired:
                 shutil.rmtree(folder, ignore_errors=True)
             self.retired.clear()
-            sc = self.stream.periods[t].scenario.label
-            console.print(f"  period {t:>2} [dim]{sc:<28}[/] " + " · ".join(cells))
+            console.print(f"  period {t:>2} [dim]{self.stream.periods[t].scenario.label:<28}[/] "
+                          + " · ".join(type(states[n].policy).console_cell(n, r) for n, r in rows.items()))
         return {"states": states, "initial": initial, "resumed_from": resumed_from}

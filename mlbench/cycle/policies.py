@@ -21,6 +21,10 @@ class Signals:
     estimate: float | None  # label-free accuracy estimate (ATC) of this period
 
 
+UPDATE_MARKS = {"deployed": " [green]↻ deployed[/]", "refused": " [yellow]↻ refused[/]", "failed": " [red]↻ failed[/]",
+                "skipped": " [dim]↻ no labels yet[/]"}
+
+
 class Policy:
     """An update policy of ``mlbench cycle``. Subclasses declare ``presets`` (name →
     constructor arguments) for ``cycle.policies`` (or are named there by ``_target_``);
@@ -32,6 +36,24 @@ class Policy:
 
     def decide(self, s: Signals) -> str | None:
         raise NotImplementedError
+
+    @classmethod
+    def report_line(cls, name: str, note: str, rows: list[dict[str, Any]]) -> str:
+        """Its line in the cycle report: what it does, and what it did over the stream."""
+        updates = [r["update"] for r in rows if r.get("update")]
+        done = {k: sum(u["status"] == k for u in updates) for k in ("deployed", "refused", "failed")}
+        acc = [r["accuracy"] for r in rows]
+        mean = f"mean accuracy {sum(acc) / len(acc):.3f}, " if acc else ""
+        return (f"**{name}**{' (sees every label at once: the upper reference)' if cls.oracle else ''}: {note} — "
+                f"{mean}{done['deployed']} deployed, {done['refused']} refused, {done['failed']} failed updates")
+
+    @classmethod
+    def console_cell(cls, name: str, row: dict[str, Any]) -> str:
+        """This policy's part of a period's console line: the period's accuracy with the
+        deployed model, an alarm mark, and what an update did."""
+        u = row["update"]
+        alarm = " [magenta]![/]" if row["alarm"] or row["error_alarm"] else ""
+        return f"{name} {row['accuracy']:.3f}{alarm}{'' if u is None else UPDATE_MARKS[u['status']]}"
 
 
 class Never(Policy):

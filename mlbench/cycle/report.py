@@ -14,6 +14,8 @@ from rich.table import Table  # noqa: E402
 
 from mlbench.analysis.render import Doc, to_html, to_markdown  # noqa: E402
 from mlbench.cycle.loop import STAGES  # noqa: E402
+from mlbench.cycle.policies import Policy  # noqa: E402
+from mlbench.named import recorded_class  # noqa: E402
 from mlbench.plotting import save_figure  # noqa: E402
 from mlbench.progress import console  # noqa: E402
 from mlbench.results import atomic_write  # noqa: E402
@@ -132,7 +134,9 @@ def write_cycle_report(summary: dict[str, Any], run_dir: Path) -> tuple[Path, Pa
                f"monitor: {', '.join(c['detectors'])} (α = {c['alpha']}) on each period's outputs; "
                f"{c['error_detector'] or 'no'} detector on the delayed-label error stream; ATC estimate",
                _interval_line(c)] + ([f"resumed after period {c['resumed_from'] - 1}"] if c.get("resumed_from") else []))
-    doc.items([f"**{n}**: {text}" for n, text in (c.get("policy_notes") or {}).items()])
+    targets, timelines = c.get("policy_targets") or {}, c.get("timeline") or {}
+    doc.items([recorded_class({"target": targets.get(n)}, Policy, "name", Policy).report_line(n, text, timelines.get(n, []))
+               for n, text in (c.get("policy_notes") or {}).items()])
     doc.h2("Accuracy over time")
     for p in summary.get("plots", []):
         if p.endswith("cycle_timeline.png"):
@@ -231,3 +235,4 @@ def write_cycle_rows(rows: list[dict], out: Path) -> list[Path]:
     (out / "cycle.md").write_text(to_markdown(doc))
     (out / "cycle.html").write_text(to_html(doc, out, "mlbench compare · update cycles"))
     return [out / "cycle.csv", out / "cycle.md", out / "cycle.html"]
+

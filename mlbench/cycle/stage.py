@@ -23,7 +23,7 @@ from mlbench.cycle.state import locked
 from mlbench.cycle.stream import Stream
 from mlbench.errors import MlbenchError
 from mlbench.monitor.stage import corruption
-from mlbench.named import what_it_does
+from mlbench.named import target_of, what_it_does
 from mlbench.progress import console
 from mlbench.results import write_json
 from mlbench.schema import CONF_DIR, group_options
@@ -96,7 +96,8 @@ def run_cycle_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "changes": [{"from": 0, "scenario": stream.periods[0].scenario.label}]
         + [{"from": t, "scenario": p.scenario.label} for t, p in enumerate(stream.periods)
            if t and p.scenario.label != stream.periods[t - 1].scenario.label],
-        "policies": [p.name for p in cyc.policies], "policy_notes": {p.name: what_it_does(p) for p in cyc.policies}, "every": cyc.every, "recipe": cyc.recipe,
+        "policies": [p.name for p in cyc.policies], "policy_notes": {p.name: what_it_does(p) for p in cyc.policies},
+        "policy_targets": {p.name: target_of(p) for p in cyc.policies}, "every": cyc.every, "recipe": cyc.recipe,
         "warm_start": cyc.warm_start, "epochs": cyc.epochs,
         "requirements": [describe(r) for r in cyc.requirements], "use_bound": cyc.use_bound,
         "accuracy_target": cyc.accuracy_target, "recovery_tolerance": cyc.recovery_tolerance,

@@ -65,6 +65,20 @@ class Detector:
         self.ref = reference
         return self
 
+    @classmethod
+    def report_line(cls, name: str, note: str, mon: dict[str, Any]) -> str:
+        """Its line in the report's monitoring section: what it does and reads, its
+        false-positive rate without shift and how many shift scenarios it detects (power >=
+        0.8) at the largest window."""
+        w = max(mon["windows"])
+        mine = [r for r in mon["power"] if r["detector"] == name and r["window"] == w]
+        null = [r["rate"] for r in mine if r["scenario"] == "none"]
+        shifts = [r for r in mine if r["scenario"] != "none"]
+        caught = sum(r["rate"] >= 0.8 for r in shifts)
+        figures = (f"at n = {w}: false-positive rate {null[0]:.2f}, " if null else f"at n = {w}: ") + \
+            f"detects {caught} of {len(shifts)} shift scenarios (power >= 0.8)"
+        return f"**{name}** (reads {cls.needs}): {note} — {figures}"
+
     def test(self, window: View) -> dict[str, Any]:
         raise NotImplementedError
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from mlbench.monitor.detectors import Detector
+from mlbench.named import recorded_class
 from mlbench.progress import console
 from mlbench.text import Doc, fmt
 
@@ -25,7 +27,9 @@ def monitor_section(doc: Doc, summary: dict) -> None:
             rows.append([sc, det, *[f"{cells[w]['rate']:.2f} [{cells[w]['ci_low']:.2f}, {cells[w]['ci_high']:.2f}]"
                                     if w in cells else "–" for w in windows]])
     doc.table(["scenario", "detector", *[f"n = {w}" for w in windows]], rows)
-    doc.items([f"**{n}**: {text}" for n, text in (mon.get("detector_notes") or {}).items()])
+    targets = mon.get("detector_targets") or {}
+    doc.items([recorded_class({"target": targets.get(n)}, Detector, "name", Detector).report_line(n, text, mon)
+               for n, text in (mon.get("detector_notes") or {}).items()])
     if mon.get("estimates"):
         doc.h3("Label-free estimates against the truth (mean absolute error over windows)")
         doc.table(["scenario", "window", "true accuracy", "ATC MAE", "BBSE accuracy MAE", "BBSE prior MAE"],

@@ -22,7 +22,7 @@ from mlbench.monitor.protocol import (
     failing_loudly,
 )
 from mlbench.monitor.scenarios import Scenario, kind_class
-from mlbench.named import what_it_does
+from mlbench.named import target_of, what_it_does
 from mlbench.progress import console
 from mlbench.stress.corruptions import Corruption
 
@@ -91,7 +91,8 @@ def run_monitor(mon: Monitor, data: DataBundle, live: dict[str, Any], base_name:
                 + ")",
         "alpha": mon.alpha, "repetitions": mon.repetitions, "windows": mon.windows,
         "scenarios": [s.label for s in mon.scenarios], "detectors": list(dets),
-        "detector_notes": {n: what_it_does(d) for n, d in dets.items()}, "skipped": skipped + mon.dropped,
+        "detector_notes": {n: what_it_does(d) for n, d in dets.items()},
+        "detector_targets": {n: target_of(d) for n, d in dets.items()}, "skipped": skipped + mon.dropped,
         "power": rows, "estimates": estimates, "streams": mon.streams(pools, y, group),
         "interval": "Clopper–Pearson 95 % over repetitions",
     }

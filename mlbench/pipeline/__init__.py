@@ -36,9 +36,9 @@ from mlbench.pipeline.prepare import (
     setup,
 )
 from mlbench.pipeline.variants import build, variants
-from mlbench.pipeline.write import command_line_overrides, process_age_s, summary, write
+from mlbench.pipeline.write import process_age_s, summary, write
 from mlbench.progress import console
-from mlbench.records import STAGE_NOTES
+from mlbench.records import STAGE_NOTES, command_line_overrides
 from mlbench.results import save_splits, write_json
 
 __all__ = ["RunContext", "MIN_TEST_ITEMS", "STAGES", "MONITOR_STAGES", "setup", "load_data", "baseline",

@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from mlbench.analysis.decision import decide
 from mlbench.analysis.history import record as record_history
 from mlbench.analysis.report import write_report
@@ -18,41 +16,13 @@ from mlbench.components import BASELINE
 from mlbench.errors import first_line
 from mlbench.pipeline.context import RunContext
 from mlbench.progress import console
+from mlbench.records import summary
 from mlbench.results import save_predictions, save_splits, write_json
 from mlbench.tracking import track
-from mlbench.train import content_hash
-from mlbench.version import SCHEMA_VERSION, __version__
 
 log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- write
-
-def summary(ctx: RunContext) -> dict[str, Any]:
-    """summary.json from the records (before the analysis sections are added)."""
-    d = ctx.data
-    sizes = d.sizes()
-    config = OmegaConf.to_container(ctx.cfg, resolve=True)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "mlbench_version": __version__,
-        "run": {"id": ctx.run_dir.name, "started": ctx.started, "wall_s": time.perf_counter() - ctx.t0,
-                "config": config, "env": ctx.env, "config_hash": content_hash(config),
-                "overrides": command_line_overrides()},
-        "data": {"name": d.meta.name, "num_classes": d.meta.num_classes, "n_train": sizes["train"],
-                 "n_val": sizes["val"], "n_calib": sizes["calib"], "n_test": sizes["test"],
-                 "input_shape": list(d.meta.input_shape), "modality": d.meta.modality,
-                 "class_names": d.meta.class_names, "group": d.meta.group_name,
-                 "content_hash": ctx.data_hash, "splits": "splits.npz"},
-        "baseline": BASELINE,
-        "baseline_training": dict(ctx.baseline_info),  # with its per-epoch history
-        "calibration_view": ctx.settings.calibration,
-        "serving": {"mode": ctx.settings.serving, "batch_size": ctx.settings.quality_batch,
-                    "note": "quality metrics (test and calib splits, stress) are measured at this batch size; "
-                            "train accuracy at eval.batch_size"},
-        "variants": {name: rec.summary() for name, rec in ctx.records.items()},
-        **ctx.run.sections(),
-    }
-
 
 def write(ctx: RunContext) -> dict[str, Any]:
     d = ctx.data
@@ -85,15 +55,6 @@ def write(ctx: RunContext) -> dict[str, Any]:
                         first_line(e))
     track(ctx.tracker, s, ctx.run_dir)
     return s
-
-
-def command_line_overrides() -> list[str]:
-    """The overrides this run was started with (Hydra's task overrides; [] outside Hydra)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        return list(HydraConfig.get().overrides.task)
-    except ValueError:
-        return []
 
 
 def process_age_s() -> float | None:
