@@ -242,7 +242,7 @@ def _model_overrides(model: Any, overrides: list[str]) -> list[str]:
         return []
     import torch
 
-    from mlbench.models.sources import OBJECTS
+    from mlbench.models.python_source import OBJECTS
     given_train = any(o.lstrip("+~").startswith("train=") for o in overrides)
     if isinstance(model, torch.nn.Module):
         key = f"module-{id(model):x}"
