@@ -95,10 +95,18 @@ class MlflowTracker:
 
     def _log(self, client, rid: str, summary: dict[str, Any], run_dir: Path) -> None:
         from mlflow.entities import Metric, Param, RunTag
+
+        from mlbench.evaluate.extra import user_metrics  # metrics.extra of this run
         cfg = summary["run"].get("config") or {}
         params = {"seed": cfg.get("seed"), "variants": ",".join(summary["variants"]),
                   "data": summary["data"]["name"], "model": (cfg.get("model") or {}).get("_target_"),
                   "device": summary["run"]["env"].get("device"), "threads": summary["run"]["env"].get("threads")}
+        inputs = summary.get("inputs") or {}
+        for side, keys in (("model", ("source", "arch", "weights", "path", "sha256")),
+                           ("data", ("source", "name", "content_hash", "manifest_hash"))):
+            for k in keys:
+                if (inputs.get(side) or {}).get(k) is not None:
+                    params[f"inputs.{side}.{k}"] = inputs[side][k]
         for o in summary["run"].get("overrides") or []:
             key, _, value = o.lstrip("+~").partition("=")
             params[f"override.{key}"] = value
@@ -107,7 +115,7 @@ class MlflowTracker:
             if v.get("status") != "ok":
                 continue
             m = v.get("metrics") or {}
-            values = {k: m[k] for k in VARIANT_METRICS if isinstance(m.get(k), (int, float))}
+            values = {k: m[k] for k in (*VARIANT_METRICS, *user_metrics()) if isinstance(m.get(k), (int, float))}
             d = (v.get("deltas") or {}).get("accuracy")
             if d:
                 values["delta_accuracy"] = d["value"]

@@ -58,3 +58,17 @@ def test_an_unwritable_store_warns_and_the_run_stands(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         track(MlflowTracker("file:///proc/not-a-store"), summary, tmp_path)  # returns: the run stands
     assert "not logged to MLflow at file:///proc/not-a-store" in caplog.text
+
+
+def test_a_users_metric_and_the_inputs_reach_mlflow(tmp_path):
+    hook = tmp_path / "my_metric.py"
+    hook.write_text("import numpy as np\n\ndef mean_true_prob(p, y):\n    return float(p[np.arange(len(y)), y].mean())\n")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    out = run_cli("data=wine", *SMALL, f"tracking.uri={uri}", f"metrics.extra=[{hook}:mean_true_prob]", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    s = json.loads((run_dirs(tmp_path)[0] / "summary.json").read_text())
+    _, (run,) = _runs(uri)
+    want = s["variants"]["onnx_fp32"]["metrics"]["mean_true_prob"]
+    assert run.data.metrics["onnx_fp32/mean_true_prob"] == pytest.approx(want)
+    assert run.data.params["inputs.data.content_hash"] == s["inputs"]["data"]["content_hash"]
+    assert run.data.params["inputs.model.source"] == "builtin"
