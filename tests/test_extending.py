@@ -238,7 +238,8 @@ def test_a_stressor_check_detector_and_format_from_outside_the_package(plugin, t
     assert {r["detector"] for r in mon["power"]} >= {"confidence_mean", "bbsd_soft"}
     assert "confidence_mean" in mon["deployment"]["variants"]["torchscript"]["false_alarms"]  # an output detector
     assert "| confidence_mean |" in md and "confidence_mean" in console
-    assert "**confidence_mean**: Welch's t-test on the mean maximum softmax probability." in md  # its own words
+    # its own words, rendered by its class (Detector.report_line): what it reads and how it did
+    assert "**confidence_mean** (reads probs): Welch's t-test on the mean maximum softmax probability. — at n =" in md
     # the scenario: drawn like the built-in ones; a window of one class is caught by BBSDh-like tests
     assert mon["scenarios"] == ["none", "only_one_class"]
     caught = {r["detector"]: r["rate"] for r in mon["power"] if r["scenario"] == "only_one_class" and r["window"] == 100}
@@ -258,7 +259,7 @@ def test_an_update_policy_from_outside_the_package(plugin, tmp_path):
     assert decisions[1] == "every other period" and decisions[0] is None
     md = (run_dir / "report.md").read_text()
     assert "every_other" in console and "| every_other |" in md
-    assert "**every_other**: Retrain at the end of every second period." in md
+    assert "**every_other**: Retrain at the end of every second period. — mean accuracy" in md
 
 
 def test_a_plugin_that_cannot_be_imported_is_one_line(tmp_path):
