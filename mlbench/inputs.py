@@ -9,17 +9,25 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mlbench.data import DataBundle, Dataset
+from mlbench.models.sources import check_class_names
 
 
-def model_inputs(factory: Any, model_cfg: DictConfig, start: str) -> dict[str, Any]:
-    """The model source's own record (``model=torch`` ...), or the built-in model's target."""
+def model_inputs(factory: Any, model_cfg: DictConfig, start: str,
+                 data_class_names: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The model source's own record (``model=torch`` ...), or the built-in model's target, checked
+    against the data's class names; and the warnings it calls for (a file that was unpickled)."""
     record = dict(getattr(factory, "record", None) or {})
     if not record:
         record = {"source": "builtin", "arch": model_cfg.get("_target_"), "weights": None,
                   "arguments": {k: v for k, v in OmegaConf.to_container(model_cfg, resolve=True).items()
                                 if not k.startswith("_")}}
     record["train_start"] = start
-    return record
+    check_class_names(record, data_class_names)
+    warnings = []
+    if record.get("weights_only") is False:  # model.trust_pickle=true, and it was needed
+        warnings.append(f"model.weights {record['weights']} was unpickled (model.trust_pickle=true): loading it "
+                        "could run code; re-save its state_dict() as safetensors")
+    return record, warnings
 
 
 def data_inputs(dataset: Dataset, bundle: DataBundle, data_cfg: DictConfig, content_hash: str) -> dict[str, Any]:

@@ -21,6 +21,56 @@ from mlbench.errors import MlbenchError, first_line
 T = TypeVar("T")
 
 
+def import_file(path: Any) -> Any:
+    """A loose ``.py`` file as a module named after it (as ``import <stem>`` would name it, so
+    objects pickled from it find it again); its folder goes on the import path so it can import
+    its neighbours. The same file is imported once per process."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    p = Path(path).expanduser().resolve()
+    if not p.is_file():
+        raise FileNotFoundError(f"no file {p}")
+    known = sys.modules.get(p.stem)
+    if known is not None and getattr(known, "__file__", None) == str(p):
+        return known
+    if str(p.parent) not in sys.path:
+        sys.path.insert(0, str(p.parent))
+    spec = importlib.util.spec_from_file_location(p.stem, p)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[p.stem] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[p.stem]
+        raise
+    return module
+
+
+def import_object(name: str) -> Any:
+    """``pkg.module:attr``, ``path/file.py:attr`` or ``pkg.module.attr`` (the longest importable
+    module prefix, then attributes). Raises what the import raises."""
+    if ":" in name:
+        mod, _, attr = name.rpartition(":")
+        obj = import_file(mod) if mod.endswith(".py") else importlib.import_module(mod)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError as e:
+            if e.name is not None and not ".".join(parts[:i]).startswith(e.name):
+                raise  # the module exists but one of its own imports is missing
+            continue
+        for part in parts[i:]:
+            obj = getattr(obj, part)
+        return obj
+    return importlib.import_module(name)
+
+
 def import_plugins(modules: Any) -> None:
     """Import the modules ``plugins`` names before anything is built, so the artifact formats
     and presets they define are registered (a ``_target_`` imports its own module anyway)."""

@@ -141,6 +141,17 @@ def test_a_users_module_on_image_folders_matches_plain_torch_item_for_item(user,
     assert s["baseline_training"]["trained"] is False
 
 
+def test_a_trusted_pickle_loads_and_the_run_says_it_was_unpickled(user, tmp_path):
+    r = user["root"]
+    _, s, preds = _run(tmp_path, "data=image_folder", f"data.root={r / 'images'}", "data.mode=L",
+                       *_torch_model(user, "whole.pt", "model.arch=null", "model.trust_pickle=true"))
+    with torch.no_grad():
+        mine = user["net"](torch.from_numpy(user["x"][preds["index"]])).argmax(1).numpy()
+    assert (preds["probs"].argmax(1) == mine).all()
+    assert (s["inputs"]["model"]["format"], s["inputs"]["model"]["weights_only"]) == ("pickle", False)
+    assert any("was unpickled" in w for w in s["warnings"])
+
+
 def test_image_folder_and_the_equivalent_npz_give_identical_predictions(user, tmp_path):
     r = user["root"]
     _, _, a = _run(tmp_path / "a", "data=image_folder", f"data.root={r / 'images'}", "data.mode=L",
@@ -532,6 +543,11 @@ def broken(probs, labels):
 
 def words(probs, labels):
     return "high"
+
+def auc(probs, labels):
+    """ROC AUC of the positive class: binary data only."""
+    from sklearn.metrics import roc_auc_score
+    return float(roc_auc_score(labels, probs[:, 1]))
 '''
 
 
@@ -544,6 +560,20 @@ def test_a_users_metric_is_computed_bootstrapped_required_and_compared(tmp_path)
         _check_user_metric(mlbench, hook, tmp_path)
     finally:
         extra.register([])  # the metric table as other tests of this process expect it
+
+
+def test_a_binary_only_metric_is_tried_with_the_datas_class_count(tmp_path):
+    """roc_auc_score on probs[:, 1] fails on 3 classes: the hook is tried once the data says 2."""
+    from sklearn.metrics import roc_auc_score
+
+    from mlbench.evaluate import extra
+    hook = tmp_path / "my_metrics.py"
+    hook.write_text(METRIC)
+    try:
+        _, s, preds = _run(tmp_path, "data=breast_cancer", "variants=[]", f"metrics.extra=[{hook}:auc]")
+    finally:
+        extra.register([])
+    assert s["variants"]["baseline"]["metrics"]["auc"] == pytest.approx(roc_auc_score(preds["labels"], preds["probs"][:, 1]))
 
 
 def _check_user_metric(mlbench, hook, tmp_path):

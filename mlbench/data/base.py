@@ -78,7 +78,8 @@ class DataBundle:
         return h.hexdigest()[:16]
 
 
-def _count(size: float, n: int, what: str) -> int:
+def split_count(size: float, n: int, what: str) -> int:
+    """A split size (a fraction of ``n`` below 1, else a count) as a count >= 1."""
     if size <= 0:
         raise MlbenchError(f"data.{what} must be positive, got {size}")
     count = int(round(size * n)) if size < 1 else int(size)
@@ -96,7 +97,7 @@ def stratified_splits(
     count (>= 1); whatever is left is ``train``.
     """
     n = len(y)
-    counts = {name: _count(size, n, name) for name, size in sizes.items()}
+    counts = {name: split_count(size, n, name) for name, size in sizes.items()}
     if sum(counts.values()) > n - min_train:
         raise MlbenchError(
             f"split sizes {counts} leave fewer than {min_train} training examples out of {n}"
@@ -134,12 +135,17 @@ def assigned_splits(assigned: np.ndarray | None, y: np.ndarray, sizes: dict[str,
         pos = out["train"]
         for name, part in stratified_splits(y[pos], missing, seed).items():
             out[name] = pos[part]
-    seen = set(y[out["train"]].tolist())
+    return check_seen({s: np.sort(out[s]) for s in SPLITS}, y, where)
+
+
+def check_seen(parts: dict[str, np.ndarray], y: np.ndarray, where: str) -> dict[str, np.ndarray]:
+    """``parts`` unchanged, or one error when an evaluation split holds a class train never shows."""
+    seen = set(y[parts["train"]].tolist())
     for s in ("val", "calib", "test"):
-        unseen = sorted(set(y[out[s]].tolist()) - seen)
+        unseen = sorted(set(y[parts[s]].tolist()) - seen)
         if unseen:
             raise MlbenchError(f"{where}: {s} holds classes {unseen[:5]} that train never shows")
-    return {s: np.sort(out[s]) for s in SPLITS}
+    return parts
 
 
 # `mlbench datacheck` reads data with NaN/inf features (they are its findings); training does not

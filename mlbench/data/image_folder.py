@@ -38,6 +38,7 @@ from mlbench.data.base import (
     check_arrays,
     scaled,
 )
+from mlbench.env import cpu_count
 from mlbench.errors import MlbenchError, first_line
 from mlbench.progress import progress
 
@@ -109,7 +110,7 @@ class ImageFolder(Dataset):
         self.image_size = image_size
         self.interpolation = str(choose(Interpolation, interpolation, "data.interpolation"))
         self.on_bad_file = str(choose(WhenUnfit, on_bad_file, "data.on_bad_file"))
-        self.workers = workers or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else workers or os.cpu_count() or 1
+        self.workers = workers or cpu_count()
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
 
     # -- finding files -------------------------------------------------------------
@@ -229,7 +230,6 @@ class ImageFolder(Dataset):
         self.record = {"root": str(self.root), "files": len(items), "decoded": len(kept), "bad_files": bad,
                        "manifest_hash": key, "cache_hit": hit,
                        "fixed_splits": sorted({t[0] for t in items if t[0]}) or None}
-        extras = {"source_findings": [("fail" if self.on_bad_file == "error" else "warn",
-                                       f"{len(bad)} image file(s) could not be decoded and were left out "
+        extras = {"source_findings": [("warn", f"{len(bad)} image file(s) could not be decoded and were left out "
                                        f"(e.g. {bad[0]})", len(bad))]} if bad else {}
         return self.bundle(x, y, None, meta, parts, extras)

@@ -20,7 +20,6 @@ of the whole matrix, this about a second.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,16 @@ import numpy as np
 
 from mlbench.choices import Preprocess, choose
 from mlbench.data.base import (
-    SPLITS,
     DataMeta,
     Dataset,
     assigned_splits,
     check_arrays,
+    check_seen,
+    split_count,
     stratified_splits,
 )
 from mlbench.errors import MlbenchError, first_line
+from mlbench.train.cache import file_sha256
 
 
 def read_table(path: Path) -> Any:
@@ -104,7 +105,7 @@ def time_ordered(order: np.ndarray, sizes: dict[str, float]) -> dict[str, np.nda
     """Positions split by time: ``order`` sorts the rows oldest first; test takes the latest
     rows, calib those before, then val; the oldest are train."""
     n = len(order)
-    counts = {k: int(round(v * n)) if v < 1 else int(v) for k, v in sizes.items()}
+    counts = {k: split_count(v, n, k) for k, v in sizes.items()}
     if sum(counts.values()) >= n:
         raise MlbenchError(f"data: split sizes {counts} leave no training rows out of {n}")
     out, end = {}, n
@@ -190,9 +191,7 @@ class Table(Dataset):
             return assigned_splits(assigned, y, self.sizes, self.seed, f"data.split column {self.split!r}")
         if self.time is not None:
             order = np.argsort(df[self.time].to_numpy(), kind="stable")
-            parts = time_ordered(order, self.sizes)
-            return assigned_splits(np.array([s for s in _names(parts, len(y))]), y, self.sizes, self.seed,
-                                   f"data.time column {self.time!r}")
+            return check_seen(time_ordered(order, self.sizes), y, f"data.time column {self.time!r}")
         return stratified_splits(y, self.sizes, self.seed)
 
     def load(self):
@@ -229,7 +228,7 @@ class Table(Dataset):
                            "values": {c: imputed[c] for c in missing}},
             "encoding": "one-hot per category seen in train (unseen: all zeros), in feature_names order",
             "vocabularies": vocab, "preprocess": self.preprocess, "fitted_on": "train split"}
-        self.record = {"path": str(self.path), "rows": int(len(df)), "manifest_hash": _file_hash(self.path),
+        self.record = {"path": str(self.path), "rows": int(len(df)), "manifest_hash": file_sha256(self.path)[:16],
                        "missing_values": missing, "unseen_categories": unseen,
                        "group_values": gnames if group is not None else None,
                        "split_by": ("column " + self.split) if self.split else
@@ -250,19 +249,3 @@ class Table(Dataset):
             ids = df[self.id].astype(str).to_numpy()
             extras["ids"] = {s: ids[p] for s, p in parts.items()}
         return self.bundle(x, y, group, meta, parts, extras)
-
-
-def _names(parts: dict[str, np.ndarray], n: int) -> np.ndarray:
-    out = np.empty(n, dtype=object)
-    for s in SPLITS:
-        out[parts[s]] = s
-    return out
-
-
-def _file_hash(path: Path) -> str:
-    """sha256 of the file's bytes (first 16 hex digits)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()[:16]

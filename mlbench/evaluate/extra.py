@@ -7,8 +7,9 @@ the function's name (or its ``metric_name`` attribute). Registered at set-up int
 table, it is computed for every variant on the test split beside the built-in metrics, gets a
 paired bootstrap interval for its change against the baseline (:func:`paired_delta`), and can
 be named by requirements, ``mlbench compare --metrics`` and MLflow. A hook that cannot be
-imported, is not callable, raises or returns something other than a finite number on a worked
-example is one error line at set-up.
+imported or is not callable is one error line at set-up; one that raises or returns something
+other than a finite number on a worked example with the data's class count, one error line
+once the data is loaded (before any training).
 
 Why the interval is computed here and not with the built-in metrics: those are functions of
 per-item sums, so all of them come out of one resampled matrix product; a user's function is
@@ -18,7 +19,6 @@ items, paired: both models on the same resample).
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -28,26 +28,7 @@ import torch
 
 from mlbench.errors import MlbenchError, first_line
 from mlbench.evaluate import registry
-
-WORKED = (np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.6, 0.3, 0.1]]), np.array([0, 1, 2, 1]))
-
-
-def _load_file(path: str) -> Any:
-    """A loose .py file as a module (cached by path, so each resample does not import it again)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-    p = Path(path).expanduser().resolve()
-    name = f"mlbench_metric_{abs(hash(str(p))):x}"
-    if name in sys.modules:
-        return sys.modules[name]
-    if not p.is_file():
-        raise FileNotFoundError(f"no file {p}")
-    spec = importlib.util.spec_from_file_location(name, p)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules[name] = module
-    return module
+from mlbench.named import import_object
 
 
 def resolve(entry: str) -> Callable[..., Any]:
@@ -55,9 +36,7 @@ def resolve(entry: str) -> Callable[..., Any]:
     if not sep or not module or not attr:
         raise MlbenchError(f"metrics.extra: {entry!r} must be 'package.module:function' or 'path/file.py:function'")
     try:
-        obj = _load_file(module) if module.endswith(".py") else importlib.import_module(module)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
+        obj = import_object(str(entry))
     except Exception as e:  # ImportError, AttributeError, whatever the module raises on import
         raise MlbenchError(f"metrics.extra: cannot import {entry!r} ({type(e).__name__}: {first_line(e)})") from None
     if not callable(obj):
@@ -81,8 +60,8 @@ def call(fn: Callable[..., Any], probs: Any, labels: Any, entry: str) -> float:
 
 
 def register(entries: list[str]) -> list[str]:
-    """Add each hook to the metric table (checked on a worked example), replacing those an
-    earlier run in this process added; returns their names."""
+    """Add each hook to the metric table (imported now; tried by :func:`check` once the class
+    count is known), replacing those an earlier run in this process added; returns their names."""
     for old in user_metrics():
         del registry.METRICS[old]
         registry.HIGHER_IS_BETTER.pop(old, None)
@@ -96,9 +75,6 @@ def register(entries: list[str]) -> list[str]:
         if known is not None and known.fn != entry:
             raise MlbenchError(f"metrics.extra: {entry} is named {name!r}, which is already a metric; set its "
                                "metric_name attribute to another name")
-        value = call(fn, *WORKED, entry)
-        if not math.isfinite(value):
-            raise MlbenchError(f"metrics.extra: {entry} returned {value} on a worked example; it must be finite")
         doc = (fn.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ") or f"user metric {entry}"
         higher = bool(getattr(fn, "higher_is_better", True))
         registry.METRICS[name] = registry.MetricSpec(
@@ -108,6 +84,26 @@ def register(entries: list[str]) -> list[str]:
         registry.HIGHER_IS_BETTER[name] = higher
         out.append(name)
     return out
+
+
+def worked_example(num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and labels of ``4 * num_classes`` items, every class present, mostly right."""
+    labels = np.arange(4 * num_classes) % num_classes
+    logits = np.random.default_rng(0).normal(size=(len(labels), num_classes))
+    logits[np.arange(len(labels)), labels] += 2.0
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True), labels
+
+
+def check(num_classes: int) -> None:
+    """Try every registered hook on a worked example with the data's class count (once the data
+    is loaded, before any training): it must return a finite number."""
+    for name in user_metrics():
+        entry = registry.METRICS[name].fn
+        value = call(resolve(entry), *worked_example(num_classes), entry)
+        if not math.isfinite(value):
+            raise MlbenchError(f"metrics.extra: {entry} returned {value} on a worked example of {num_classes} "
+                               "classes; it must be finite")
 
 
 def user_metrics() -> list[str]:

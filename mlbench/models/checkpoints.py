@@ -74,7 +74,9 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> tuple[Any, dict[s
                 f"model.weights: {path} holds pickled objects, not only tensors (loading it can run code: "
                 f"{first_line(e).split('.')[0]}); re-save model.state_dict() (or use safetensors), or set "
                 "model.trust_pickle=true if you trust the file") from None
-        obj = torch.load(str(path), map_location="cpu", weights_only=False)
+        # the one unpickling load in mlbench: reached only after the safe load refused the file and
+        # the user said model.trust_pickle=true; the run records it (weights_only: false) and warns
+        obj = torch.load(str(path), map_location="cpu", weights_only=False)  # noqa: S614
         how = {"format": "pickle", "weights_only": False, "metadata": {}}
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         raise MlbenchError(f"model.weights: {path} is not a readable torch checkpoint ({first_line(e)})") from None
@@ -162,3 +164,10 @@ def output_classes(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         what = type(out).__name__ if not isinstance(out, torch.Tensor) else f"a tensor of shape {tuple(out.shape)}"
         raise MlbenchError(f"model: the forward pass returns {what}; mlbench needs logits of shape (batch, classes)")
     return int(out.shape[1])
+
+
+def check_head(outputs: int, num_classes: int) -> None:
+    """A model's output width must be the data's class count."""
+    if outputs != num_classes:
+        raise MlbenchError(f"model: the model has {outputs} outputs but the data has {num_classes} classes "
+                           "(head size and class count must agree)")

@@ -30,6 +30,7 @@ import numpy as np
 
 from mlbench.choices import OutputKind, choose
 from mlbench.errors import MlbenchError, first_line
+from mlbench.models.checkpoints import check_head
 from mlbench.train.cache import file_sha256
 
 FLOAT_TYPES = {1: "float32"}  # onnx.TensorProto elem types mlbench feeds (its inputs are float32)
@@ -64,7 +65,6 @@ class OnnxModel:
 
     def __init__(self, path: str, output: str = "auto", class_names: list[str] | None = None):
         self.path = Path(path).expanduser()
-        self.weights = self.path  # its sha256 keys what is cached of it
         self.output = str(choose(OutputKind, output, "model.output"))
         self.class_names = list(class_names) if class_names else None
         model = _load(self.path)
@@ -122,9 +122,7 @@ class OnnxModel:
         del g.output[:]
         g.output.append(helper.make_tensor_value_info(source_name, TensorProto.FLOAT, None))
         raw = self._run(model, inp.name, x)
-        if raw.ndim != 2 or raw.shape[1] != num_classes:
-            raise MlbenchError(f"model: the model has {raw.shape[-1] if raw.ndim else 0} outputs but the data has "
-                               f"{num_classes} classes (head size and class count must agree)")
+        check_head(raw.shape[1] if raw.ndim == 2 else 0, num_classes)
         looks_like_p = bool((raw >= 0).all() and np.allclose(raw.sum(1), 1.0, atol=1e-4))
         kind = self.output if self.output != "auto" else (kind_hint or ("probabilities" if looks_like_p else "logits"))
         how = "config" if self.output != "auto" else ("graph" if kind_hint else "values on the data")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from mlbench.errors import MlbenchError
-from mlbench.models.checkpoints import output_classes
+from mlbench.models.checkpoints import check_head, output_classes
 
 OBJECTS: dict[str, nn.Module] = {}  # modules handed to mlbench.run(model=...), by key
 
@@ -44,10 +44,7 @@ class PythonModel:
     def __call__(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         import copy
         model = copy.deepcopy(OBJECTS[self.key]).cpu()
-        outputs = output_classes(model, tuple(input_shape))
-        if outputs != num_classes:
-            raise MlbenchError(f"model: the model has {outputs} outputs but the data has {num_classes} classes "
-                               "(head size and class count must agree)")
+        check_head(output_classes(model, tuple(input_shape)), num_classes)
         cls = type(model)
         self.record = {"source": self.source, "arch": f"{cls.__module__}.{cls.__qualname__}", "weights": None,
                        "sha256": self.weights_sha256, "format": "python object", "weights_only": True,

@@ -9,9 +9,7 @@ state dict read with ``torch.load(weights_only=True)``, or a ``.pt2`` program sa
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from torch import nn
 
 from mlbench.errors import MlbenchError, first_line
 from mlbench.models.checkpoints import (
+    check_head,
     class_names_of,
     find_state,
     listed,
@@ -28,6 +27,7 @@ from mlbench.models.checkpoints import (
     output_classes,
     read_checkpoint,
 )
+from mlbench.named import import_file, import_object
 from mlbench.train.cache import file_sha256
 
 
@@ -50,44 +50,13 @@ class Preprocessed(nn.Module):
 # --------------------------------------------------------------------------- building
 
 def import_script(script: str) -> Any:
-    """A loose ``.py`` file as a module named after it; its folder goes on the import path
-    (so that it can import its neighbours)."""
-    path = Path(script).expanduser().resolve()
-    if not path.is_file():
+    """``model.script``: a loose ``.py`` file as a module (``mlbench.named.import_file``)."""
+    if not Path(script).expanduser().is_file():
         raise MlbenchError(f"model.script: {script} does not exist")
-    if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
     try:
-        spec.loader.exec_module(module)
+        return import_file(script)
     except Exception as e:
         raise MlbenchError(f"model.script: {script} fails on import ({type(e).__name__}: {first_line(e)})") from None
-    return module
-
-
-def import_object(name: str) -> Any:
-    """``pkg.module.attr`` (or ``pkg.module:attr``): the longest importable module prefix, then
-    attributes."""
-    if ":" in name:
-        mod, _, attr = name.partition(":")
-        obj = importlib.import_module(mod)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        return obj
-    parts = name.split(".")
-    for i in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ModuleNotFoundError as e:
-            if e.name is not None and not ".".join(parts[:i]).startswith(e.name):
-                raise  # the module exists but one of its own imports is missing
-            continue
-        for part in parts[i:]:
-            obj = getattr(obj, part)
-        return obj
-    return importlib.import_module(name)
 
 
 def resolve_arch(arch: Any, script: str | None) -> tuple[Any, dict[str, Any], str]:
@@ -197,10 +166,7 @@ class TorchModel:
                 raise MlbenchError(f"model.mean has {len(self.mean)} values; the inputs have {input_shape[0]} "
                                    f"{'channels' if len(input_shape) == 3 else 'features'}")
             model = Preprocessed(model, self.mean, self.std, tuple(input_shape))
-        outputs = output_classes(model, tuple(input_shape))
-        if outputs != num_classes:
-            raise MlbenchError(f"model: the model has {outputs} outputs but the data has {num_classes} classes "
-                               "(head size and class count must agree)")
+        check_head(output_classes(model, tuple(input_shape)), num_classes)
         if names is not None and len(names) != num_classes:
             raise MlbenchError(f"model: {len(names)} class names from {names_from} but the data has {num_classes} classes")
         record.update(class_names=names, class_names_from=names_from, strict=self.strict,

@@ -17,7 +17,7 @@ from mlbench.monitor.stage import run_monitor
 from mlbench.pipeline.context import RunContext
 from mlbench.plotting import exemplar_grid
 from mlbench.stress.base import StressEnv, StressVariant
-from mlbench.stress.stage import run_stressors, scorer
+from mlbench.stress.stage import drop_unfit, run_stressors, scorer
 from mlbench.train.baseline import train_baseline
 
 # --------------------------------------------------------------------------- timing
@@ -88,12 +88,7 @@ def stress(ctx: RunContext) -> None:
                     score=scorer(ctx.settings.quality_batch, boot, y), accuracy=accuracy, runner_for=faulty_runner,
                     workdir=ctx.run_dir / "models" / ".stress", plots_dir=ctx.run_dir / "plots")
     env.workdir.mkdir(parents=True, exist_ok=True)
-    if not ctx.baseline.differentiable:  # an ONNX-only model: no gradients to attack or attribute with
-        for st in [st for st in ctx.stressors if st.needs_gradients]:
-            ctx.run.stress_skipped.append({"stressor": st.name, "reason": (
-                f"needs gradients; the baseline is a {ctx.baseline.format}-only model (a score-based "
-                "black-box attack runs without them: stress=[square])")})
-            ctx.stressors.remove(st)
+    ctx.run.stress_skipped += drop_unfit(ctx.stressors, ctx.baseline)
     out = run_stressors(ctx.stressors, env)
     for name, rec in ctx.records.items():
         if name in out.sections:

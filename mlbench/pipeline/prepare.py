@@ -25,15 +25,15 @@ from mlbench.env import (
     seed_everything,
     set_threads,
 )
+from mlbench.evaluate.extra import check as check_metrics
 from mlbench.evaluate.extra import register as register_metrics
 from mlbench.inputs import data_inputs, model_inputs
 from mlbench.models import count_params
-from mlbench.models.sources import check_class_names
 from mlbench.named import import_plugins
 from mlbench.pipeline.context import MIN_TEST_ITEMS, RunContext, RunSetup
 from mlbench.progress import console
 from mlbench.train import save_weights
-from mlbench.train.baseline import check_start, train_baseline
+from mlbench.train.baseline import NOT_TRAINED, check_start, train_baseline
 from mlbench.values import check_values
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ def setup(ctx: RunContext) -> None:
 def load_data(ctx: RunContext) -> None:
     ctx.data = ctx.dataset.load()
     ctx.data_hash = ctx.data.content_hash()
+    check_metrics(ctx.data.meta.num_classes)  # metrics.extra on a worked example of this many classes
     ctx.run.inputs["data"] = data_inputs(ctx.dataset, ctx.data, ctx.cfg.data, ctx.data_hash)
     sizes = ctx.data.sizes()
     for st in list(ctx.stressors):  # unfit stressors fail (or are skipped) now, not halfway
@@ -102,8 +103,7 @@ def load_data(ctx: RunContext) -> None:
 def baseline(ctx: RunContext) -> None:
     if getattr(ctx.model_factory, "onnx_only", False):  # model=onnx: the graph as given
         ctx.baseline = ctx.model_factory.baseline(ctx.data, ctx.run_dir / "models" / BASELINE)
-        ctx.baseline_info = {"start": "none", "trained": False, "best_epoch": None, "best_val_loss": None,
-                             "train_s": 0.0, "history": [], "cache_hit": False}
+        ctx.baseline_info = dict(NOT_TRAINED)
         key, name = ctx.baseline.id, "ONNX graph"
     else:
         model, ctx.baseline_info, key = train_baseline(ctx.cfg, ctx.data, ctx.data_hash, ctx.model_factory,
@@ -115,8 +115,10 @@ def baseline(ctx: RunContext) -> None:
         name = type(model).__name__
     info = ctx.baseline_info
     start = "none" if not info.get("trained", True) else str(ctx.cfg.train.start)
-    ctx.run.inputs["model"] = model_inputs(ctx.model_factory, ctx.cfg.model, start)
-    check_class_names(ctx.run.inputs["model"], ctx.data.meta.class_names)
+    ctx.run.inputs["model"], warnings = model_inputs(ctx.model_factory, ctx.cfg.model, start, ctx.data.meta.class_names)
+    for msg in warnings:
+        ctx.run.warnings.append(msg)
+        log.warning(msg)
     if not info.get("trained", True):
         verb = "as given, not trained"
     else:

@@ -69,6 +69,19 @@ def _section(st: Stressor, rows: list[StressRow]) -> dict[str, Any]:
     return sec
 
 
+def drop_unfit(stressors: list[Stressor], baseline: Any) -> list[dict[str, str]]:
+    """Remove (in place) the stressors that need gradients when the baseline has none (an
+    ONNX-only model); returns why each was skipped."""
+    skipped = []
+    if not baseline.differentiable:
+        for st in [st for st in stressors if st.needs_gradients]:
+            skipped.append({"stressor": st.name, "reason": (
+                f"needs gradients; the baseline is a {baseline.format}-only model (a score-based black-box "
+                "attack runs without them: stress=[square])")})
+            stressors.remove(st)
+    return skipped
+
+
 def run_stressors(stressors: list[Stressor], env: StressEnv) -> StressOutcome:
     """Every stressor against every variant of ``env`` (baseline first)."""
     out = StressOutcome()

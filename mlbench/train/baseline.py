@@ -27,6 +27,11 @@ def fit_kwargs(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
             "device": device, "threads": t.get("threads", 0)}
 
 
+# baseline_training of a model evaluated as given (train=none, model=onnx)
+NOT_TRAINED = {"start": "none", "trained": False, "best_epoch": None, "best_val_loss": None, "train_s": 0.0,
+               "history": [], "cache_hit": False}
+
+
 def weights_hash(model_factory: Any) -> str | None:
     """sha256 of the weights a model source starts from (None: a model mlbench initializes)."""
     return getattr(model_factory, "weights_sha256", None)
@@ -82,8 +87,7 @@ def train_baseline(cfg: DictConfig, data: DataBundle, data_hash: str,
     seed_everything(seed, deterministic=device.type == "cpu")
     model = model_factory(input_shape=data.meta.input_shape, num_classes=data.meta.num_classes)
     if str(cfg.train.start) == "none":  # the model as given: nothing to train or cache
-        return model.cpu().eval(), {"start": "none", "trained": False, "best_epoch": None, "best_val_loss": None,
-                                    "train_s": 0.0, "history": [], "cache_hit": False}, key
+        return model.cpu().eval(), dict(NOT_TRAINED), key
 
     def train(m: torch.nn.Module) -> dict:
         res = fit(m, data.x["train"], data.y["train"], data.x["val"], data.y["val"], epochs=cfg.train.epochs,
