@@ -9,7 +9,10 @@ the README's "your model and your data" commands run anywhere, offline.
   those images;
 - ``my_metrics.py``: a metric of the user's own (``metrics.extra``);
 - ``patients.csv`` and ``patients.parquet``: scikit-learn's breast-cancer table with a text
-  diagnosis, a categorical column, a group, a patient id, a visit date and a few missing values.
+  diagnosis, a categorical column, a group, a patient id, a visit date and a few missing values;
+- where timm and torchvision are installed: ``timm_resnet/`` (timm's ``save_for_hf`` folder:
+  ``model.safetensors`` and a ``config.json`` with the architecture, preprocessing and class
+  names) and ``shufflenet.pth`` (a torchvision state dict), trained on the same digits.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +64,59 @@ def write_images(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return np.stack(xs), np.array(ys), names
 
 
+def fit(net: Any, x: Any, y: Any, epochs: int) -> Any:
+    """A few epochs of Adam on mini-batches of 64; the module in eval mode."""
+    import torch
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    net.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x)).split(64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+            opt.step()
+    return net.eval()
+
+
+def write_zoo(folder: Path, x: np.ndarray, y: np.ndarray, names: list[str]) -> list[str]:
+    """Where timm / torchvision import: ``timm_resnet/`` (timm's ``save_for_hf``: safetensors and a
+    config.json with the architecture, preprocessing and class names; grey 8x8 digits) and
+    ``shufflenet.pth`` (a torchvision state dict for RGB digits seen at 32x32). What was written."""
+    import torch
+
+    from mlbench.models.hub_sources import ResizeCrop
+    from mlbench.models.sources import Preprocessed
+    written = []
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    try:
+        import timm
+    except Exception:
+        timm = None
+    if timm is not None:
+        torch.manual_seed(0)
+        net = timm.create_model("test_resnet", num_classes=len(names), in_chans=1)
+        fit(Preprocessed(net, [0.5], [0.5], tuple(x.shape[1:])), xt, yt, epochs=10)
+        data_config = {"input_size": tuple(x.shape[1:]), "crop_pct": 1.0, "interpolation": "bilinear",
+                       "mean": (0.5,), "std": (0.5,)}
+        net.pretrained_cfg = {**net.pretrained_cfg, **data_config}
+        timm.models.save_for_hf(net, str(folder / "timm_resnet"), model_config={"label_names": names},
+                                safe_serialization=True, data_config=data_config)
+        written.append("timm_resnet/")
+    try:
+        import torchvision
+    except Exception:
+        torchvision = None
+    if torchvision is not None:
+        torch.manual_seed(0)
+        t = torchvision.models.get_model_weights("shufflenet_v2_x0_5").DEFAULT.transforms()
+        net = torchvision.models.get_model("shufflenet_v2_x0_5", num_classes=len(names))
+        rgb = xt.expand(-1, 3, -1, -1)
+        fit(torch.nn.Sequential(ResizeCrop(32, (32, 32), "bilinear"), Preprocessed(net, t.mean, t.std, (3, 32, 32))),
+            rgb, yt, epochs=8)
+        torch.save(net.state_dict(), folder / "shufflenet.pth")
+        written.append("shufflenet.pth")
+    return written
+
+
 def write_model(folder: Path, x: np.ndarray, y: np.ndarray, names: list[str]) -> None:
     """net.py and its weights (trained for a few seconds) in three formats."""
     import torch
@@ -70,15 +127,7 @@ def write_model(folder: Path, x: np.ndarray, y: np.ndarray, names: list[str]) ->
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     torch.manual_seed(0)
-    net = module.Net()
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    for _ in range(15):
-        for idx in torch.randperm(len(xt)).split(64):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-    net.eval()
+    net = fit(module.Net(), torch.from_numpy(x), torch.from_numpy(y), epochs=15)
     state = net.state_dict()
     save_file(state, str(folder / "net.safetensors"), metadata={"class_names": json.dumps(names)})
     torch.save({"epoch": 15, "state_dict": {f"module.{k}": v for k, v in state.items()}}, folder / "net.pt")
@@ -128,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     write_model(folder, x, y, names)
     write_table(folder)
     (folder / "my_metrics.py").write_text(METRIC)
+    zoo = write_zoo(folder, x, y, names)
     print(f"wrote {folder}/: digits_png/ ({len(y)} PNG files in {len(names)} class folders), net.py, "
-          "net.safetensors, net.pt, net.pt2, net.onnx, patients.csv, patients.parquet, my_metrics.py")
+          "net.safetensors, net.pt, net.pt2, net.onnx, patients.csv, patients.parquet, my_metrics.py"
+          + "".join(f", {w}" for w in zoo) + ("" if len(zoo) == 2 else " (timm_resnet/ and shufflenet.pth "
+                                               "need timm and torchvision)"))
     return 0

@@ -28,6 +28,11 @@ SKIP = [("pip install", "an install"), ("pytest", "the test command"), ("backend
         ("mlflow ui", "starts a server"), ("scripts/", "a benchmark script"),
         ("python3 -m venv", "the install line (its `mlbench` is the first command below)"),
         ("10-00-00", "a placeholder sweep folder")]
+for _pkg in ("timm", "torchvision"):  # optional zoo packages: their commands run where they import
+    try:
+        __import__(_pkg)
+    except Exception:
+        SKIP.append((f"model={_pkg}", f"{_pkg} is not installed (or does not match this torch build)"))
 EXPECTED_ERROR = {"paths.data_root=/datasets": "the dataset is absent here on purpose"}
 
 

@@ -163,7 +163,7 @@ def test_bad_input_is_one_clear_line_and_leaves_runs_alone(bad_runs, i):
 def test_unknown_names_fail_at_compose(tmp_path):
     cases = (("data=digitz", "no option 'digitz' (did you mean digits?); data options: breast_cancer,"),
              ("variants=[onnx_fp32,prune5]", "no option 'prune5' (did you mean prune50_ft?)"),
-             ("model=nope", "model options: cnn, mlp, onnx, python, resnet, torch"),
+             ("model=nope", "model options: cnn, mlp, onnx, python, resnet, timm, torch, torchvision"),
              ("data.vall=1", "Key 'vall' not in 'DigitsConf'"),
              ("seed=abc", "'abc' of type 'str' could not be converted to Integer"))
     for arg, says in cases:

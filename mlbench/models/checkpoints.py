@@ -128,6 +128,21 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = 
             "shape_mismatch": shapes}
 
 
+def sidecar_config(weights: Path | None) -> dict[str, Any]:
+    """The ``config.json`` beside a weights file (as Hugging Face and timm's ``save_for_hf`` write
+    it: ``architecture``, ``num_classes``, ``pretrained_cfg``, ``label_names``), or ``{}``."""
+    path = weights.parent / "config.json" if weights is not None else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        conf = json.loads(path.read_text())
+    except ValueError as e:
+        raise MlbenchError(f"{path}: not JSON ({first_line(e)})") from None
+    if not isinstance(conf, dict):
+        raise MlbenchError(f"{path}: not a JSON object")
+    return conf
+
+
 def class_names_of(weights: Path | None, metadata: dict[str, str]) -> tuple[list[str] | None, str | None]:
     """Class names a weights file declares: safetensors metadata ``class_names`` (a JSON list),
     else ``config.json`` beside it (``label_names`` as Hugging Face / timm write it, or
@@ -137,14 +152,10 @@ def class_names_of(weights: Path | None, metadata: dict[str, str]) -> tuple[list
             return [str(n) for n in json.loads(metadata["class_names"])], "weights metadata"
         except (ValueError, TypeError):
             raise MlbenchError("model.weights: metadata class_names is not a JSON list") from None
-    if weights is not None and (weights.parent / "config.json").is_file():
-        try:
-            conf = json.loads((weights.parent / "config.json").read_text())
-        except ValueError as e:
-            raise MlbenchError(f"{weights.parent / 'config.json'}: not JSON ({first_line(e)})") from None
-        for key in ("label_names", "class_names"):
-            if isinstance(conf.get(key), list):
-                return [str(n) for n in conf[key]], f"{weights.parent / 'config.json'} ({key})"
+    conf = sidecar_config(weights)
+    for key in ("label_names", "class_names"):
+        if isinstance(conf.get(key), list):
+            return [str(n) for n in conf[key]], f"{weights.parent / 'config.json'} ({key})"
     return None, None
 
 

@@ -47,6 +47,13 @@ class Preprocessed(nn.Module):
         return self.model((x - self.mean) / self.std)
 
 
+def check_channels(values: list[float], input_shape: tuple[int, ...], what: str = "model.mean") -> None:
+    """One normalization value per input channel (or feature), or one for all."""
+    if len(values) not in (1, input_shape[0]):
+        raise MlbenchError(f"{what} has {len(values)} values; the inputs have {input_shape[0]} "
+                           f"{'channels' if len(input_shape) == 3 else 'features'}")
+
+
 # --------------------------------------------------------------------------- building
 
 def import_script(script: str) -> Any:
@@ -97,7 +104,18 @@ class TorchModel:
     def __init__(self, arch: Any = None, weights: str | None = None, script: str | None = None,
                  trust_pickle: bool = False, strict: bool = True, class_names: list[str] | None = None,
                  mean: list[float] | None = None, std: list[float] | None = None):
-        self.arch, self.script, self.trust_pickle, self.strict = arch, script, trust_pickle, strict
+        self.arch, self.script, self.trust_pickle = arch, script, trust_pickle
+        self._set_inputs(weights, strict, class_names, mean, std)
+        if arch is None and (self.weights is None or self.weights.suffix not in (".pt2",)) and not trust_pickle:
+            raise MlbenchError("model=torch needs model.arch (the class or factory) unless model.weights is a "
+                               ".pt2 program (torch.export)")
+        if arch is not None:
+            resolve_arch(arch, script)  # an arch that cannot be imported fails at set-up, before any data is read
+
+    def _set_inputs(self, weights: str | None, strict: bool, class_names: list[str] | None,
+                    mean: list[float] | None, std: list[float] | None) -> None:
+        """The checks every torch model source shares: the weights file exists, mean/std pair up."""
+        self.strict = strict
         self.weights = Path(weights).expanduser() if weights else None
         self.class_names = list(class_names) if class_names else None
         if (mean is None) != (std is None) or (mean is not None and len(mean) != len(std)):
@@ -105,13 +123,9 @@ class TorchModel:
         if std is not None and any(s <= 0 for s in std):
             raise MlbenchError(f"model.std must be positive, got {list(std)}")
         self.mean, self.std = (list(mean), list(std)) if mean is not None else (None, None)
-        if arch is None and (self.weights is None or self.weights.suffix not in (".pt2",)) and not trust_pickle:
-            raise MlbenchError("model=torch needs model.arch (the class or factory) unless model.weights is a "
-                               ".pt2 program (torch.export)")
         if self.weights is not None and not self.weights.is_file():
             raise MlbenchError(f"model.weights: {self.weights} does not exist")
-        if arch is not None:
-            resolve_arch(arch, script)  # an arch that cannot be imported fails at set-up, before any data is read
+        self.trust_pickle = getattr(self, "trust_pickle", False)
         self.record: dict[str, Any] = {}
 
     @property
@@ -143,6 +157,15 @@ class TorchModel:
             raise MlbenchError(f"model.arch: {name} returned a {type(model).__name__}, not a torch.nn.Module")
         return model, name
 
+    def preprocess(self, model: nn.Module, input_shape: tuple[int, ...]) -> tuple[nn.Module, dict[str, Any]]:
+        """The model with its input normalization in front (``model.mean``/``std``), and the
+        record of it."""
+        if self.mean is None:
+            return model, {"mean": None, "std": None, "from": None, "where": None}
+        check_channels(self.mean, input_shape)
+        return (Preprocessed(model, self.mean, self.std, input_shape),
+                {"mean": self.mean, "std": self.std, "from": "config", "where": "inside the model (first layer)"})
+
     def __call__(self, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         model, name = self._build(input_shape, num_classes)
         record: dict[str, Any] = {"source": self.source, "arch": name, "script": self.script}
@@ -159,20 +182,14 @@ class TorchModel:
                 record.update(key=key, prefix_stripped=prefix, **load_state(model, state, self.strict))
             if names is None:
                 names, names_from = class_names_of(self.weights, how["metadata"])
-        elif self.arch is None:
+        elif name is None:
             raise MlbenchError("model=torch: nothing to build (set model.arch, model.weights or both)")
-        if self.mean is not None:
-            if len(self.mean) not in (1, input_shape[0]):
-                raise MlbenchError(f"model.mean has {len(self.mean)} values; the inputs have {input_shape[0]} "
-                                   f"{'channels' if len(input_shape) == 3 else 'features'}")
-            model = Preprocessed(model, self.mean, self.std, tuple(input_shape))
+        model, preprocessing = self.preprocess(model, tuple(input_shape))
         check_head(output_classes(model, tuple(input_shape)), num_classes)
         if names is not None and len(names) != num_classes:
             raise MlbenchError(f"model: {len(names)} class names from {names_from} but the data has {num_classes} classes")
         record.update(class_names=names, class_names_from=names_from, strict=self.strict,
-                      preprocessing={"mean": self.mean, "std": self.std,
-                                     "from": "config" if self.mean is not None else None,
-                                     "where": "inside the model (first layer)" if self.mean is not None else None})
+                      preprocessing=preprocessing)
         self.record = record
         return model.cpu()
 

@@ -119,6 +119,8 @@ def baseline(ctx: RunContext) -> None:
     for msg in warnings:
         ctx.run.warnings.append(msg)
         log.warning(msg)
+    if ctx.run.inputs["model"].get("source") != "builtin":  # a user's model by its own name, not its wrapper's
+        name = ctx.run.inputs["model"].get("arch") or name
     if not info.get("trained", True):
         verb = "as given, not trained"
     else:
