@@ -286,18 +286,25 @@ class BBSE:
 
 
 class ATC:
-    """Average thresholded confidence (Garg et al. 2022): the threshold t makes the share of
-    calib items with confidence > t equal the calib accuracy; a window's accuracy estimate is
-    its share of items with confidence > t."""
+    """Average thresholded confidence (Garg et al. 2022): the threshold t on the top-1
+    probability makes the calib items above it as many as the correct ones, i.e. balances the
+    wrong items at or above t against the correct ones below it (the authors' reference
+    implementation, ``find_ATC_threshold``); a window's accuracy estimate is its share of items
+    with confidence >= t."""
 
     def fit(self, calib_probs: np.ndarray, calib_labels: np.ndarray) -> ATC:
         conf = calib_probs.max(1)
-        acc = float((calib_probs.argmax(1) == calib_labels).mean())
-        self.threshold = float(np.quantile(conf, 1 - acc))
+        order = np.argsort(conf, kind="stable")
+        right = (calib_probs.argmax(1) == calib_labels)[order]
+        wrong_above = (~right).sum() - np.cumsum(~right)  # wrong items after position i
+        right_below = np.cumsum(right)  # correct items up to position i
+        gap = np.abs(wrong_above - right_below)
+        i = int(np.argmin(gap))
+        self.threshold = float(conf[order][i]) if gap[i] < (~right).sum() else 0.0
         return self
 
     def estimate(self, window_probs: np.ndarray) -> float:
-        return float((window_probs.max(1) > self.threshold).mean())
+        return float((window_probs.max(1) >= self.threshold).mean())
 
 
 def streaming_detectors(seed: int = 0) -> dict[str, Any]:
