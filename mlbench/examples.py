@@ -10,6 +10,8 @@ the README's "your model and your data" commands run anywhere, offline.
 - ``my_metrics.py``: a metric of the user's own (``metrics.extra``);
 - ``patients.csv`` and ``patients.parquet``: scikit-learn's breast-cancer table with a text
   diagnosis, a categorical column, a group, a patient id, a visit date and a few missing values;
+  ``patients_new.csv``: 120 of its rows without the diagnosis, one column measured 25 % larger
+  (unlabelled data with a shift, for ``data.unlabelled``);
 - where timm and torchvision are installed: ``timm_resnet/`` (timm's ``save_for_hf`` folder:
   ``model.safetensors`` and a ``config.json`` with the architecture, preprocessing and class
   names) and ``shufflenet.pth`` (a torchvision state dict), trained on the same digits.
@@ -164,6 +166,9 @@ def write_table(folder: Path) -> None:
     df.loc[rng.choice(len(df), 12, replace=False), "mean_texture"] = np.nan
     df.to_csv(folder / "patients.csv", index=False)
     df.to_parquet(folder / "patients.parquet", index=False)
+    new = df.drop(columns="diagnosis").sample(120, random_state=1)  # next month's patients: no diagnosis yet
+    new["mean_radius"] *= 1.25  # measured with a recalibrated instrument
+    new.to_csv(folder / "patients_new.csv", index=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     (folder / "my_metrics.py").write_text(METRIC)
     zoo = write_zoo(folder, x, y, names)
     print(f"wrote {folder}/: digits_png/ ({len(y)} PNG files in {len(names)} class folders), net.py, "
-          "net.safetensors, net.pt, net.pt2, net.onnx, patients.csv, patients.parquet, my_metrics.py"
+          "net.safetensors, net.pt, net.pt2, net.onnx, patients.csv, patients.parquet, patients_new.csv, my_metrics.py"
           + "".join(f", {w}" for w in zoo) + ("" if len(zoo) == 2 else " (timm_resnet/ and shufflenet.pth "
                                                "need timm and torchvision)"))
     return 0

@@ -81,6 +81,7 @@ STAGE_LABELS = {"startup": "start-up (interpreter, imports, config)", "setup": "
                 "baseline": "baseline (train or cache)", "datacheck": "data checks",
                 "variants": "variants (build and evaluate)", "efficiency": "timing (latency, throughput)",
                 "compare": "paired deltas", "stress": "stress", "monitor": "monitoring",
+                "unlabelled": "unlabelled data (label-free figures)",
                 "seeds": "seed spread", "write": "summary, plots, report"}
 STAGE_NOTES = {"efficiency": "timing: batch-1 latency in interleaved rounds, then throughput",
                "compare": "paired bootstrap deltas against the baseline"}
@@ -99,6 +100,7 @@ class RunRecord:
     stress: dict[str, Any] | None = None  # stress
     datacheck: dict[str, Any] | None = None  # datacheck
     monitor: dict[str, Any] | None = None  # monitor
+    unlabelled: dict[str, Any] | None = None  # unlabelled: data.unlabelled's label-free figures
     seed_spread: dict[str, Any] | None = None  # seeds
     plots: list[str] = field(default_factory=list)  # every stage: plots written, relative to the run
     stages: dict[str, Any] = field(default_factory=dict)  # run(): wall seconds per stage
@@ -110,7 +112,7 @@ class RunRecord:
             out["inputs"] = self.inputs
         if self.warnings:
             out["warnings"] = self.warnings
-        for k in ("timing", "bootstrap", "stress", "seed_spread", "datacheck", "monitor"):
+        for k in ("timing", "bootstrap", "stress", "seed_spread", "datacheck", "monitor", "unlabelled"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
         if self.plots:

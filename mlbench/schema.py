@@ -233,6 +233,15 @@ class MetricsConf:
 
 
 @dataclass
+class UnlabelledConf:
+    """``data.unlabelled``'s figures: the shift detectors run on it (presets or ``_target_``
+    mappings, as in ``monitor.detectors``) and their significance level."""
+    detectors: List[Any] = field(default_factory=lambda: ["bbsd_soft", "bbsd_hard", "confidence", "entropy",
+                                                          "ks_inputs"])
+    alpha: float = 0.05
+
+
+@dataclass
 class RootConf:
     seed: int = 0  # one seed for data splits, training, bootstrap and stressors
     seeds: List[int] = field(default_factory=list)  # extra baseline seeds for the seed-to-seed spread
@@ -263,6 +272,7 @@ class RootConf:
     deployment: DeploymentConf = field(default_factory=DeploymentConf)
     paths: PathsConf = field(default_factory=PathsConf)
     export: ExportConf = field(default_factory=ExportConf)
+    unlabelled: UnlabelledConf = field(default_factory=UnlabelledConf)  # data.unlabelled's figures
 
 
 # -- schemas derived from target signatures -------------------------------------------

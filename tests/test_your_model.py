@@ -288,6 +288,11 @@ def _bad_files(user, d: Path) -> dict[str, str]:
         save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(d / f"{name}.onnx"))
         f[name] = str(d / f"{name}.onnx")
     f["broken_parquet"] = str(d / "broken.parquet")
+    f["unl_size"] = folder("unl_size", {"inbox/1.png": (9, 9)})
+    np.savez(d / "unl_nan.npz", x=np.full((5, 1, 8, 8), np.nan, np.float32))
+    np.savez(d / "unl_nox.npz", images=np.zeros((5, 1, 8, 8), np.float32))
+    df.drop(columns=["target", "mean_radius"]).to_csv(d / "unl_cols.csv", index=False)
+    f.update(unl_nan=str(d / "unl_nan.npz"), unl_nox=str(d / "unl_nox.npz"), unl_cols=str(d / "unl_cols.csv"))
     return f
 
 
@@ -353,6 +358,14 @@ def _bad_cases(user, f: dict[str, str]) -> list[tuple[str, list[str], str]]:
         ("metric_not_a_number", [f"metrics.extra=[{f['metrics']}:words]"], "not a number"),
         ("metric_missing", ["metrics.extra=[no_such_pkg.metrics:f]"], "cannot import"),
         ("metric_no_function", [f"metrics.extra=[{f['metrics']}:nope]"], "has no attribute"),
+        ("unlabelled_missing", [*img, "data.unlabelled=/nonexistent/inbox"], "is not a folder of images"),
+        ("unlabelled_size", [*img, f"data.unlabelled={f['unl_size']}"], "images of 9x9"),
+        ("unlabelled_nan", ["data=npz", f"data.path={r / 'images.npz'}", "data.modality=image",
+                            f"data.unlabelled={f['unl_nan']}"], "NaN or infinite"),
+        ("unlabelled_no_x", ["data=npz", f"data.path={r / 'images.npz'}", "data.modality=image",
+                             f"data.unlabelled={f['unl_nox']}"], "no array x"),
+        ("unlabelled_columns", ["data=table", f"data.path={r / 'rows.csv'}", "data.id=patient",
+                                f"data.unlabelled={f['unl_cols']}"], "lacks feature column(s) ['mean_radius']"),
         ("metric_unknown_in_requirement", ["requirements.checks=[{metric: top9, op: '>=', value: 0.5}]"], "top9"),
     ]
 

@@ -13,6 +13,7 @@ from mlbench.choices import CalibrationView
 from mlbench.datacheck.report import datacheck_section
 from mlbench.evaluate import registry
 from mlbench.monitor.report import monitor_section
+from mlbench.monitor.unlabelled import report_section as unlabelled_section
 from mlbench.records import STAGE_LABELS
 from mlbench.results import atomic_write, read_predictions
 from mlbench.stress.base import family
@@ -161,9 +162,8 @@ def build_report(summary: dict, plots: list[str]) -> Doc:
         doc.h2(f"Seed-to-seed spread of the baseline (seeds {sp['seeds']})")
         doc.table(["metric", "mean", "std", "min", "max"],
                   [[k, fmt(v["mean"]), fmt(v["std"]), fmt(v["min"]), fmt(v["max"])] for k, v in sp["metrics"].items()])
-    datacheck_section(doc, summary)
-    monitor_section(doc, summary)
-    stages_section(doc, summary)
+    for section in SECTIONS:
+        section(doc, summary)
     doc.h2("Plots")
     for p in plots:
         if p != "plots/pareto.png":
@@ -309,3 +309,7 @@ def _stress_sections(doc, summary: dict) -> None:
         families.setdefault(family(sec), {})[name] = {n: v["stress"].get(name, {}) for n, v in variants.items()}
     for cls, sections in families.items():
         cls.report(doc, sections, variants)
+
+
+# the stage sections after the variants, in order: each renders its own part of summary.json
+SECTIONS = [datacheck_section, monitor_section, unlabelled_section, stages_section]

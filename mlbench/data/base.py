@@ -59,6 +59,9 @@ class DataBundle:
     index: dict[str, torch.Tensor]
     group: dict[str, torch.Tensor] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # data.unlabelled: evaluation items without labels, preprocessed as the splits are (not part
+    # of the content hash: they do not change the baseline)
+    unlabelled: torch.Tensor | None = None
 
     def sizes(self) -> dict[str, int]:
         return {s: int(self.y[s].numel()) for s in SPLITS}
@@ -175,6 +178,21 @@ def check_arrays(x: np.ndarray, y: np.ndarray, num_classes: int, name: str) -> N
         )
 
 
+def check_unlabelled(u: np.ndarray, meta: DataMeta) -> np.ndarray:
+    """``data.unlabelled`` items as float32, or one error: the labelled items' shape, finite."""
+    u = np.asarray(u, dtype=np.float32)
+    if u.ndim < 2 or tuple(u.shape[1:]) != tuple(meta.input_shape):
+        raise MlbenchError(f"data.unlabelled: items of shape {tuple(u.shape[1:])}, the labelled ones "
+                           f"{tuple(meta.input_shape)}")
+    if len(u) == 0:
+        raise MlbenchError("data.unlabelled holds no item")
+    if not np.isfinite(u).all():
+        rows = np.flatnonzero(~np.isfinite(u.reshape(len(u), -1)).all(1))
+        raise MlbenchError(f"data.unlabelled: {len(rows)} item(s) with NaN or infinite values "
+                           f"(first: {rows[:5].tolist()})")
+    return u
+
+
 class Dataset:
     """Base of every dataset config target.
 
@@ -207,15 +225,25 @@ class Dataset:
         check_arrays(x, y, meta.num_classes, meta.name)
         y = y.astype(np.int64)
         parts = self.split_positions(y)
-        return self.bundle(x, y, group, meta, parts)
+        return self.bundle(x, y, group, meta, parts, unlabelled=self.unlabelled_items(meta))
 
-    def bundle(self, x, y, group, meta: DataMeta, parts: dict[str, np.ndarray], extras=None):
+    def unlabelled_items(self, meta: DataMeta) -> np.ndarray | None:
+        """``data.unlabelled``: evaluation items without labels, as raw as ``arrays`` gives the
+        labelled ones (the sources that read one override this); None without."""
+        return None
+
+    def bundle(self, x, y, group, meta: DataMeta, parts: dict[str, np.ndarray], extras=None,
+               unlabelled: np.ndarray | None = None):
         x = x.astype(np.float32)
+        if unlabelled is not None:
+            unlabelled = check_unlabelled(unlabelled, meta)
         if self.modality == "tabular" and self.standardize:
             mean = np.nanmean(x[parts["train"]], axis=0)  # nan-aware: only `mlbench datacheck` sees NaN here
             std = np.nanstd(x[parts["train"]], axis=0)
             std = np.where(std < 1e-8, 1.0, std)
             x = (x - mean) / std
+            if unlabelled is not None:
+                unlabelled = ((unlabelled - mean) / std).astype(np.float32)
             meta.normalization = {
                 "kind": "standardize", "mean": mean.tolist(), "std": std.tolist(),
                 "formula": "input[:, j] = (raw[:, j] - mean[j]) / std[j], columns in feature_names order",
@@ -232,4 +260,5 @@ class Dataset:
                 s: torch.from_numpy(group[p].astype(np.int64)) for s, p in parts.items()
             },
             extras=extras or {},
+            unlabelled=None if unlabelled is None else torch.from_numpy(np.ascontiguousarray(unlabelled)),
         )

@@ -10,7 +10,7 @@ from sklearn import datasets as skd
 
 from mlbench.choices import Preprocess, choose
 from mlbench.data.base import NO_NORMALIZATION, DataMeta, Dataset, scaled
-from mlbench.errors import ZIP_READ_ERRORS, MlbenchError
+from mlbench.errors import ZIP_READ_ERRORS, MlbenchError, first_line
 
 
 class Digits(Dataset):
@@ -50,11 +50,14 @@ MAX_CLASSES = 100_000  # a label beyond this is a mistake (an id column, a times
 
 
 class NpzDataset(Dataset):
-    """Your own data: an ``.npz`` with ``x`` (N, ...), ``y`` (N,) and optional ``group`` (N,)."""
+    """Your own data: an ``.npz`` with ``x`` (N, ...), ``y`` (N,) and optional ``group`` (N,);
+    ``unlabelled``: another ``.npz`` with ``x`` alone (evaluation items without labels)."""
 
     def __init__(self, path: str, num_classes: int = 0, modality: str = "tabular", preprocess: str = "standardize",
+                 unlabelled: str | None = None,
                  val: float = 0.15, calib: float = 0.15, test: float = 0.25, seed: int = 0):
         super().__init__(val, calib, test, seed)
+        self.unlabelled = Path(unlabelled).expanduser() if unlabelled else None
         if modality not in ("tabular", "image"):
             raise MlbenchError(f"data.modality must be tabular or image, got {modality!r}")
         self.path, self.num_classes, self.modality = Path(path), num_classes, modality
@@ -73,6 +76,36 @@ class NpzDataset(Dataset):
                         self.modality, lo_hi, dict(NO_NORMALIZATION) if self.modality == "image" else {},
                         group_name="group" if group is not None else None)
         return x, y, group, meta
+
+
+    def unlabelled_items(self, meta: DataMeta) -> np.ndarray | None:
+        if self.unlabelled is None:
+            return None
+        x = read_npz_x(self.unlabelled)
+        self.record["unlabelled"] = {"path": str(self.unlabelled), "items": int(len(x))}
+        return x
+
+
+def read_npz_x(path: Path) -> np.ndarray:
+    """``x`` alone from an ``.npz`` that holds no pickled objects (``data.unlabelled``)."""
+    where = f"data.unlabelled {path}"
+    if not path.is_file():
+        raise MlbenchError(f"{where}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise MlbenchError(f"{where}: not an .npz archive")
+    try:
+        _check_headers(path, where)
+        with np.load(path, allow_pickle=False) as f:
+            if "x" not in f.files:
+                raise MlbenchError(f"{where}: no array x; it has {f.files}")
+            x = f["x"]
+    except MlbenchError:
+        raise
+    except (ValueError, OSError, KeyError, MemoryError, *ZIP_READ_ERRORS) as e:
+        raise MlbenchError(f"{where}: cannot read x ({type(e).__name__}: {first_line(e)})") from None
+    if x.dtype.kind not in "biuf":
+        raise MlbenchError(f"{where}: x must be numeric, got dtype {x.dtype}")
+    return x
 
 
 def _check_headers(path: Path, where: str) -> None:

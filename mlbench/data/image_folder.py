@@ -97,10 +97,11 @@ class ImageFolder(Dataset):
     modality = "image"
 
     def __init__(self, root: str, mode: str = "RGB", image_size: Any = None, interpolation: str = "bilinear",
-                 on_bad_file: str = "error", workers: int = 0, cache_dir: str = "",
+                 on_bad_file: str = "error", workers: int = 0, cache_dir: str = "", unlabelled: str | None = None,
                  val: float = 0.15, calib: float = 0.15, test: float = 0.25, seed: int = 0):
         super().__init__(val, calib, test, seed)
         self.root = Path(root).expanduser()
+        self.unlabelled = Path(unlabelled).expanduser() if unlabelled else None
         self.mode = str(choose(ImageMode, mode, "data.mode"))
         if image_size is not None:
             hw = [image_size, image_size] if isinstance(image_size, int) else list(image_size)
@@ -232,4 +233,22 @@ class ImageFolder(Dataset):
                        "fixed_splits": sorted({t[0] for t in items if t[0]}) or None}
         extras = {"source_findings": [("warn", f"{len(bad)} image file(s) could not be decoded and were left out "
                                        f"(e.g. {bad[0]})", len(bad))]} if bad else {}
-        return self.bundle(x, y, None, meta, parts, extras)
+        return self.bundle(x, y, None, meta, parts, extras, unlabelled=self._unlabelled_pixels(shape))
+
+    def _unlabelled_pixels(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        """``data.unlabelled``: every image under that folder (any layout; folder names are not
+        labels), decoded and cached as the labelled ones are."""
+        if self.unlabelled is None:
+            return None
+        if not self.unlabelled.is_dir():
+            raise MlbenchError(f"data.unlabelled: {self.unlabelled} is not a folder of images")
+        items = [("", "", str(self.unlabelled / f), size, mtime) for f, size, mtime in _image_files(self.unlabelled, ".")]
+        if not items:
+            raise MlbenchError(f"data.unlabelled: {self.unlabelled} holds no image ({', '.join(EXTENSIONS)})")
+        pixels, keep, bad, hit = self._pixels(items, self._key(items))
+        if tuple(pixels.shape[1:]) != shape:
+            raise MlbenchError(f"data.unlabelled: images of {pixels.shape[2]}x{pixels.shape[3]}, the labelled ones "
+                               f"{shape[1]}x{shape[2]}; set data.image_size=[H,W] to resize both")
+        self.record["unlabelled"] = {"root": str(self.unlabelled), "files": len(items), "decoded": int(len(keep)),
+                                     "bad_files": bad, "cache_hit": hit}
+        return pixels.astype(np.float32) / 255.0

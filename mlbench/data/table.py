@@ -124,9 +124,11 @@ class Table(Dataset):
     def __init__(self, path: str, target: str = "target", features: list[str] | None = None,
                  categorical: Any = "auto", group: str | None = None, id: str | None = None,
                  time: str | None = None, split: str | None = None, preprocess: str = "standardize",
+                 unlabelled: str | None = None,
                  val: float = 0.15, calib: float = 0.15, test: float = 0.25, seed: int = 0):
         super().__init__(val, calib, test, seed)
         self.path = Path(path).expanduser()
+        self.unlabelled = Path(unlabelled).expanduser() if unlabelled else None
         self.target, self.features, self.group, self.id, self.time, self.split = target, features, group, id, time, split
         if categorical != "auto" and not isinstance(categorical, (list, tuple)) and categorical is not None:
             raise MlbenchError(f"data.categorical must be auto or a list of columns, got {categorical!r}")
@@ -203,7 +205,8 @@ class Table(Dataset):
         if target.isna().any():
             rows = np.flatnonzero(target.isna().to_numpy())
             raise MlbenchError(f"data.target: {len(rows)} rows without a label in column {self.target!r} "
-                               f"(first rows: {rows[:5].tolist()})")
+                               f"(first rows: {rows[:5].tolist()}); put unlabelled rows in a file of their own: "
+                               "data.unlabelled")
         classes = sorted(target.unique().tolist(), key=lambda v: (str(type(v)), v))
         if len(classes) < 2:
             raise MlbenchError(f"data.target: column {self.target!r} holds {len(classes)} distinct value(s); "
@@ -211,7 +214,11 @@ class Table(Dataset):
         y = pd.Categorical(target, categories=classes).codes.astype(np.int64)
         parts = self._splits(df, y)
         nums = [c for c in feats if c not in cats]
-        x, names, imputed, vocab, unseen, missing = encode(df, nums, cats, parts["train"])
+        rows = enc = df
+        if self.unlabelled is not None:  # encoded with the labelled train split's imputation and vocabularies
+            enc = pd.concat([df[feats], self._unlabelled_rows(feats, nums)], ignore_index=True)
+        x, names, imputed, vocab, unseen, missing = encode(enc, nums, cats, parts["train"])
+        x, u = x[:len(df)], (x[len(df):] if self.unlabelled is not None else None)
         group = None
         if self.group is not None:
             gvals = df[self.group].fillna("(missing)").astype(str)
@@ -228,7 +235,7 @@ class Table(Dataset):
                            "values": {c: imputed[c] for c in missing}},
             "encoding": "one-hot per category seen in train (unseen: all zeros), in feature_names order",
             "vocabularies": vocab, "preprocess": self.preprocess, "fitted_on": "train split"}
-        self.record = {"path": str(self.path), "rows": int(len(df)), "manifest_hash": file_sha256(self.path)[:16],
+        self.record = {"path": str(self.path), "rows": int(len(rows)), "manifest_hash": file_sha256(self.path)[:16],
                        "missing_values": missing, "unseen_categories": unseen,
                        "group_values": gnames if group is not None else None,
                        "split_by": ("column " + self.split) if self.split else
@@ -240,7 +247,7 @@ class Table(Dataset):
                                      f"({', '.join(f'{c}: {n}' for c, n in list(missing.items())[:5])}); imputed "
                                      "with train medians / most frequent values", sum(missing.values())))
         if unseen:
-            findings.append(("warn", f"{sum(unseen.values())} values in val/calib/test of categories train never "
+            findings.append(("warn", f"{sum(unseen.values())} values outside train of categories train never "
                                      f"shows ({', '.join(f'{c}: {n}' for c, n in unseen.items())}); encoded as "
                                      "all zeros", sum(unseen.values())))
         if findings:
@@ -248,4 +255,25 @@ class Table(Dataset):
         if self.id is not None:
             ids = df[self.id].astype(str).to_numpy()
             extras["ids"] = {s: ids[p] for s, p in parts.items()}
-        return self.bundle(x, y, group, meta, parts, extras)
+        if u is not None:
+            self.record["unlabelled"] = {"path": str(self.unlabelled), "rows": int(len(u)),
+                                         "manifest_hash": file_sha256(self.unlabelled)[:16]}
+        return self.bundle(x, y, group, meta, parts, extras, unlabelled=u)
+
+    def _unlabelled_rows(self, feats: list[str], nums: list[str]) -> Any:
+        """``data.unlabelled``'s feature columns (its target column, if any, is ignored)."""
+        import pandas as pd
+
+        df = read_table(self.unlabelled)
+        absent = [c for c in feats if c not in df.columns]
+        if absent:
+            raise MlbenchError(f"data.unlabelled: {self.unlabelled.name} lacks feature column(s) {absent[:5]}")
+        for c in nums:
+            text = pd.to_numeric(df[c], errors="coerce").isna() & df[c].notna()
+            if text.any():
+                row = int(np.flatnonzero(text.to_numpy())[0])
+                raise MlbenchError(f"data.unlabelled: column {c!r} holds text ({df[c].iloc[row]!r} in row {row}) "
+                                   "among numbers")
+        if len(df) == 0:
+            raise MlbenchError(f"data.unlabelled: {self.unlabelled.name} has no row")
+        return df[feats]

@@ -26,6 +26,7 @@ from mlbench.analysis.report import write_datacheck_report
 from mlbench.components import instantiate_checked
 from mlbench.data.base import ALLOW_NONFINITE
 from mlbench.errors import MlbenchError
+from mlbench.monitor.unlabelled import unlabelled
 from mlbench.pipeline.context import MIN_TEST_ITEMS, RunContext
 from mlbench.pipeline.measurements import compare, efficiency, monitor, seeds, stress
 from mlbench.pipeline.prepare import (
@@ -47,8 +48,8 @@ __all__ = ["RunContext", "MIN_TEST_ITEMS", "STAGES", "MONITOR_STAGES", "setup", 
            "run_monitor_command", "run_datacheck", "timed_stages"]
 
 STAGES: list[Callable[[RunContext], None]] = [setup, load_data, baseline, datacheck, variants, efficiency, compare,
-                                              stress, monitor, seeds]
-MONITOR_STAGES = [setup, load_data, baseline, variants, compare, monitor]  # `mlbench monitor`
+                                              stress, monitor, unlabelled, seeds]
+MONITOR_STAGES = [setup, load_data, baseline, variants, compare, monitor, unlabelled]  # `mlbench monitor`
 
 
 def run_monitor_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
