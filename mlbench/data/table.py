@@ -143,8 +143,10 @@ class Table(Dataset):
         named = {"target": self.target, "group": self.group, "id": self.id, "time": self.time, "split": self.split}
         for key, col in named.items():
             if col is not None and col not in df.columns:
+                hint = ("; rows without labels go in data.unlabelled, beside a labelled data.path"
+                        if key == "target" else "")
                 raise MlbenchError(f"data.{key}: no column {col!r} in {self.path.name} "
-                                   f"(columns: {', '.join(map(str, df.columns[:12]))})")
+                                   f"(columns: {', '.join(map(str, df.columns[:12]))}){hint}")
         special = {c for c in named.values() if c is not None}
         feats = list(self.features) if self.features else [c for c in df.columns if c not in special]
         missing = [c for c in feats if c not in df.columns]
