@@ -43,7 +43,8 @@ def _run(cfg: DictConfig) -> float | None:
     if as_json:  # stdout carries the JSON alone; progress and messages go to stderr
         console.file = sys.stderr
     try:
-        summary, run_dir = guarded(pipeline.run, cfg)
+        summary, run_dir = guarded(pipeline.run, cfg, on_interrupt="the unfinished run folder is removed and the "
+                                   "finished stages are saved; the same command with resume=true continues")
         if as_json:
             print(json.dumps(key_figures(summary, run_dir), indent=1))
         else:

@@ -245,6 +245,7 @@ class UnlabelledConf:
 class RootConf:
     seed: int = 0  # one seed for data splits, training, bootstrap and stressors
     seeds: List[int] = field(default_factory=list)  # extra baseline seeds for the seed-to-seed spread
+    resume: bool = False  # continue the interrupted run of this same config (its finished stages are kept)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     progress: bool = True
     output: Output = Output.text  # text: table and decision on stdout | json: the key figures as JSON (--json)

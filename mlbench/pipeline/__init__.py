@@ -36,6 +36,7 @@ from mlbench.pipeline.prepare import (
     load_data,
     setup,
 )
+from mlbench.pipeline.resume import Resume
 from mlbench.pipeline.variants import build, variants
 from mlbench.pipeline.write import process_age_s, summary, write
 from mlbench.progress import console
@@ -87,20 +88,34 @@ def run_datacheck(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return s
 
 
-def timed_stages(ctx: RunContext, stages: list[Callable[[RunContext], None]]) -> None:
+def timed_stages(ctx: RunContext, stages: list[Callable[[RunContext], None]], book: Resume | None = None) -> None:
     """Run ``stages`` in order, recording each one's wall seconds in ``ctx.run.stages``
-    (``startup``: process start to the first stage)."""
+    (``startup``: process start to the first stage); with ``book``, each finished stage is
+    saved, and the stages an interrupted run had finished are put back instead of run."""
     ctx.run.stages["startup"] = process_age_s()
     for stage in stages:
-        if stage.__name__ in STAGE_NOTES and ctx.live:
-            console.print(f"[bold]{STAGE_NOTES[stage.__name__]}[/] ({len(ctx.live)} variants)")
+        name = stage.__name__
+        if book is not None and book.skips(name):
+            continue
+        if book is not None:
+            book.before(name, ctx)
+        if name in STAGE_NOTES and ctx.live:
+            console.print(f"[bold]{STAGE_NOTES[name]}[/] ({len(ctx.live)} variants)")
         t0 = time.perf_counter()
         stage(ctx)
-        ctx.run.stages[stage.__name__] = time.perf_counter() - t0
+        ctx.run.stages[name] = time.perf_counter() - t0
+        if book is not None:
+            book.save(name, ctx)
+    if book is not None:
+        book.restore(ctx)  # every stage had finished: only the write was left
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Run every stage and write the run directory; returns the summary."""
+    """Run every stage and write the run directory; returns the summary. Progress is saved
+    after each stage: ``resume=true`` continues a run that was killed (``pipeline/resume.py``)."""
     ctx = RunContext(cfg=cfg, run_dir=run_dir)
-    timed_stages(ctx, STAGES)
-    return write(ctx)
+    book = Resume(cfg)
+    timed_stages(ctx, STAGES, book)
+    summary = write(ctx)
+    book.finish()
+    return summary
