@@ -143,8 +143,12 @@ class Resume:
         atomic_write(self.folder / "state.json", json.dumps(state, allow_nan=True))
 
     def finish(self) -> None:
-        """The run ended normally: its entry is no longer needed."""
+        """The run ended normally: its entry is no longer needed (nor an empty ``resume/``)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            self.folder.parent.rmdir()
+        except OSError:  # another config's entry is still there, or it never existed
+            pass
 
 
 __all__ = ["Resume", "SKIPPABLE", "resume_key"]
