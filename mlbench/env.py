@@ -191,4 +191,15 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "git_sha": git_sha(),
+        "host": platform.node(),
+        "scheduler": scheduler_job(),
     }
+
+
+def scheduler_job() -> dict[str, str] | None:
+    """The cluster job this run is, when a scheduler started it (Slurm's job, array and node
+    variables; Ray's job id): which job produced which number. None when run by hand."""
+    keys = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST",
+            "SLURM_JOB_PARTITION", "SLURM_CPUS_PER_TASK", "RAY_JOB_ID")
+    found = {k.lower(): os.environ[k] for k in keys if os.environ.get(k)}
+    return found or None
