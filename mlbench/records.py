@@ -78,7 +78,8 @@ class Live:
 # The run's stages by name (``summary.json`` ``stages``): the words the report's time table uses,
 # and what the console says when a stage that prints nothing of its own starts.
 STAGE_LABELS = {"startup": "start-up (interpreter, imports, config)", "setup": "set-up", "load_data": "data",
-                "baseline": "baseline (train or cache)", "datacheck": "data checks",
+                "baseline": "baseline (train or cache)", "plan": "plan (unit costs, estimate)",
+                "datacheck": "data checks",
                 "variants": "variants (build and evaluate)", "efficiency": "timing (latency, throughput)",
                 "compare": "paired deltas", "stress": "stress", "monitor": "monitoring",
                 "unlabelled": "unlabelled data (label-free figures)",
@@ -101,6 +102,7 @@ class RunRecord:
     datacheck: dict[str, Any] | None = None  # datacheck
     monitor: dict[str, Any] | None = None  # monitor
     unlabelled: dict[str, Any] | None = None  # unlabelled: data.unlabelled's label-free figures
+    plan: dict[str, Any] | None = None  # plan: unit costs and the estimate per stage, before the work
     seed_spread: dict[str, Any] | None = None  # seeds
     plots: list[str] = field(default_factory=list)  # every stage: plots written, relative to the run
     stages: dict[str, Any] = field(default_factory=dict)  # run(): wall seconds per stage
@@ -112,7 +114,7 @@ class RunRecord:
             out["inputs"] = self.inputs
         if self.warnings:
             out["warnings"] = self.warnings
-        for k in ("timing", "bootstrap", "stress", "seed_spread", "datacheck", "monitor", "unlabelled"):
+        for k in ("plan", "timing", "bootstrap", "stress", "seed_spread", "datacheck", "monitor", "unlabelled"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
         if self.plots:

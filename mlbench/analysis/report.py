@@ -199,9 +199,11 @@ def stages_section(doc: Doc, summary: dict) -> None:
     if not st:
         return
     total = sum(st.values())
+    est = ((summary.get("plan") or {}).get("estimate_s")) or {}
     doc.h2("Where the run's time went")
-    doc.table(["stage", "seconds", "share"],
-              [[STAGE_LABELS.get(k, k), f"{v:.2f}", f"{100 * v / total:.0f} %"] for k, v in st.items()])
+    doc.table(["stage", "seconds", "share", "planned (s)"],
+              [[STAGE_LABELS.get(k, k), f"{v:.2f}", f"{100 * v / total:.0f} %",
+                f"{est[k]:.1f}" if k in est else ""] for k, v in st.items()])
     builds = (summary.get("stages") or {}).get("variant_builds") or {}
     if builds:
         doc.p("Variant builds (s): " + ", ".join(f"{n} {v:.2f}" for n, v in builds.items()))

@@ -29,6 +29,7 @@ from mlbench.errors import MlbenchError
 from mlbench.monitor.unlabelled import unlabelled
 from mlbench.pipeline.context import MIN_TEST_ITEMS, RunContext
 from mlbench.pipeline.measurements import compare, efficiency, monitor, seeds, stress
+from mlbench.pipeline.plan import plan
 from mlbench.pipeline.prepare import (
     accuracy_target,
     baseline,
@@ -48,8 +49,8 @@ __all__ = ["RunContext", "MIN_TEST_ITEMS", "STAGES", "MONITOR_STAGES", "setup", 
            "build", "accuracy_target", "instantiate_checked", "command_line_overrides", "run",
            "run_monitor_command", "run_datacheck", "timed_stages"]
 
-STAGES: list[Callable[[RunContext], None]] = [setup, load_data, baseline, datacheck, variants, efficiency, compare,
-                                              stress, monitor, unlabelled, seeds]
+STAGES: list[Callable[[RunContext], None]] = [setup, load_data, baseline, plan, datacheck, variants, efficiency,
+                                              compare, stress, monitor, unlabelled, seeds]
 MONITOR_STAGES = [setup, load_data, baseline, variants, compare, monitor, unlabelled]  # `mlbench monitor`
 
 

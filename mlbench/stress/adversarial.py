@@ -117,6 +117,12 @@ class Attack(InputStressor):
         self.loss, self.batch_size = loss, batch_size
         self.bounds = (-math.inf, math.inf)
 
+    def work(self, n: int, differentiable: bool) -> tuple[int, int]:
+        """Scoring, plus each step's gradient where the attack is crafted on the variant itself."""
+        steps = 1 if self.method == "fgsm" else self.steps
+        k = len(self.conditions()) * n
+        return k, k * steps if differentiable else 0
+
     def conditions(self) -> list[float]:
         return self.eps
 

@@ -121,6 +121,11 @@ class Stressor:
     def conditions(self) -> list[Any]:
         return []
 
+    def work(self, n: int, differentiable: bool) -> tuple[int, int]:
+        """Item evaluations it makes on one variant with ``n`` test items: (forward passes,
+        forward+backward passes). The run's plan multiplies them by measured per-item costs."""
+        return len(self.conditions()) * n, 0
+
     @staticmethod
     def label(condition: Any) -> str:
         """A condition as written in summary.json keys."""
@@ -214,6 +219,9 @@ class ModelStressor(Stressor):
     headline = "mean"
     per_trial: ClassVar[tuple[str, ...]] = ()  # facts kept as one value per trial (others: the first)
     trials: int = 1
+
+    def work(self, n: int, differentiable: bool) -> tuple[int, int]:
+        return self.trials * len(self.conditions()) * n, 0
 
     def perturb(self, variant: StressVariant, condition: Any, trial: int, env: StressEnv
                 ) -> tuple[Any, dict[str, Any]]:

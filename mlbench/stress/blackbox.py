@@ -44,6 +44,10 @@ class SquareAttack(InputStressor):
         self.restarts, self.batch_size = restarts, batch_size
         self.bounds = (0.0, 1.0)
 
+    def work(self, n: int, differentiable: bool) -> tuple[int, int]:
+        """Up to three model evaluations per random-search step and restart (ART's Square)."""
+        return len(self.conditions()) * n * (1 + 3 * self.max_iter * self.restarts), 0
+
     def conditions(self) -> list[float]:
         return self.eps
 

@@ -51,6 +51,11 @@ class Explanations(Comparison):
     headline = "spearman_mean"
     headline_name = "spearman"
 
+    def work(self, n: int, differentiable: bool) -> tuple[int, int]:
+        """Attributions of ``n_items`` per method (integrated gradients: ``ig_steps`` gradients each)."""
+        k = min(self.n_items, n)
+        return 0, k * sum(self.ig_steps if m == "integrated_gradients" else 2 for m in self.methods) if differentiable else 0
+
     def __init__(self, methods: Sequence[str] = METHODS, n_items: int = 64, ig_steps: int = 32,
                  topk: float = 0.1, infidelity_samples: int = 10, sensitivity_samples: int = 10,
                  when_unfit: str = "error", seed: int = 0):

@@ -1,0 +1,156 @@
+"""The plan: before the work, an estimate of each remaining stage's seconds.
+
+Right after the baseline is ready, the stage times what one item costs on this machine — a
+forward pass of the baseline at the evaluation batch size, a forward and backward pass at the
+training batch size, one batch-1 call, one paired bootstrap resample over the test split — and
+multiplies those costs by the item evaluations each stage will make, counted from the config and
+the components (each stressor declares its own work, ``Stressor.work``). Variants are assumed to
+cost what the baseline costs per item (they are not built yet). The estimate is printed, and
+written to summary.json beside the measured stage seconds, so its error is visible in every run.
+Costs with no item count behind them (data checks' statistics, plots) get a fixed allowance and
+are marked as such.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from mlbench.evaluate.loop import predict_all
+from mlbench.progress import console
+
+# allowances, seconds: what has no item count behind it (statistics of the data checks, the
+# first ONNX export, one batched detector test, plots and the report)
+FIXED_S = {"datacheck_per_check": 0.2, "onnx_export": 1.5, "monitor_test": 0.00015, "write": 1.5}
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def unit_costs(ctx: Any) -> dict[str, float]:
+    """Seconds per item: ``forward`` (evaluation batch), ``train`` (forward + backward, training
+    batch), ``call`` (one batch-1 call), ``resample`` (one bootstrap resample of the test split)."""
+    from mlbench.backends import runner_for
+    from mlbench.evaluate.stats import paired_deltas
+    x, y = ctx.data.x["test"], ctx.data.y["test"]
+    batch = min(ctx.settings.quality_batch, len(x))
+    runner = runner_for(ctx.baseline, ctx.cfg.backend, ctx.device)
+    predict_all(runner, x[:batch], batch)  # warm-up
+    forward = _median_time(lambda: predict_all(runner, x[:batch], batch), 3) / batch
+    call = _median_time(lambda: predict_all(runner, x[:1], 1), 20)
+    train = forward * 3  # no gradients (an ONNX graph): forward + backward ~ 3 forwards
+    model = ctx.baseline.model
+    if model is not None and ctx.baseline.differentiable:
+        m = copy.deepcopy(model).to(ctx.device).train()
+        tb = min(int(ctx.cfg.train.batch_size), len(ctx.data.x["train"]))
+        xb, yb = ctx.data.x["train"][:tb].to(ctx.device), ctx.data.y["train"][:tb].to(ctx.device)
+
+        def step() -> None:
+            m.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(m(xb), yb).backward()
+        step()
+        train = _median_time(step, 3) / tb
+    k = ctx.data.meta.num_classes
+    p = torch.softmax(torch.randn(len(y), k, generator=torch.Generator().manual_seed(0)), 1)
+
+    def boot(metrics: tuple[str, ...] | None) -> tuple[float, float]:
+        """(seconds per resample, seconds per call) of a paired bootstrap over the test split."""
+        small, large = (_median_time(lambda r=r: paired_deltas(p, p.roll(1, 0), y, n_resamples=r, metrics=metrics,
+                                                                device=ctx.device), 2) for r in (20, 120))
+        per = max(large - small, 0.0) / 100
+        return per, max(small - 20 * per, 0.0)
+    resample, boot_call = boot(None)
+    resample_stress, boot_call_stress = boot(("accuracy", "ece"))  # what a stress row bootstraps
+    return {"forward": forward, "train": train, "call": call, "resample": resample, "boot_call": boot_call,
+            "resample_stress": resample_stress, "boot_call_stress": boot_call_stress,
+            "threads": torch.get_num_threads()}
+
+
+def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
+    """Seconds per stage still to run, from the unit costs ``c`` and the counted work."""
+    cfg, d = ctx.cfg, ctx.data
+    n = {s: len(d.y[s]) for s in ("train", "val", "calib", "test")}
+    specs = ctx.specs
+    variants = 1 + len(specs)
+    evaluate = (n["test"] + n["calib"]) * c["forward"]  # every variant: the test and calib splits
+    out: dict[str, float] = {}
+    out["datacheck"] = len(ctx.checks) * FIXED_S["datacheck_per_check"] + (
+        (n["train"] + n["test"]) * c["forward"] if ctx.checks and d.meta.modality == "image" else 0.0)
+    build, onnx = 0.0, False
+    for spec in specs:
+        for p in spec.passes:
+            epochs = int(getattr(p, "epochs", 0) or 0)
+            build += epochs * (n["train"] * c["train"] + n["val"] * c["forward"])
+            if getattr(p, "produces", "") == "onnx":
+                onnx = True
+                build += n["calib"] * c["forward"]  # parity checks and static calibration run the calib items
+    out["variants"] = build + variants * evaluate + (FIXED_S["onnx_export"] if onnx else 0.0)
+    if cfg.eval.get("efficiency", True):
+        lat, thr = cfg.eval.latency, cfg.eval.throughput
+        floor = max((lat.min_calls + lat.warmup) * c["call"], lat.min_time_s)  # then it stops at its interval
+        per_variant = floor + len(thr.batch_sizes) * thr.min_time_s
+        out["efficiency"] = variants * per_variant
+    resamples = int(cfg.eval.bootstrap.resamples)
+    out["compare"] = (variants - 1) * (resamples * c["resample"] + c["boot_call"])
+    fwd = grad = rows = 0
+    for s in ctx.stressors:
+        for i in range(variants):
+            f, g = s.work(n["test"], i == 0 or bool(getattr(ctx.baseline, "differentiable", False)))
+            fwd, grad = fwd + f, grad + g
+        rows += len(s.conditions()) * variants
+    out["stress"] = fwd * c["forward"] + grad * c["train"] + rows * (resamples * c["resample_stress"]
+                                                                     + c["boot_call_stress"])
+    if ctx.monitor is not None:
+        mon = ctx.monitor
+        cov = len(list(mon.covariate()))
+        tests = len(mon.scenarios) * len(mon.windows) * mon.repetitions * len(mon.detectors)
+        deploy = variants * len(mon.scenarios) * int(mon.deployment_repetitions or 0) * len(mon.output_detectors)
+        out["monitor"] = variants * (n["calib"] + n["test"] * (1 + cov)) * c["forward"] \
+            + (tests + deploy) * FIXED_S["monitor_test"]
+    if d.unlabelled is not None:
+        out["unlabelled"] = variants * (n["calib"] + len(d.unlabelled)) * c["forward"]
+    seeds = [s for s in (cfg.get("seeds") or []) if s != cfg.seed]
+    if seeds:
+        epochs = int(cfg.train.epochs)
+        out["seeds"] = len(seeds) * (epochs * (n["train"] * c["train"] + n["val"] * c["forward"]) + evaluate)
+    out["write"] = FIXED_S["write"] + variants * n["test"] * 1e-5
+    return {k: float(v) for k, v in out.items()}
+
+
+def plan(ctx: Any) -> None:
+    """The run stage: unit costs, the estimate per remaining stage, one console line."""
+    if ctx.baseline is None or ctx.data is None:
+        return
+    costs = unit_costs(ctx)
+    stages = estimate(ctx, costs)
+    total = sum(stages.values())
+    ctx.run.plan = {"unit_costs_s": costs, "estimate_s": stages, "estimate_total_s": total,
+                    "assumes": "every variant costs the baseline's per item; allowances for data-check statistics "
+                               f"({FIXED_S['datacheck_per_check']} s per check) and the write stage "
+                               f"({FIXED_S['write']} s)"}
+    shown = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(stages.items(), key=lambda kv: -kv[1]) if v >= 0.5)
+    console.print(f"[bold]plan[/] about {_minutes(total)} from here ({shown})")
+
+
+def _minutes(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def accuracy(plan_section: dict[str, Any], measured: dict[str, float]) -> dict[str, Any]:
+    """Estimate against measurement per stage (ratio measured / estimated) and in all."""
+    est = plan_section["estimate_s"]
+    rows = {k: {"estimate_s": v, "measured_s": measured.get(k),
+                "ratio": (measured[k] / v) if measured.get(k) is not None and v > 0 else None} for k, v in est.items()}
+    total_m = sum(measured.get(k, 0.0) for k in est)
+    return {"stages": rows, "estimate_total_s": plan_section["estimate_total_s"], "measured_total_s": total_m,
+            "ratio": total_m / plan_section["estimate_total_s"] if plan_section["estimate_total_s"] > 0 else None}

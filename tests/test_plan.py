@@ -1,0 +1,57 @@
+"""The plan: the item evaluations each stage will make, counted before the work, times unit
+costs measured on this machine; recorded beside the measured stage seconds."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import compose_config
+
+from mlbench import pipeline
+from mlbench.pipeline.plan import estimate
+
+
+def test_the_plan_counts_each_stages_item_evaluations(tmp_path):
+    cfg = compose_config("stress=[gaussian_noise,fgsm,bitflip]", "variants=[onnx_fp32,prune50_ft]",
+                         results=tmp_path / "results", cache=tmp_path / "cache")
+    (tmp_path / "run").mkdir()
+    ctx = pipeline.RunContext(cfg=cfg, run_dir=tmp_path / "run")
+    pipeline.timed_stages(ctx, [pipeline.setup, pipeline.load_data, pipeline.baseline])
+    n = {s: len(ctx.data.y[s]) for s in ("train", "val", "calib", "test")}
+    zero = {"forward": 0.0, "train": 0.0, "call": 0.0, "resample": 0.0, "boot_call": 0.0, "resample_stress": 0.0,
+            "boot_call_stress": 0.0}
+    by = {s.name: s for s in ctx.stressors}
+    noise, fgsm, flips = by["gaussian_noise"], by["fgsm"], by["bitflip"]
+    # one second per forward item: stress counts every condition, variant and test item once,
+    # weight faults once per trial
+    est = estimate(ctx, {**zero, "forward": 1.0})
+    per_variant = (len(noise.conditions()) + len(fgsm.conditions()) + flips.trials * len(flips.conditions())) * n["test"]
+    assert est["stress"] == pytest.approx(3 * per_variant)
+    # one second per gradient item: FGSM's single step on each variant it can craft on
+    est = estimate(ctx, {**zero, "train": 1.0})
+    assert est["stress"] == pytest.approx(3 * len(fgsm.conditions()) * n["test"])
+    # fine-tuning: prune50_ft's epochs over the train split
+    epochs = ctx.specs[1].passes[-1].epochs if hasattr(ctx.specs[1].passes[-1], "epochs") else \
+        next(p.epochs for p in ctx.specs[1].passes if hasattr(p, "epochs"))
+    assert est["variants"] == pytest.approx(epochs * n["train"] + 1.5)  # + the first ONNX export's allowance
+    # one second per resample: every stress row and every compared variant bootstraps
+    est = estimate(ctx, {**zero, "resample": 1.0, "resample_stress": 1.0})
+    rows = 3 * (len(noise.conditions()) + len(fgsm.conditions()) + len(flips.conditions()))
+    r = ctx.cfg.eval.bootstrap.resamples
+    assert est["compare"] == pytest.approx(2 * r) and est["stress"] == pytest.approx(rows * r)
+
+
+def test_the_plan_is_recorded_beside_the_measured_stage_seconds(tmp_path):
+    from conftest import run_cli, run_dirs
+    assert run_cli("debug=smoke", "variants=[onnx_fp32]", cwd=tmp_path).returncode == 0
+    (run,) = run_dirs(tmp_path)
+    import json
+    s = json.loads((run / "summary.json").read_text())
+    plan = s["plan"]
+    assert plan["unit_costs_s"]["forward"] > 0 and plan["estimate_total_s"] > 0
+    m = plan["measured"]
+    for stage in ("variants", "efficiency", "compare", "stress", "monitor"):
+        row = m["stages"][stage]
+        assert row["measured_s"] == pytest.approx(s["stages"][stage])
+        assert row["ratio"] == pytest.approx(row["measured_s"] / row["estimate_s"])
+    assert m["measured_total_s"] == pytest.approx(sum(s["stages"][k] for k in plan["estimate_s"]))
+    assert "planned (s)" in (run / "report.md").read_text()
