@@ -103,6 +103,7 @@ class RunRecord:
     monitor: dict[str, Any] | None = None  # monitor
     unlabelled: dict[str, Any] | None = None  # unlabelled: data.unlabelled's label-free figures
     plan: dict[str, Any] | None = None  # plan: unit costs and the estimate per stage, before the work
+    budget: dict[str, Any] | None = None  # plan: what budget.minutes sized, and the estimate after
     seed_spread: dict[str, Any] | None = None  # seeds
     plots: list[str] = field(default_factory=list)  # every stage: plots written, relative to the run
     stages: dict[str, Any] = field(default_factory=dict)  # run(): wall seconds per stage
@@ -114,7 +115,7 @@ class RunRecord:
             out["inputs"] = self.inputs
         if self.warnings:
             out["warnings"] = self.warnings
-        for k in ("plan", "timing", "bootstrap", "stress", "seed_spread", "datacheck", "monitor", "unlabelled"):
+        for k in ("plan", "budget", "timing", "bootstrap", "stress", "seed_spread", "datacheck", "monitor", "unlabelled"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
         if self.plots:

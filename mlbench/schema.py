@@ -233,6 +233,13 @@ class MetricsConf:
 
 
 @dataclass
+class BudgetConf:
+    """``budget.minutes``: size what can be sized (stress test items, bootstrap resamples,
+    monitoring repetitions, timing calls) so the plan's estimate fits; null: nothing changes."""
+    minutes: Optional[float] = None
+
+
+@dataclass
 class UnlabelledConf:
     """``data.unlabelled``'s figures: the shift detectors run on it (presets or ``_target_``
     mappings, as in ``monitor.detectors``) and their significance level."""
@@ -274,6 +281,7 @@ class RootConf:
     paths: PathsConf = field(default_factory=PathsConf)
     export: ExportConf = field(default_factory=ExportConf)
     unlabelled: UnlabelledConf = field(default_factory=UnlabelledConf)  # data.unlabelled's figures
+    budget: BudgetConf = field(default_factory=BudgetConf)  # fit the run into budget.minutes
 
 
 # -- schemas derived from target signatures -------------------------------------------

@@ -55,3 +55,24 @@ def test_the_plan_is_recorded_beside_the_measured_stage_seconds(tmp_path):
         assert row["ratio"] == pytest.approx(row["measured_s"] / row["estimate_s"])
     assert m["measured_total_s"] == pytest.approx(sum(s["stages"][k] for k in plan["estimate_s"]))
     assert "planned (s)" in (run / "report.md").read_text()
+
+
+def test_a_budget_sizes_stress_items_resamples_and_repetitions_and_says_so(tmp_path):
+    from conftest import run_in_process
+    args = ("stress=[gaussian_noise]", "variants=[prune50_ft]", "datacheck=none", "eval.bootstrap.resamples=1000")
+    _, free = run_in_process(*args, run_dir=tmp_path / "free", cache=tmp_path / "cache")
+    _, tight = run_in_process(*args, "budget.minutes=0.001", run_dir=tmp_path / "tight", cache=tmp_path / "cache")
+    assert "budget" not in free and free["stress"]["items"]["n"] == free["data"]["n_test"]
+    b = tight["budget"]
+    assert b["factor"] == 0.0 and not b["fits"]  # 0.06 s cannot hold the run: every sizable figure at its floor
+    assert b["sized"]["stress_items"] == 100 and tight["stress"]["items"] == {
+        "n": 100, "of": tight["data"]["n_test"], "how": "seeded random subset of the test split (budget.minutes)"}
+    assert tight["bootstrap"]["resamples"] == 200 and tight["monitor"]["repetitions"] == 10
+    # the same stress figure on fewer items: a wider interval
+    def width(s):
+        d = s["variants"]["prune50_ft"]["stress"]["gaussian_noise"]["severities"]["5"]["delta_accuracy"]
+        return d["ci_high"] - d["ci_low"]
+    assert width(tight) > width(free) > 0
+    without = {k: v for k, v in tight["plan"]["estimate_s"].items()}
+    assert tight["plan"]["estimate_total_s"] == pytest.approx(sum(without.values()))
+    assert b["estimate_after_s"] < b["estimate_before_s"]

@@ -204,6 +204,11 @@ def stages_section(doc: Doc, summary: dict) -> None:
     doc.table(["stage", "seconds", "share", "planned (s)"],
               [[STAGE_LABELS.get(k, k), f"{v:.2f}", f"{100 * v / total:.0f} %",
                 f"{est[k]:.1f}" if k in est else ""] for k, v in st.items()])
+    budget = summary.get("budget") or {}
+    if budget.get("sized"):
+        doc.p(f"Budget {budget['minutes']:g} min: the estimate of {budget['estimate_before_s']:.0f} s was sized to "
+              f"{budget['estimate_after_s']:.0f} s by " + ", ".join(f"{k} {v:.4g}" for k, v in budget["sized"].items())
+              + ("." if budget["fits"] else " (the stages that cannot be sized still take longer)."))
     builds = (summary.get("stages") or {}).get("variant_builds") or {}
     if builds:
         doc.p("Variant builds (s): " + ", ".join(f"{n} {v:.2f}" for n, v in builds.items()))
@@ -305,6 +310,9 @@ def _stress_sections(doc, summary: dict) -> None:
     if not variants:
         return
     doc.h2("Robustness")
+    items = (summary.get("stress") or {}).get("items") or {}
+    if items.get("n", 0) < items.get("of", 0):
+        doc.p(f"On {items['n']} of the {items['of']} test items ({items['how']}): intervals are wider accordingly.")
     first = next(iter(variants.values()))["stress"]
     families: dict[type, dict[str, dict[str, dict]]] = {}
     for name, sec in first.items():

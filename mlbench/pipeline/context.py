@@ -77,6 +77,7 @@ class RunContext:
     live: dict[str, Live] = field(default_factory=dict)  # measured variants only
     built: dict[str, Artifact] = field(default_factory=dict)  # lineage id -> artifact built in this run
     run: RunRecord = field(default_factory=RunRecord)
+    sizing: dict[str, Any] = field(default_factory=dict)  # budget.minutes: e.g. stress_items
 
     started = _from_setup("started", "")
     t0 = _from_setup("t0", 0.0)

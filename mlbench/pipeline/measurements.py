@@ -76,6 +76,12 @@ def stress(ctx: RunContext) -> None:
     boot = {"n_resamples": cfg.eval.bootstrap.resamples, "seed": cfg.seed,
             "level": cfg.eval.bootstrap.level, "device": ctx.device}
     x, y = d.x["test"], d.y["test"]
+    items = {"n": len(y), "of": len(y)}
+    if ctx.sizing.get("stress_items", len(y)) < len(y):  # budget.minutes: a seeded subset, said with its n
+        keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg.seed))[:ctx.sizing["stress_items"]]
+        keep = keep.sort().values
+        x, y = x[keep], y[keep]
+        items = {"n": len(y), "of": items["of"], "how": "seeded random subset of the test split (budget.minutes)"}
 
     def accuracy(runner) -> float:
         return robust_accuracy(evaluate(runner, x, y, batch_size=ctx.settings.quality_batch, metrics=False).logits, y)
@@ -95,7 +101,7 @@ def stress(ctx: RunContext) -> None:
             rec.stress = out.sections[name]
             rec.metrics.update(out.metrics[name])
     ctx.run.stress = {"stressors": {st.name: {"kind": st.kind, "class": type(st).__name__} for st in ctx.stressors},
-                      "skipped": ctx.run.stress_skipped,
+                      "skipped": ctx.run.stress_skipped, "items": items,
                       "corruption_error": "sum over severities of the variant's error / the same sum "
                                           "for this run's baseline (1.0 = as robust as the baseline)"}
     ctx.run.plots += [str(p.relative_to(ctx.run_dir)) for p in out.plots]

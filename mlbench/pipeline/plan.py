@@ -103,13 +103,15 @@ def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
     resamples = int(cfg.eval.bootstrap.resamples)
     out["compare"] = (variants - 1) * (resamples * c["resample"] + c["boot_call"])
     fwd = grad = rows = 0
+    n_stress = min(ctx.sizing.get("stress_items", n["test"]), n["test"])
     for s in ctx.stressors:
         for i in range(variants):
-            f, g = s.work(n["test"], i == 0 or bool(getattr(ctx.baseline, "differentiable", False)))
+            f, g = s.work(n_stress, i == 0 or bool(getattr(ctx.baseline, "differentiable", False)))
             fwd, grad = fwd + f, grad + g
         rows += len(s.conditions()) * variants
-    out["stress"] = fwd * c["forward"] + grad * c["train"] + rows * (resamples * c["resample_stress"]
-                                                                     + c["boot_call_stress"])
+    scale = n_stress / max(n["test"], 1)  # a bootstrap resample costs in proportion to the items
+    out["stress"] = fwd * c["forward"] + grad * c["train"] + rows * scale * (resamples * c["resample_stress"]
+                                                                             + c["boot_call_stress"])
     if ctx.monitor is not None:
         mon = ctx.monitor
         cov = len(list(mon.covariate()))
@@ -127,12 +129,68 @@ def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
+SIZABLE = ("stress", "compare", "monitor", "efficiency")  # what budget.minutes shrinks
+FLOORS = {"stress_items": 100, "resamples": 200, "repetitions": 10, "min_calls": 50}
+
+
+def fit_budget(ctx: Any, costs: dict[str, float], stages: dict[str, float]) -> dict[str, Any] | None:
+    """``budget.minutes``: one factor f shrinks every sizable quantity (stress test items,
+    bootstrap resamples, monitoring repetitions, timing calls and seconds), each to at most its
+    floor, so the estimate fits the minutes left; returns what was sized (None: no budget)."""
+    minutes = (ctx.cfg.get("budget") or {}).get("minutes")
+    if not minutes:
+        return None
+    left = float(minutes) * 60 - (time.perf_counter() - ctx.t0)
+    before = sum(stages.values())
+    section: dict[str, Any] = {"minutes": float(minutes), "seconds_left_at_plan": left, "estimate_before_s": before,
+                               "sized": {}}
+    if before <= left:
+        return {**section, "estimate_after_s": before, "fits": True}
+    fixed = sum(v for k, v in stages.items() if k not in SIZABLE)
+    sizable = sum(v for k, v in stages.items() if k in SIZABLE)
+    f = min(max((0.95 * left - fixed) / sizable, 0.0), 1.0) if sizable > 0 else 1.0  # 5 % margin
+    cfg, sized = ctx.cfg, section["sized"]
+    n_test = len(ctx.data.y["test"])
+    if ctx.stressors and n_test > FLOORS["stress_items"]:
+        ctx.sizing["stress_items"] = sized["stress_items"] = max(FLOORS["stress_items"], int(f * n_test))
+    boot = cfg.eval.bootstrap
+    if boot.resamples > FLOORS["resamples"]:
+        boot.resamples = sized["bootstrap_resamples"] = max(FLOORS["resamples"], int(f * boot.resamples))
+    if ctx.monitor is not None and ctx.monitor.repetitions > FLOORS["repetitions"]:
+        mon = ctx.monitor
+        mon.repetitions = sized["monitor_repetitions"] = max(FLOORS["repetitions"], int(f * mon.repetitions))
+        mon.deployment_repetitions = sized["monitor_deployment_repetitions"] = max(
+            FLOORS["repetitions"], int(f * mon.deployment_repetitions))
+    lat, thr = cfg.eval.latency, cfg.eval.throughput
+    if lat.min_calls > FLOORS["min_calls"]:
+        lat.min_calls = sized["latency_min_calls"] = max(FLOORS["min_calls"], int(f * lat.min_calls))
+        lat.max_time_s = sized["latency_max_time_s"] = lat.max_time_s * f
+        thr.min_time_s = sized["throughput_min_time_s"] = thr.min_time_s * f
+    after = estimate(ctx, costs)
+    stages.clear()
+    stages.update(after)
+    total = sum(after.values())
+    return {**section, "factor": f, "estimate_after_s": total, "fits": total <= left,
+            "note": "every figure computed on fewer items or resamples says so: the stress section's items, "
+                    "the bootstrap's resamples, the monitoring section's repetitions"}
+
+
 def plan(ctx: Any) -> None:
-    """The run stage: unit costs, the estimate per remaining stage, one console line."""
+    """The run stage: unit costs, the estimate per remaining stage (sized to ``budget.minutes``
+    when one is set), one console line."""
     if ctx.baseline is None or ctx.data is None:
         return
     costs = unit_costs(ctx)
     stages = estimate(ctx, costs)
+    budget = fit_budget(ctx, costs, stages)
+    if budget is not None:
+        ctx.run.budget = budget
+        if budget["sized"]:
+            what = ", ".join(f"{k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+                             for k, v in budget["sized"].items())
+            console.print(f"[bold]budget[/] {budget['minutes']:g} min: estimate {_minutes(budget['estimate_before_s'])}"
+                          f" sized to {_minutes(budget['estimate_after_s'])} ({what})"
+                          + ("" if budget["fits"] else "; still over: the unsizable stages alone take longer"))
     total = sum(stages.values())
     ctx.run.plan = {"unit_costs_s": costs, "estimate_s": stages, "estimate_total_s": total,
                     "assumes": "every variant costs the baseline's per item; allowances for data-check statistics "
