@@ -140,6 +140,7 @@ def test_timm_resizes_inside_the_model_like_torchvisions_eval_transform(zoo, tmp
     assert pre["interpolation"] == zoo["timm16_cfg"]["interpolation"]
     assert pre["from"]["interpolation"].startswith("timm pretrained_cfg test_resnet")
     assert pre["resize"] == 16 and pre["from"]["input_size"] == "config" and "center-crop 16x16" in pre["where"]
+    assert pre["from"]["resize"].startswith("config input_size x the resize/crop ratio of timm pretrained_cfg")
 
 
 def test_torchvision_takes_the_presets_transforms_and_runs_the_default_variants(zoo, tmp_path):

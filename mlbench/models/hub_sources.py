@@ -132,13 +132,14 @@ class _ZooModel(TorchModel):
     def preprocess(self, model: nn.Module, input_shape: tuple[int, ...]) -> tuple[nn.Module, dict[str, Any]]:
         pre = dict(self.zoo_preprocessing)
         overrides = dict(self.overrides)
-        if overrides["input_size"] is not None or pre.get("input_size") is not None:
-            size = overrides["input_size"] or pre["input_size"]
-            if overrides["resize"] is None and overrides["input_size"] is not None:
-                # a new input size keeps the zoo's resize-to-crop ratio
-                ratio = pre["resize"] / pre["input_size"][-1] if pre.get("resize") and pre.get("input_size") else 1.0
-                overrides["resize"] = int(math.floor(size[-1] * ratio))
+        derived = False
+        if overrides["resize"] is None and overrides["input_size"] is not None:
+            # a new input size keeps the zoo's resize-to-crop ratio
+            ratio = pre["resize"] / pre["input_size"][-1] if pre.get("resize") and pre.get("input_size") else 1.0
+            overrides["resize"], derived = int(math.floor(overrides["input_size"][-1] * ratio)), True
         resolved = _resolved(pre, self.zoo_origin, overrides)
+        if derived:
+            resolved["from"]["resize"] = f"config input_size x the resize/crop ratio of {self.zoo_origin}"
         return _apply(model, input_shape, resolved)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from mlbench.env import torch_threads
 from mlbench.evaluate.loop import predict_all
 from mlbench.progress import console
 
@@ -47,7 +48,8 @@ def unit_costs(ctx: Any) -> dict[str, float]:
     runner = runner_for(ctx.baseline, ctx.cfg.backend, ctx.device)
     predict_all(runner, x[:batch], batch)  # warm-up
     forward = _median_time(lambda: predict_all(runner, x[:batch], batch), 3) / batch
-    call = _median_time(lambda: predict_all(runner, x[:1], 1), 20)
+    with torch_threads(int(ctx.cfg.eval.latency.threads)):  # batch-1 latency runs at its own thread count
+        call = _median_time(lambda: predict_all(runner, x[:1], 1), 20)
     train = forward * 3  # no gradients (an ONNX graph): forward + backward ~ 3 forwards
     model = ctx.baseline.model
     if model is not None and ctx.baseline.differentiable:
@@ -109,6 +111,7 @@ def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
             f, g = s.work(n_stress, i == 0 or bool(getattr(ctx.baseline, "differentiable", False)))
             fwd, grad = fwd + f, grad + g
         rows += len(s.conditions()) * variants
+    ctx.sizing["stress_evaluations"] = {"forward": fwd, "gradient": grad, "items": n_stress}
     scale = n_stress / max(n["test"], 1)  # a bootstrap resample costs in proportion to the items
     out["stress"] = fwd * c["forward"] + grad * c["train"] + rows * scale * (resamples * c["resample_stress"]
                                                                              + c["boot_call_stress"])
@@ -117,7 +120,9 @@ def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
         cov = len(list(mon.covariate()))
         tests = len(mon.scenarios) * len(mon.windows) * mon.repetitions * len(mon.detectors)
         deploy = variants * len(mon.scenarios) * int(mon.deployment_repetitions or 0) * len(mon.output_detectors)
-        out["monitor"] = variants * (n["calib"] + n["test"] * (1 + cov)) * c["forward"] \
+        # the baseline's views also read its penultimate-layer embeddings: a second pass
+        views = (variants + (1 if getattr(ctx.baseline, "differentiable", False) else 0))
+        out["monitor"] = views * (n["calib"] + n["test"] * (1 + cov)) * c["forward"] \
             + (tests + deploy) * FIXED_S["monitor_test"]
     if d.unlabelled is not None:
         out["unlabelled"] = variants * (n["calib"] + len(d.unlabelled)) * c["forward"]
@@ -193,6 +198,7 @@ def plan(ctx: Any) -> None:
                           + ("" if budget["fits"] else "; still over: the unsizable stages alone take longer"))
     total = sum(stages.values())
     ctx.run.plan = {"unit_costs_s": costs, "estimate_s": stages, "estimate_total_s": total,
+                    "stress_evaluations": ctx.sizing.get("stress_evaluations"),
                     "assumes": "every variant costs the baseline's per item; allowances for data-check statistics "
                                f"({FIXED_S['datacheck_per_check']} s per check) and the write stage "
                                f"({FIXED_S['write']} s)"}
