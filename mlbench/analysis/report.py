@@ -9,12 +9,12 @@ import torch
 
 from mlbench.analysis.plots import reliability_diagram, throughput_plot, training_curve
 from mlbench.analysis.render import Doc, to_html, to_markdown
+from mlbench.analysis.stages import stages_section
 from mlbench.choices import CalibrationView
 from mlbench.datacheck.report import datacheck_section
 from mlbench.evaluate import registry
 from mlbench.monitor.report import monitor_section
 from mlbench.monitor.unlabelled import report_section as unlabelled_section
-from mlbench.records import STAGE_LABELS
 from mlbench.results import atomic_write, read_predictions
 from mlbench.stress.base import family
 from mlbench.text import delta_text, fmt, kb_text
@@ -190,28 +190,6 @@ def latency_text(m: dict) -> str:
     if p50 is None:
         return "–"
     return f"{p50:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "")
-
-
-def stages_section(doc: Doc, summary: dict) -> None:
-    """Wall seconds per stage (``stages`` in summary.json); the write stage's own time is known
-    only after the report is written, so it shows in summary.json, not here."""
-    st = {k: v for k, v in (summary.get("stages") or {}).items() if isinstance(v, (int, float))}
-    if not st:
-        return
-    total = sum(st.values())
-    est = ((summary.get("plan") or {}).get("estimate_s")) or {}
-    doc.h2("Where the run's time went")
-    doc.table(["stage", "seconds", "share", "planned (s)"],
-              [[STAGE_LABELS.get(k, k), f"{v:.2f}", f"{100 * v / total:.0f} %",
-                f"{est[k]:.1f}" if k in est else ""] for k, v in st.items()])
-    budget = summary.get("budget") or {}
-    if budget.get("sized"):
-        doc.p(f"Budget {budget['minutes']:g} min: the estimate of {budget['estimate_before_s']:.0f} s was sized to "
-              f"{budget['estimate_after_s']:.0f} s by " + ", ".join(f"{k} {v:.4g}" for k, v in budget["sized"].items())
-              + ("." if budget["fits"] else " (the stages that cannot be sized still take longer)."))
-    builds = (summary.get("stages") or {}).get("variant_builds") or {}
-    if builds:
-        doc.p("Variant builds (s): " + ", ".join(f"{n} {v:.2f}" for n, v in builds.items()))
 
 
 def write_datacheck_report(summary: dict, run_dir: Path) -> tuple[Path, Path]:
