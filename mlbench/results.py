@@ -22,19 +22,22 @@ if TYPE_CHECKING:  # torch is not imported at run time here: `mlbench compare` s
     import torch
 
 
-def jsonable(obj: Any) -> Any:
-    """Plain JSON values: tensors and arrays become lists, NaN and inf become null."""
+def jsonable(obj: Any, keep_nonfinite: bool = False) -> Any:
+    """Plain JSON values: tensors and arrays become lists, NaN and inf become null (or stay, with
+    ``keep_nonfinite``, for state that is read back by mlbench itself)."""
     if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v, keep_nonfinite) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
+        return [jsonable(v, keep_nonfinite) for v in obj]
     if type(obj).__module__.startswith("torch") and hasattr(obj, "tolist"):  # a tensor
-        return jsonable(obj.tolist())
+        return jsonable(obj.tolist(), keep_nonfinite)
     if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
+        return jsonable(obj.tolist(), keep_nonfinite)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
     if isinstance(obj, (np.floating, float)):
         f = float(obj)
-        return f if math.isfinite(f) else None
+        return f if keep_nonfinite or math.isfinite(f) else None
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, Path):

@@ -19,6 +19,8 @@ MAX_SEED = 2**32 - 1
 RANGES: list[tuple[str, Any, str]] = [
     ("seed", lambda v: 0 <= v <= MAX_SEED, f"in [0, {MAX_SEED}] (numpy and scikit-learn take 32-bit seeds)"),
     ("train.epochs", lambda v: v >= 1, ">= 1"),
+    ("budget.minutes", lambda v: v > 0, "> 0 (null: no budget)"),
+    ("unlabelled.alpha", lambda v: 0 < v < 1, "in (0, 1)"),
     ("train.batch_size", lambda v: v >= 1, ">= 1"),
     ("train.patience", lambda v: v >= 0, ">= 0 (0: no early stopping)"),
     ("train.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),

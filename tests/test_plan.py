@@ -76,3 +76,12 @@ def test_a_budget_sizes_stress_items_resamples_and_repetitions_and_says_so(tmp_p
     without = {k: v for k, v in tight["plan"]["estimate_s"].items()}
     assert tight["plan"]["estimate_total_s"] == pytest.approx(sum(without.values()))
     assert b["estimate_after_s"] < b["estimate_before_s"]
+
+
+def test_a_budget_that_is_not_positive_is_one_error_line_before_any_training(tmp_path):
+    from conftest import run_cli
+    out = run_cli("debug=smoke", "budget.minutes=-2", cwd=tmp_path)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: budget.minutes must be > 0 (null: no budget), got -2")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.safetensors"))

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from scipy import stats as sps
 
 from mlbench.errors import first_line
@@ -76,9 +77,7 @@ def measure(data: Any, live: dict[str, Any], base_name: str, detector_entries: A
     """The ``unlabelled`` section of summary.json and each variant's probabilities on the items."""
     x_u = data.unlabelled
     calib_y = data.y["calib"].numpy()
-    dummy = np.zeros(len(x_u), dtype=np.int64)
-    import torch
-    y_u = torch.from_numpy(dummy)
+    y_u = torch.zeros(len(x_u), dtype=torch.long)  # the evaluation loop wants labels; none are read
     dets = build_detectors(detector_entries, "unlabelled.detectors", alpha, seed)
     embeddings = any(d.needs == "embeddings" for d in dets)
     per: dict[str, Any] = {}

@@ -143,7 +143,7 @@ def fit_budget(ctx: Any, costs: dict[str, float], stages: dict[str, float]) -> d
     bootstrap resamples, monitoring repetitions, timing calls and seconds), each to at most its
     floor, so the estimate fits the minutes left; returns what was sized (None: no budget)."""
     minutes = (ctx.cfg.get("budget") or {}).get("minutes")
-    if not minutes:
+    if minutes is None:  # its range is checked at set-up (values.RANGES)
         return None
     left = float(minutes) * 60 - (time.perf_counter() - ctx.t0)
     before = sum(stages.values())

@@ -21,13 +21,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from mlbench.errors import MlbenchError, first_line
 from mlbench.progress import console
 from mlbench.records import RunRecord, VariantRecord
-from mlbench.results import atomic_write
+from mlbench.results import atomic_write, jsonable
 
 # measurement stages whose records are saved and put back; the others rebuild live objects
 SKIPPABLE = ("datacheck", "efficiency", "compare", "stress", "monitor", "unlabelled", "seeds")
@@ -36,25 +35,6 @@ SKIPPABLE = ("datacheck", "efficiency", "compare", "stress", "monitor", "unlabel
 SAVED_AFTER = SKIPPABLE[1:]
 KEEP_OUT = {"models", ".hydra", "cli.log", "mlbench.log", ".mlbench-run"}  # not stage outputs
 STATE_VERSION = 1
-
-
-def _plain(obj: Any) -> Any:
-    """JSON values that keep NaN and inf (``json`` writes them as NaN/Infinity)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.ndarray) or (type(obj).__module__.startswith("torch") and hasattr(obj, "tolist")):
-        return _plain(obj.tolist())
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def resume_key(cfg: DictConfig) -> str:
@@ -138,8 +118,8 @@ class Resume:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(p, dest)
         state = {"version": STATE_VERSION, "done": self.done, "data_hash": ctx.data_hash,
-                 "records": {n: _plain(dataclasses.asdict(r)) for n, r in ctx.records.items()},
-                 "run": _plain(dataclasses.asdict(ctx.run))}
+                 "records": {n: jsonable(dataclasses.asdict(r), keep_nonfinite=True) for n, r in ctx.records.items()},
+                 "run": jsonable(dataclasses.asdict(ctx.run), keep_nonfinite=True)}
         atomic_write(self.folder / "state.json", json.dumps(state, allow_nan=True))
 
     def finish(self) -> None:
