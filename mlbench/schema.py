@@ -165,7 +165,8 @@ class AxisConf:
 @dataclass
 class RequirementConf:
     """``metric op value`` (``of_baseline``: value × the baseline's figure, e.g. size <= 0.5 ×
-    baseline) or ``metric max_degradation [relative]`` against the baseline, or
+    baseline), ``metric max_degradation [relative]`` against the baseline, ``metric min_gain``
+(strictly better than the baseline by more than this), or
     ``data op value``: a condition on a data-check figure (``datacheck.figures`` in summary.json,
     e.g. ``cross_split_duplicates``, ``label_issue_rate``, ``accuracy_achievable``)."""
 
@@ -175,6 +176,7 @@ class RequirementConf:
     op: Optional[str] = None  # >= | <= | > | <
     value: Optional[float] = None
     max_degradation: Optional[float] = None
+    min_gain: Optional[float] = None  # the variant must beat the baseline by more than this
     relative: bool = False
     of_baseline: bool = False  # with op/value: the threshold is value x the baseline's figure
     use_bound: Optional[bool] = None  # judge on the pessimistic CI bound (None: requirements.use_bound)

@@ -102,11 +102,11 @@ def image_update(devices: list[str], repeats: int, cache: Path, width: int, item
     initial = eng.initial()
     out: dict[str, list[dict]] = {d: [] for d in devices}
     if "cuda" in devices:  # CUDA warm-up (kernels, cuDNN autotuning), not counted
-        eng.candidate(initial.dense, [0, 1], 2, 0, eng.state_dir / "warm", torch.device("cuda"), initial)
+        eng.candidate(initial.dense, [0, 1], [2], 0, eng.state_dir / "warm", torch.device("cuda"), initial)
     for r in range(repeats):
         for d in devices:  # interleaved
             with _threads(2 if d == "cpu" else torch.get_num_threads()):
-                rec, _ = eng.candidate(initial.dense, [0, 1], 2, r, eng.state_dir / f"{d}{r}", torch.device(d), initial)
+                rec, _ = eng.candidate(initial.dense, [0, 1], [2], r, eng.state_dir / f"{d}{r}", torch.device(d), initial)
             assert rec.get("status") in ("deployed", "refused"), rec
             out[d].append(rec["seconds"])
     return out

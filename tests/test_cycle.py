@@ -9,9 +9,19 @@ import pytest
 import torch
 from conftest import preset
 
+from mlbench.analysis.requirements import check_one
 from mlbench.cycle.config import Cycle
-from mlbench.cycle.figures import interval, onsets, policy_table, recovery, stage_times
-from mlbench.cycle.policies import Every, OnDrift, OnEstimate, Signals
+from mlbench.cycle.figures import (
+    interval,
+    onsets,
+    paired_mean,
+    policy_table,
+    recovery,
+    stage_times,
+    updates_bought,
+    versus,
+)
+from mlbench.cycle.policies import Every, Never, OnDrift, OnEstimate, Oracle, Signals
 from mlbench.cycle.stage import load_recipe
 from mlbench.cycle.stream import Stream, schedule
 from mlbench.data import Digits
@@ -73,12 +83,18 @@ def test_an_impossible_stream_fails_with_one_line(digits):
     ({"policies": [{"_target_": "mlbench.cycle.Nope"}]}, "cannot import 'mlbench.cycle.Nope'"),
     ({"policies": ["nevr"]}, "did you mean 'never'"),
     ({"label_delay": 12}, "never delivers a label"),
-    ({"window": 1}, "window must be >= 2"),
+    ({"window": 0}, "window must be >= 1"),
+    ({"train_data": "all"}, "train_data must be one of window, cumulative, replay"),
+    ({"gate_holdout": 0.001}, "gate_holdout must leave at least one item"),
+    ({"gate_holdout": 1.0}, "gate_holdout must leave at least one item"),
+    ({"gate_periods": 0}, "gate_periods must be >= 1"),
+    ({"replay": 0}, "cycle.replay must be > 0"),
     ({"policies": ["never", "sometimes"]}, "cycle.policies: unknown 'sometimes'"),
     ({"detectors": ["mmd_embeddings"]}, "mmd_embeddings need embeddings"),
-    ({"policies": ["estimate"], "requirements": [{"metric": "size_bytes", "op": "<=", "value": 1e6}]},
+    ({"policies": ["estimate"], "accuracy_target": None, "requirements": [{"metric": "size_bytes", "op": "<=", "value": 1e6}]},
      "needs an accuracy target"),
-    ({"requirements": [{"metric": "accuracy"}]}, "give either op and value"),
+    ({"requirements": [{"metric": "accuracy"}]}, "give one of op and value, max_degradation or min_gain"),
+    ({"requirements": [{"metric": "accuracy", "min_gain": 0, "max_degradation": 0.1}]}, "give one of"),
 ])
 def test_bad_cycle_settings_fail_at_set_up(kw, message):
     with pytest.raises(MlbenchError, match=message):
@@ -110,9 +126,9 @@ def _rows(acc, kinds, updates=None):
 def test_recovery_and_the_policy_table_on_a_worked_example():
     kinds = ["none"] * 3 + ["covariate"] * 4 + ["none"] * 2
     acc = [0.96, 0.98, 0.97, 0.70, 0.80, 0.93, 0.95, 0.90, 0.97]
-    up = {3: {"status": "refused", "train_periods": [0, 1], "holdout_period": 2, "n_train": 100, "n_holdout": 50,
+    up = {3: {"status": "refused", "train_periods": [0, 1], "gate_periods": [1, 2], "n_train": 100, "n_holdout": 50,
               "seconds": {}},
-          4: {"status": "deployed", "train_periods": [1, 2], "holdout_period": 3, "n_train": 100, "n_holdout": 50,
+          4: {"status": "deployed", "train_periods": [1, 2], "gate_periods": [2, 3], "n_train": 100, "n_holdout": 50,
               "seconds": {}}}
     rows = _rows(acc, kinds, up)
     d = onsets(rows)
@@ -165,3 +181,94 @@ def test_stage_times_and_the_update_interval_on_a_worked_example():
     # updates of 7 s and 4 s: median 5.5 s, plus the median score (0.2) and monitor (0.03) of a period
     assert iv["update_s_median"] == pytest.approx(5.5) and iv["interval_s"] == pytest.approx(5.73)
     assert (iv["update_s_min"], iv["update_s_max"], iv["updates"]) == (4.0, 7.0, 2)
+
+
+def test_every_period_keeps_a_seeded_share_out_of_all_training(digits):
+    """The gate's evidence: 30 % of each period, the same at every draw; an update's training
+    data never holds a gate item, and replay adds original training items, as many per new one
+    as asked (a seeded sample of the train split)."""
+    st = Stream(digits, schedule([], 6), 50, seed=0, perturb=_tag, gate_holdout=0.3)
+    assert all(int(p.gate.sum()) == 15 for p in st.periods)
+    again = Stream(digits, schedule([], 6), 50, seed=0, perturb=_tag, gate_holdout=0.3)
+    assert all(np.array_equal(a.gate, b.gate) for a, b in zip(st.periods, again.periods, strict=True))
+    b = st.bundle([2, 3, 4], [1, 2, 3, 4], digits.meta)
+    gate_ids = {int(i) for t in range(6) for i in st.index[st.periods[t].idx][torch.as_tensor(st.periods[t].gate)]}
+    assert len(b.y["train"]) == 3 * 35 and len(b.y["test"]) == 4 * 15
+    assert not gate_ids & {int(i) for i in b.index["train"]}
+    assert {int(i) for i in b.index["test"]} <= gate_ids
+    r = st.bundle([2, 3, 4], [4], digits.meta, replay=0.5, seed=7)
+    replayed = r.index["train"][105:]
+    assert len(replayed) == round(0.5 * 105) and set(replayed.tolist()) <= set(digits.index["train"].tolist())
+    assert torch.equal(r.x["train"][:105], b.x["train"])
+    assert len(st.bundle([2], [4], digits.meta, replay=100.0).y["train"]) == 35 + len(digits.y["train"])  # capped
+
+
+def test_min_gain_requires_the_variant_to_beat_the_reference():
+    """``min_gain``: strictly better by more than the gain; on the bound, the interval's lower end."""
+    req = {"metric": "accuracy", "min_gain": 0.0, "use_bound": True}
+    base = {"status": "ok", "metrics": {"accuracy": 0.90}}
+
+    def var(acc, lo, hi):
+        return {"status": "ok", "metrics": {"accuracy": acc},
+                "deltas": {"accuracy": {"value": acc - 0.9, "ci_low": lo, "ci_high": hi}}}
+    ok = check_one(req, var(0.95, 0.01, 0.09), base, False, False)
+    assert ok["passed"] and ok["gain"] == pytest.approx(0.01) and ok["basis"] == "95% CI bound"
+    assert not check_one(req, var(0.95, -0.01, 0.09), base, False, False)["passed"]  # better, not surely
+    assert not check_one(req, var(0.90, 0.0, 0.0), base, False, False)["passed"]  # a tie is no gain
+    point = check_one({"metric": "accuracy", "min_gain": 0.02}, var(0.93, -0.01, 0.07), base, False, False)
+    assert point["passed"] and point["gain"] == pytest.approx(0.03) and point["margin"] == pytest.approx(0.01)
+    assert not check_one(req, base, base, True, False)["passed"]  # the reference never beats itself
+    lower = check_one({"metric": "nll", "min_gain": 0.0, "use_bound": True},  # lower is better: −ci_high
+                      {"status": "ok", "metrics": {"nll": 0.3}, "deltas": {"nll": {"ci_low": -0.2, "ci_high": -0.05}}},
+                      {"status": "ok", "metrics": {"nll": 0.4}}, False, False)
+    assert lower["passed"] and lower["gain"] == pytest.approx(0.05)
+
+
+def test_labelled_windows_follow_the_train_data_setting(make_cfg):
+    from hydra.utils import instantiate
+
+    from mlbench.cycle.loop import Engine
+    from mlbench.cycle.state import PolicyState
+
+    def window(policy, t=9, **over):
+        cyc = instantiate(make_cfg(*(f"cycle.{k}={v}" for k, v in over.items())).cycle)
+        eng = Engine.__new__(Engine)
+        eng.cyc = cyc
+        return eng.labelled_window(PolicyState(policy, None), t)
+    # labels 1 late: period 8 is the newest labelled one at the end of period 9
+    assert window(Never(), window=3, gate_periods=4) == ([6, 7, 8], [5, 6, 7, 8])
+    assert window(Never(), train_data="cumulative", gate_periods=2) == (list(range(9)), [7, 8])
+    assert window(Oracle(), window=3) == (list(range(10)), [6, 7, 8, 9])  # every label, no delay
+    assert window(Never(), t=0) == ([], [])  # no label has arrived: the update is skipped
+
+
+def _scored(correct, previous=None, update=None):
+    row = {"period": 0, "correct": correct, "update": update}
+    if previous is not None:
+        row["previous"] = {"version": 0, "correct": previous}
+    return row
+
+
+def test_what_each_update_bought_and_the_paired_difference_to_never_on_a_worked_timeline():
+    dep = {"status": "deployed"}
+    rows = [_scored([1, 1, 0, 1], update=dep),  # deployed after period 0: v1 serves 1-2
+            _scored([1, 1, 1, 1], [1, 0, 0, 1]),
+            _scored([1, 0, 1, 1], [0, 0, 1, 1], update=dep),  # v2 serves 3
+            _scored([1, 1, 1, 0], [1, 0, 1, 1])]
+    for t, r in enumerate(rows):
+        r["period"], r["version"] = t, (0, 1, 1, 2)[t]
+    b = updates_bought(rows, seed=0)
+    assert [x["served_periods"] for x in b] == [[1, 2], [3]]
+    # v1 on periods 1-2: 7 of 8 right; v0 beside it: 4 of 8 → +3/8
+    assert b[0]["accuracy"] == 7 / 8 and b[0]["accuracy_replaced"] == 4 / 8 and b[0]["bought"]["value"] == 3 / 8
+    assert b[1]["bought"]["value"] == 0.0 and b[1]["bought"]["n"] == 4
+    assert b[0]["bought"]["ci_low"] <= 3 / 8 <= b[0]["bought"]["ci_high"]
+    never = [_scored([1, 1, 0, 1]), _scored([1, 0, 0, 1]), _scored([0, 0, 1, 1]), _scored([1, 0, 1, 1])]
+    v = versus(rows, never, seed=0)
+    assert v["value"] == pytest.approx((13 - 10) / 16) and v["n"] == 16
+    # the interval is the percentile bootstrap of the mean paired difference (scipy's, same data)
+    from scipy.stats import bootstrap
+    d = np.array([c for r in rows for c in r["correct"]]) - np.array([c for r in never for c in r["correct"]])
+    ref = bootstrap((d,), np.mean, n_resamples=20000, method="percentile", random_state=0).confidence_interval
+    assert v["ci_low"] == pytest.approx(ref.low, abs=0.04) and v["ci_high"] == pytest.approx(ref.high, abs=0.04)
+    assert paired_mean([], [], 0) is None and versus([{"period": 0}], never, 0) is None

@@ -1,7 +1,8 @@
 """Operational requirements as data, checked in one place.
 
-A requirement is either a threshold (``metric op value``) or a degradation limit
-against the baseline (``max_degradation``, absolute or ``relative``), judged on the
+A requirement is either a threshold (``metric op value``), a degradation limit
+against the baseline (``max_degradation``, absolute or ``relative``) or a gain the variant
+must show over the baseline (``min_gain``: strictly more than it), judged on the
 point estimate or, with ``use_bound``, on the pessimistic end of the paired
 bootstrap interval. Every variant (the baseline too) gets pass/fail per requirement
 with its margin (positive = slack, negative = shortfall).
@@ -25,20 +26,24 @@ def _get(req: Any, key: str, default=None):
     return getattr(v, "value", v)
 
 
-def describe(req: Any) -> str:
+def describe(req: Any, reference: str = "the baseline") -> str:
+    """The requirement in words; ``reference``: what degradations and gains are measured against."""
     if _get(req, "data") is not None:
         return f"data: {_get(req, 'data')} {_get(req, 'op')} {_get(req, 'value'):g}"
     key = metric_key(_get(req, "metric"), _get(req, "stress"), _get(req, "condition"))
+    if _get(req, "min_gain") is not None:
+        bound = " on the CI bound" if _get(req, "use_bound") else ""
+        return f"{key} better than {reference}'s by more than {_get(req, 'min_gain'):g}{bound}"
     if _get(req, "max_degradation") is not None:
         bound = " (on the CI bound)" if _get(req, "use_bound") else ""
         limit = _get(req, "max_degradation")
         if limit == 0:
-            return f"{key} no worse than the baseline's{bound}"
+            return f"{key} no worse than {reference}'s{bound}"
         if _get(req, "relative", False):
-            return f"{key} at most {100 * limit:g}% worse than the baseline{bound}"
-        return f"{key} at most {limit:g} worse than the baseline{bound}"
+            return f"{key} at most {100 * limit:g}% worse than {reference}{bound}"
+        return f"{key} at most {limit:g} worse than {reference}{bound}"
     if _get(req, "of_baseline", False):
-        return f"{key} {_get(req, 'op')} {_get(req, 'value'):g} x the baseline's"
+        return f"{key} {_get(req, 'op')} {_get(req, 'value'):g} x {reference}'s"
     return f"{key} {_get(req, 'op')} {_get(req, 'value'):g}"
 
 
@@ -52,9 +57,10 @@ def validate(req: Any) -> None:
     from mlbench.evaluate.registry import check_names
     check_names([str(getattr(_get(req, "metric"), "value", _get(req, "metric")))], what="requirement")
     has_threshold = _get(req, "op") is not None or _get(req, "value") is not None
-    has_degradation = _get(req, "max_degradation") is not None
-    if has_threshold == has_degradation:
-        raise MlbenchError(f"requirement on {_get(req, 'metric')}: give either op and value, or max_degradation")
+    kinds = [has_threshold, _get(req, "max_degradation") is not None, _get(req, "min_gain") is not None]
+    if sum(kinds) != 1:
+        raise MlbenchError(f"requirement on {_get(req, 'metric')}: give one of op and value, max_degradation or "
+                           "min_gain")
     if has_threshold and (_get(req, "op") not in OPS or _get(req, "value") is None):
         raise MlbenchError(f"requirement on {_get(req, 'metric')}: op must be one of {list(OPS)} with a value")
     if _get(req, "of_baseline", False) and not has_threshold:
@@ -103,6 +109,8 @@ def check_one(req: Any, variant: dict, baseline: dict, is_baseline: bool, use_bo
         out["reason"] = "not measured" if variant.get("status") == "ok" else "variant failed"
         return out
     out["value"] = value
+    if _get(req, "min_gain") is not None:
+        return _check_gain(req, out, metric, key, variant, baseline, is_baseline, use_bound)
     if _get(req, "max_degradation") is None:
         threshold = float(_get(req, "value"))
         if _get(req, "of_baseline", False):
@@ -137,6 +145,27 @@ def check_one(req: Any, variant: dict, baseline: dict, is_baseline: bool, use_bo
     limit = float(_get(req, "max_degradation"))
     out.update(threshold=limit, degradation=degradation, margin=limit - degradation,
                passed=bool(degradation <= limit))
+    return out
+
+
+def _check_gain(req: Any, out: dict, metric: str, key: str, variant: dict, baseline: dict, is_baseline: bool,
+                use_bound: bool) -> dict:
+    """``min_gain``: the variant's improvement over the baseline (higher-is-better metrics:
+    variant − baseline; else baseline − variant), on the pessimistic end of the paired interval
+    with ``use_bound``, must exceed ``min_gain``. The baseline never beats itself."""
+    base_value = (baseline.get("metrics") or {}).get(key)
+    if base_value is None:
+        out["reason"] = "baseline value not measured"
+        return out
+    hib = HIGHER_IS_BETTER[metric]
+    gain = 0.0 if is_baseline else (out["value"] - base_value if hib else base_value - out["value"])
+    bound = _get(req, "use_bound")
+    d = None if is_baseline else _delta(variant, req)
+    if (use_bound if bound is None else bound) and d is not None and d.get("ci_low") is not None:
+        gain = d["ci_low"] if hib else -d["ci_high"]
+        out["basis"] = "95% CI bound"
+    limit = float(_get(req, "min_gain"))
+    out.update(threshold=limit, gain=gain, margin=gain - limit, passed=bool(gain > limit))
     return out
 
 

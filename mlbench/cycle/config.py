@@ -11,14 +11,19 @@ from mlbench.cycle.stream import schedule as build_schedule
 from mlbench.errors import MlbenchError
 from mlbench.monitor.detectors import build_detectors
 
+# what an update trains on: the window's periods, every labelled period so far, or the window
+# with items of the original training split replayed beside it
+TRAIN_DATA = ("window", "cumulative", "replay")
+
 
 class Cycle:
     """The ``cycle`` config group: the stream (periods, items per period, label delay, drift
     schedule), the policies, the update (window, warm start, epochs, recipe) and its gate
-    (requirements judged on the newest labelled period against the model deployed now). Every
+    (requirements judged on the gate's held-out evidence against the model deployed now). Every
     parameter's default is in ``conf/cycle/default.yaml`` (the default option), nowhere else."""
 
     def __init__(self, *, periods: int, period_size: int, label_delay: int, window: int, schedule: list[dict],
+                 train_data: str, replay: float, gate_holdout: float, gate_periods: int,
                  policies: list[Any], every: int, detectors: list[Any], error_detector: str | None, alpha: float,
                  warm_start: bool, epochs: int, batch_size: int, auto_corruption: dict[str, str], recipe: str | None,
                  requirements: list[dict], use_bound: bool, accuracy_target: float | None, recovery_tolerance: float,
@@ -29,8 +34,17 @@ class Cycle:
             raise MlbenchError(f"cycle.label_delay {label_delay}: labels of period t arrive at the end of period "
                                f"t + delay, so a delay of {periods} or more periods never delivers a label "
                                f"within the {periods}-period stream")
-        if window < 2:
-            raise MlbenchError(f"cycle.window must be >= 2 labelled periods (the newest is held out), got {window}")
+        if window < 1:
+            raise MlbenchError(f"cycle.window must be >= 1 labelled period, got {window}")
+        if train_data not in TRAIN_DATA:
+            raise MlbenchError(f"cycle.train_data must be one of {', '.join(TRAIN_DATA)}, got {train_data!r}")
+        if not replay > 0 and train_data == "replay":
+            raise MlbenchError(f"cycle.replay must be > 0 with train_data=replay (original items per new one), got {replay}")
+        if not 0 < gate_holdout < 1 or round(gate_holdout * period_size) < 1 or round(gate_holdout * period_size) >= period_size:
+            raise MlbenchError(f"cycle.gate_holdout must leave at least one item of each period to the gate and one to "
+                               f"training (0 < share < 1 of {period_size} items), got {gate_holdout}")
+        if gate_periods < 1:
+            raise MlbenchError(f"cycle.gate_periods must be >= 1 labelled period, got {gate_periods}")
         if not policies:
             raise MlbenchError("cycle.policies must name at least one policy")
         detectors = [e if isinstance(e, str) else dict(e) for e in detectors]
@@ -55,6 +69,7 @@ class Cycle:
         for r in self.requirements:
             validate_requirement(r)
         self.periods, self.period_size, self.label_delay, self.window = periods, period_size, label_delay, window
+        self.train_data, self.replay, self.gate_holdout, self.gate_periods = train_data, replay, gate_holdout, gate_periods
         self.scenarios = build_schedule([dict(e) for e in schedule], periods)
         self.schedule = [dict(e) for e in schedule]
         self.accuracy_target = accuracy_target if accuracy_target is not None else gate_target(self.requirements)

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from mlbench.cycle.loop import STAGES, UPDATE_STAGES
+from mlbench.cycle.policies import Never, Policy
+from mlbench.evaluate.stats import paired_bootstrap
 
 
 def onsets(rows: list[dict]) -> list[dict[str, Any]]:
@@ -67,11 +69,52 @@ def policy_table(rows: list[dict], target: float | None, tolerance: float) -> di
         "refused": sum(u["status"] == "refused" for u in done), "failed": sum(u["status"] == "failed" for u in done),
         "skipped": sum(u["status"] == "skipped" for u in updates),
         "labelled_items_used": int(sum(r["n"] for r in rows if r["period"] in
-                                       {t for u in done for t in [*u["train_periods"], u["holdout_period"]]})),
+                                       {t for u in done for t in [*u["train_periods"], *u["gate_periods"]]})),
         "compute_s": float(compute),
         "recovery": (rec := recovery(rows, onsets(rows), tolerance)),
         "unrecovered": sum(x["status"] == "not recovered" for x in rec),
     }
+
+
+def reference_policy(policies: list[Policy]) -> str | None:
+    """The policy the others are compared with: the first that never updates (None: none does)."""
+    return next((p.name for p in policies if isinstance(p, Never)), None)
+
+
+def paired_mean(a: list[int], b: list[int], seed: int, n_resamples: int = 2000) -> dict[str, float] | None:
+    """Mean of ``a − b`` (per-item correctness of two models on the same items: an accuracy
+    difference) with a paired percentile bootstrap 95 % interval over the items."""
+    if not a:
+        return None
+    d = torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64)
+    point, lo, hi = paired_bootstrap(d[:, None], lambda sums, n: sums / n, n_resamples, seed)
+    return {"value": float(point[0]), "ci_low": float(lo[0]), "ci_high": float(hi[0]), "n": len(a)}
+
+
+def versus(rows: list[dict], ref_rows: list[dict], seed: int) -> dict[str, float] | None:
+    """This policy's accuracy over the whole stream minus the reference policy's, paired over the
+    same items (every policy scores the same stream)."""
+    if any("correct" not in r for r in [*rows, *ref_rows]):
+        return None  # a timeline recorded before per-item correctness was kept
+    return paired_mean([c for r in rows for c in r["correct"]], [c for r in ref_rows for c in r["correct"]], seed)
+
+
+def updates_bought(rows: list[dict], seed: int) -> list[dict[str, Any]]:
+    """What each deployment bought: over the periods the new model served (from the next period
+    to the next deployment or the end), its accuracy minus that of the model it replaced, which
+    scored the same items beside it; paired interval over those items."""
+    out = []
+    deployed = [i for i, r in enumerate(rows) if (r.get("update") or {}).get("status") == "deployed"]
+    for k, i in enumerate(deployed):
+        end = deployed[k + 1] if k + 1 < len(deployed) else len(rows) - 1
+        served = [r for r in rows[i + 1:end + 1] if "previous" in r]
+        new = [c for r in served for c in r["correct"]]
+        old = [c for r in served for c in r["previous"]["correct"]]
+        out.append({"period": rows[i]["period"], "version": rows[i + 1]["version"] if i + 1 < len(rows) else None,
+                    "served_periods": [r["period"] for r in served], "accuracy": float(np.mean(new)) if new else None,
+                    "accuracy_replaced": float(np.mean(old)) if old else None,
+                    "bought": paired_mean(new, old, seed)})
+    return out
 
 
 def _stat(v: list[float]) -> dict[str, float] | None:
@@ -109,7 +152,7 @@ def scaling(engine: Any, initial: Any) -> list[dict]:  # engine: a cycle.loop.En
     """Update time against the training-window size: one update per size from the initial
     model (warm start), on the CPU and, when present, on CUDA."""
     devices = [torch.device("cpu")] + ([engine.device] if engine.device.type == "cuda" else [])
-    w = engine.cyc.window - 1
+    w = engine.cyc.window
     rows = []
     for dev in devices:
         for mult in engine.cyc.scaling:
@@ -117,7 +160,7 @@ def scaling(engine: Any, initial: Any) -> list[dict]:  # engine: a cycle.loop.En
             if any(r["device"] == dev.type and r["train_periods"] == k for r in rows):
                 continue
             workdir = engine.state_dir / "scaling" / f"{dev.type}_{k}"
-            rec, _ = engine.candidate(initial.dense, list(range(k)), k, engine._seed(10_000 + k), workdir, dev, initial)
+            rec, _ = engine.candidate(initial.dense, list(range(k)), [k], engine._seed(10_000 + k), workdir, dev, initial)
             shutil.rmtree(workdir, ignore_errors=True)
             rows.append({"device": dev.type, "train_periods": k, "train_items": rec["n_train"],
                          "holdout_items": rec["n_holdout"], "status": rec["status"],

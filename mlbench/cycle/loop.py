@@ -3,12 +3,15 @@
 Each period, for every policy: score the period with the deployed model → monitor it (the
 monitoring stage's detectors on the model's outputs, river's detector on the error stream of
 the labels that have arrived, ATC's label-free accuracy estimate) → the policy decides → an
-update: data checks on the new training window (the data-check stage's checks), retrain
-(warm start from the dense weights the deployed model was compressed from, or from scratch),
-rebuild the deployment recipe (an option of ``conf/variants``), evaluate the candidate and the
-deployed model on the newest labelled period, and gate on the requirements → deploy only if
-every requirement passes. A refused, failed or impossible update keeps the deployed model, so
-no period ends with nothing deployed. Every stage is timed.
+update: data checks on the new training data (the window's periods, every labelled period, or
+the window with replayed original training items: ``cycle.train_data``), retrain (warm start
+from the dense weights the deployed model was compressed from, or from scratch), rebuild the
+deployment recipe (an option of ``conf/variants``), evaluate the candidate and the deployed
+model on the gate's evidence (the never-trained-on share of the newest ``gate_periods``
+labelled periods), and gate on the requirements → deploy only if every requirement passes. A
+refused, failed or impossible update keeps the deployed model, so no period ends with nothing
+deployed. The model a deployment replaced keeps scoring beside it until the next one, so what
+each update bought is a paired figure. Every stage is timed.
 
 The state after each finished period (rows, the deployed models' files, the error streams) is
 written to ``<cache_dir>/cycles/<config hash>`` (``cycle/state.py``); ``cycle.resume=true``
@@ -30,7 +33,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mlbench.analysis.requirements import check_data, check_one
+from mlbench.analysis.requirements import check_data, check_one, describe
 from mlbench.backends import Runner, runner_for
 from mlbench.compress import Artifact, Facts, Pass, PassContext
 from mlbench.compress.recipe import build_recipe
@@ -64,6 +67,15 @@ STAGES = ("score", "monitor", "datacheck", "train", "compress", "evaluate", "gat
 UPDATE_STAGES = ("datacheck", "train", "compress", "evaluate", "gate")
 
 
+def _shortfall(check: dict) -> str:
+    """Why a gate requirement failed, in a few words: the gain it showed, or the value it had."""
+    if isinstance(check.get("gain"), float):
+        return f" (gain {check['gain']:+.3g})"
+    if isinstance(check.get("value"), float):
+        return f" (value {check['value']:.4g})"
+    return f" ({check['reason']})" if check.get("reason") else ""
+
+
 # --------------------------------------------------------------------------- the engine
 
 class Engine:
@@ -92,8 +104,9 @@ class Engine:
     def _seed(self, *parts: int) -> int:
         return int(np.random.SeedSequence([self.cyc.seed, *parts]).generate_state(1)[0] % (2**31))
 
-    def bundle(self, train_periods: list[int], hold: int) -> DataBundle:
-        return self.stream.bundle(train_periods, hold, self.data.meta)
+    def bundle(self, train_periods: list[int], gate_periods: list[int], seed: int) -> DataBundle:
+        replay = self.cyc.replay if self.cyc.train_data == "replay" else 0.0
+        return self.stream.bundle(train_periods, gate_periods, self.data.meta, replay, seed)
 
     def compress(self, dense: torch.nn.Module, bundle: DataBundle, workdir: Path, seed: int,
                  device: torch.device) -> Artifact:
@@ -128,10 +141,10 @@ class Engine:
         return dep
 
     def check_window(self, bundle: DataBundle, dense: torch.nn.Module, device: torch.device) -> dict | None:
-        """The data-check stage's checks on the update's window (train vs the held-out period)."""
+        """The data-check stage's checks on the update's training data against the gate's items."""
         if not self.checks:
             return None
-        # the checks compare the splits: train (the window) against test (the held-out period) only
+        # the checks compare the splits: train (the training data) against test (the gate's items) only
         bundle = dataclasses.replace(bundle, **{k: {**getattr(bundle, k), "val": getattr(bundle, k)["val"][:0],
                                                     "calib": getattr(bundle, k)["calib"][:0]}
                                                 for k in ("x", "y", "index")})
@@ -144,14 +157,15 @@ class Engine:
                 "findings": [f"{f['severity']} {f['check']}: {f['message']}" for f in section["findings"]
                              if f["severity"] != "info"]}
 
-    def candidate(self, source: torch.nn.Module, train_periods: list[int], hold: int, seed: int, workdir: Path,
-                  device: torch.device, current: Deployed) -> tuple[dict, Deployed | None]:
+    def candidate(self, source: torch.nn.Module, train_periods: list[int], gate_periods: list[int], seed: int,
+                  workdir: Path, device: torch.device, current: Deployed) -> tuple[dict, Deployed | None]:
         """One update: data checks, training, the recipe, evaluation and the gate. Returns its
         record and the model to deploy (None when the gate refuses or a step fails)."""
-        rec: dict[str, Any] = {"train_periods": train_periods, "holdout_period": hold, "seconds": {}}
+        rec: dict[str, Any] = {"train_periods": train_periods, "gate_periods": gate_periods, "seconds": {}}
         sec, clock = rec["seconds"], time.perf_counter
-        bundle = self.bundle(train_periods, hold)
+        bundle = self.bundle(train_periods, gate_periods, seed)
         rec["n_train"], rec["n_holdout"] = len(bundle.y["train"]), len(bundle.y["test"])
+        rec["n_replayed"] = rec["n_train"] - sum(int((~self.stream.periods[t].gate).sum()) for t in train_periods)
         step = "datacheck"
         try:
             t0 = clock()
@@ -188,7 +202,8 @@ class Engine:
                                    metrics=("accuracy", "ece", "nll", "brier"))
             variant = {"status": "ok", "metrics": {**cand.metrics, **figs}, "deltas": deltas}
             deployed_now = {"status": "ok", "metrics": {**cur.metrics, **current.figures}}
-            checks = [check_one(r, variant, deployed_now, False, self.cyc.use_bound) for r in self.metric_reqs]
+            checks = [{**check_one(r, variant, deployed_now, False, self.cyc.use_bound),
+                       "requirement": describe(r, "the deployed model")} for r in self.metric_reqs]
             checks += [check_data(r, dc) for r in self.data_reqs]
             sec["gate"] = clock() - t0
         except Exception as e:  # noqa: BLE001 - a failed update keeps the deployed model
@@ -201,16 +216,15 @@ class Engine:
         rec["candidate"] = {k: variant["metrics"].get(k) for k in ("accuracy", "ece", "nll", *figs)}
         rec["deployed_now"] = {k: cur.metrics.get(k) for k in ("accuracy", "ece", "nll")}
         rec["delta_accuracy"] = deltas["accuracy"]
-        rec["checks"] = [{k: c.get(k) for k in ("requirement", "passed", "value", "margin", "reason")} for c in checks]
+        rec["checks"] = [{k: c.get(k) for k in ("requirement", "passed", "value", "gain", "margin", "reason")}
+                         for c in checks]
         failed = [c for c in checks if not c["passed"]]
         if failed:
             shutil.rmtree(workdir, ignore_errors=True)
-            rec.update(status="refused", reason="; ".join(
-                c["requirement"] + (f" (value {c['value']:.4g})" if isinstance(c.get("value"), float) else
-                                    f" ({c.get('reason')})" if c.get("reason") else "") for c in failed))
+            rec.update(status="refused", reason="; ".join(c["requirement"] + _shortfall(c) for c in failed))
             return rec, None
         rec.update(status="deployed", reason=None)
-        dep = Deployed(current.version + 1, None, [*train_periods, hold], model, art, runner, workdir, figures=figs)
+        dep = Deployed(current.version + 1, None, train_periods, gate_periods, model, art, runner, workdir, figures=figs)
         return rec, self.watch(dep, x_ho, y_ho)
 
     # ------------------------------------------------------------------ the initial deployment
@@ -234,16 +248,18 @@ class Engine:
             raise MlbenchError(f"cycle: the recipe {self.cyc.recipe} fails on the initial model ({first_line(e)})") from None
         save_weights(self.baseline, folder / "dense.safetensors")
         runner = self.serve(art, self.device)
-        dep = Deployed(0, None, [], self.baseline, art, runner, folder, figures=self.figures(art, runner, d.x["val"]))
+        dep = Deployed(0, None, [], [], self.baseline, art, runner, folder, figures=self.figures(art, runner, d.x["val"]))
         return self.watch(dep, d.x["val"], d.y["val"])
 
     # ------------------------------------------------------------------ one period
-    def labelled_window(self, ps: PolicyState, t: int) -> list[int]:
-        """The labelled periods an update at the end of period ``t`` trains on (the newest held out)."""
-        if ps.policy.oracle:
-            return list(range(t + 1))
-        last = t - self.cyc.label_delay
-        return list(range(max(0, last - self.cyc.window + 1), last + 1))
+    def labelled_window(self, ps: PolicyState, t: int) -> tuple[list[int], list[int]]:
+        """The labelled periods an update at the end of period ``t`` trains on (their training
+        part) and the periods whose held-out part the gate judges on. The oracle sees every
+        label at once, with no delay, and trains on all of them."""
+        last = t if ps.policy.oracle else t - self.cyc.label_delay
+        cumulative = ps.policy.oracle or self.cyc.train_data == "cumulative"
+        train = list(range(0 if cumulative else max(0, last - self.cyc.window + 1), last + 1))
+        return train, list(range(max(0, last - self.cyc.gate_periods + 1), last + 1))
 
     def score(self, ps: PolicyState, t: int) -> dict:
         clock = time.perf_counter
@@ -255,7 +271,10 @@ class Engine:
         pred = probs.argmax(1)
         row: dict[str, Any] = {"period": t, "scenario": p.scenario.label, "kind": p.scenario.kind, "n": len(y),
                                "accuracy": float((pred == y).float().mean()), "version": dep.version,
-                               "seconds": {"score": clock() - t0}}
+                               "correct": (pred == y).int().tolist(), "seconds": {"score": clock() - t0}}
+        if ps.previous is not None:  # the model the last deployment replaced, on the same items
+            prev = evaluate(ps.previous.runner, x, y, batch_size=self.batch_size).probs.argmax(1)
+            row["previous"] = {"version": ps.previous.version, "correct": (prev == y).int().tolist()}
         t0 = clock()
         w = view(probs, x)
         results = {n: d.test(w) for n, d in dep.detectors.items()}
@@ -298,26 +317,25 @@ class Engine:
         if why is None:
             ps.rows.append(row)
             return row
-        periods = self.labelled_window(ps, t)
-        if len(periods) < 2:
-            row["update"] = {"status": "skipped", "reason": f"{len(periods)} labelled period(s) so far; an update "
-                                                            "needs 2 (one to train on, the newest held out)"}
+        train, gate = self.labelled_window(ps, t)
+        if not train:
+            row["update"] = {"status": "skipped", "reason": "no labelled period so far"}
             ps.rows.append(row)
             return row
         workdir = self.state_dir / ps.policy.name / f"v{ps.deployed.version + 1}"
         if workdir.exists():
             shutil.rmtree(workdir)
         source = ps.deployed.dense
-        rec, new = self.candidate(source, periods[:-1], periods[-1], self._seed(t), workdir, self.device, ps.deployed)
+        rec, new = self.candidate(source, train, gate, self._seed(t), workdir, self.device, ps.deployed)
         row["update"] = rec
         row["seconds"].update(rec["seconds"])
         if new is not None:
             new.trained_at = t
-            old = ps.deployed
-            ps.deployed, ps.errors = new, []
+            old = ps.previous
+            ps.previous, ps.deployed, ps.errors = ps.deployed, new, []
             ps.stream_detector = self.new_stream_detector()
-            if old.version > 0:  # deleted once this period's state is saved: a kill before that
-                self.retired.append(old.folder)  # resumes from a state that still names it
+            if old is not None and old.version > 0:  # deleted once this period's state is saved: a kill
+                self.retired.append(old.folder)  # before that resumes from a state that still names it
         ps.rows.append(row)
         return row
 

@@ -98,6 +98,19 @@ POLICY_COLUMNS = [("mean acc", "mean_accuracy"), ("min acc", "min_accuracy"), ("
                   ("labels", "labelled_items_used"), ("compute s", "compute_s")]
 
 
+def _ci(d: dict | None, digits: int = 3) -> str:
+    """A paired difference with its interval: ``+0.048 [+0.030, +0.068]``."""
+    if not d or d.get("value") is None:
+        return "—"
+    if d.get("ci_low") is None:
+        return f"{d['value']:+.{digits}f}"
+    return f"{d['value']:+.{digits}f} [{d['ci_low']:+.{digits}f}, {d['ci_high']:+.{digits}f}]"
+
+
+def _versus_header(c: dict[str, Any]) -> str:
+    return f"vs {c.get('reference_policy')} [95% CI]" if c.get("reference_policy") else "vs reference"
+
+
 def _recovered(x: dict[str, Any]) -> str:
     if x.get("status") == "unaffected":
         return "unaffected"
@@ -106,14 +119,34 @@ def _recovered(x: dict[str, Any]) -> str:
     return f"after {x['periods_to_recover']} periods"
 
 
+def _train_data(c: dict[str, Any]) -> str:
+    td = c.get("train_data", "window")
+    if td == "cumulative":
+        return "every labelled period so far"
+    own = f"the newest {c['window']} labelled periods"
+    return own + (f" + {_f(c.get('replay'), 2)} × as many replayed original training items" if td == "replay" else "")
+
+
+def _items(u: dict[str, Any]) -> str:
+    return "" if "n_train" not in u else f"{u['n_train']} ({u.get('n_replayed', 0)})"
+
+
+def _bought(b: dict | None) -> str:
+    if not b or not b.get("bought"):
+        return ""
+    p = b["served_periods"]
+    return f"{_ci(b['bought'])} over periods {p[0]}–{p[-1]}"
+
+
 def print_cycle(summary: dict[str, Any]) -> None:
     c = summary["cycle"]
     t = Table(title=f"mlbench cycle · {summary['data']['name']} · {c['periods']} periods · recipe {c['recipe']}")
     t.add_column("policy")
+    t.add_column(_versus_header(c), justify="right")
     for h, _ in POLICY_COLUMNS:
         t.add_column(h, justify="right")
     for name, row in c["table"].items():
-        t.add_row(name, *[_f(row[k], 1 if k == "compute_s" else 3) for _, k in POLICY_COLUMNS])
+        t.add_row(name, _ci(row.get("versus")), *[_f(row[k], 1 if k == "compute_s" else 3) for _, k in POLICY_COLUMNS])
     console.print(t)
     st = ", ".join(f"{s} {v['median']:.3f}" for s, v in c["stages"].items() if v)
     console.print(f"median seconds per stage: {st}", soft_wrap=True)
@@ -128,9 +161,11 @@ def write_cycle_report(summary: dict[str, Any], run_dir: Path) -> tuple[Path, Pa
                f"stream: {c['periods']} periods of {c['period_size']} items from the calib and test splits, "
                f"labels {c['label_delay']} period(s) late; schedule: "
                + ", ".join(f"{e['from']}: {e['scenario']}" for e in c["changes"]),
-               f"update: window of {c['window']} labelled periods (the newest held out), "
+               f"update: trains on {_train_data(c)}, "
                f"{'warm start' if c['warm_start'] else 'from scratch'}, {c['epochs']} epochs, recipe "
-               f"`{c['recipe']}`; gate: " + "; ".join(c["requirements"]),
+               f"`{c['recipe']}`; gate: " + "; ".join(c["requirements"]) + f", judged on the "
+               f"{_f(100 * c.get('gate_holdout', 0), 0)} % of each period no update trains on, over the newest "
+               f"{c.get('gate_periods')} labelled periods",
                f"monitor: {', '.join(c['detectors'])} (α = {c['alpha']}) on each period's outputs; "
                f"{c['error_detector'] or 'no'} detector on the delayed-label error stream; ATC estimate",
                _interval_line(c)] + ([f"resumed after period {c['resumed_from'] - 1}"] if c.get("resumed_from") else []))
@@ -142,10 +177,13 @@ def write_cycle_report(summary: dict[str, Any], run_dir: Path) -> tuple[Path, Pa
         if p.endswith("cycle_timeline.png"):
             doc.image(p, "accuracy per period and policy")
     doc.h2("Policies")
-    doc.table(["policy"] + [h for h, _ in POLICY_COLUMNS],
-              [[n] + [_f(r[k], 1 if k == "compute_s" else 3) for _, k in POLICY_COLUMNS] for n, r in c["table"].items()])
-    doc.p(f"below: periods under the accuracy target ({_f(c['accuracy_target'])}); labels: distinct labelled items read by "
-          "updates (training window and held-out period); compute: seconds spent scoring, monitoring and updating.")
+    doc.table(["policy", _versus_header(c)] + [h for h, _ in POLICY_COLUMNS],
+              [[n, _ci(r.get("versus"))] + [_f(r[k], 1 if k == "compute_s" else 3) for _, k in POLICY_COLUMNS]
+               for n, r in c["table"].items()])
+    doc.p(f"{_versus_header(c)}: the policy's accuracy over the whole stream minus the reference's, paired over the "
+          f"same items (bootstrap interval); below: periods under the accuracy target ({_f(c['accuracy_target'])}); "
+          "labels: distinct labelled items read by updates (training data and the gate's evidence); compute: seconds "
+          "spent scoring, monitoring and updating.")
     doc.h2("Time to recover after a drift")
     rec = [[n, str(x["period"]), f"{x['from']} → {x['to']}", _f(x["accuracy_before"]), _f(x["lowest_after"]),
             str(x["periods_below"]), _recovered(x)]
@@ -171,11 +209,17 @@ def write_cycle_report(summary: dict[str, Any], run_dir: Path) -> tuple[Path, Pa
         if p.endswith("cycle_stages.png"):
             doc.image(p, "seconds per stage")
     doc.h2("Updates")
-    ups = [[n, str(r["period"]), r["decision"] or "", u["status"], _f((u.get("candidate") or {}).get("accuracy")),
-            _f((u.get("deployed_now") or {}).get("accuracy")), u.get("reason") or ""]
+    bought = {(n, b["period"]): b for n, t in c["table"].items() for b in t.get("updates") or []}
+    ups = [[n, str(r["period"]), r["decision"] or "", u["status"], _items(u), str(u.get("n_holdout", "")),
+            _f((u.get("candidate") or {}).get("accuracy")), _f((u.get("deployed_now") or {}).get("accuracy")),
+            _ci(u.get("delta_accuracy")), _bought(bought.get((n, r["period"]))), u.get("reason") or ""]
            for n, rows in c["timeline"].items() for r in rows if (u := r["update"])]
     if ups:
-        doc.table(["policy", "period", "why", "outcome", "candidate acc", "deployed acc", "reason"], ups)
+        doc.table(["policy", "period", "why", "outcome", "train items (replayed)", "gate items", "candidate acc",
+                   "deployed acc", "gate Δ acc [95% CI]", "bought after", "reason"], ups)
+        doc.p("Gate Δ: the candidate's accuracy minus the deployed model's on the gate's held-out items (paired). "
+              "Bought after: once deployed, its accuracy minus the replaced model's on the periods it served "
+              "(the replaced model keeps scoring beside it), paired over those items.")
     else:
         doc.p("No policy asked for an update.")
     md, htm = run_dir / "report.md", run_dir / "report.html"
@@ -202,6 +246,10 @@ def cycle_rows(runs: list[tuple[Path, dict]], labels: dict[Path, str]) -> list[d
         for policy, row in c["table"].items():
             out.append({"run": labels[d], "run_dir": str(d), "data": s["data"]["name"], "schedule": sched,
                         "recipe": c["recipe"], "policy": policy, **{k: row.get(k) for k in CYCLE_COLUMNS},
+                        "versus": c.get("reference_policy") if row.get("versus") else None,
+                        "versus_accuracy": (row.get("versus") or {}).get("value"),
+                        "versus_ci_low": (row.get("versus") or {}).get("ci_low"),
+                        "versus_ci_high": (row.get("versus") or {}).get("ci_high"),
                         "interval_s": (c.get("interval") or {}).get("interval_s")})
     return out
 
@@ -209,11 +257,14 @@ def cycle_rows(runs: list[tuple[Path, dict]], labels: dict[Path, str]) -> list[d
 def print_cycle_rows(rows: list[dict]) -> None:
     """The compare table of update cycles in the terminal."""
     t = Table(title="mlbench compare · update cycles")
-    for c in ["run", "policy", "mean acc", "min acc", "final", "below", "unrecovered", "retrains", "deployed", "labels",
-              "compute s", "interval s"]:
+    for c in ["run", "policy", "vs reference [95% CI]", "mean acc", "min acc", "final", "below", "unrecovered",
+              "retrains", "deployed", "labels", "compute s", "interval s"]:
         t.add_column(c, justify="left" if c in ("run", "policy") else "right", overflow="fold")
     for r in rows:
-        t.add_row(r["run"], r["policy"], fmt(r["mean_accuracy"], 3), fmt(r["min_accuracy"], 3),
+        vs = None if r.get("versus") is None else {"value": r["versus_accuracy"], "ci_low": r["versus_ci_low"],
+                                                    "ci_high": r["versus_ci_high"]}
+        t.add_row(r["run"], r["policy"], "—" if vs is None else f"{_ci(vs)} vs {r['versus']}",
+                  fmt(r["mean_accuracy"], 3), fmt(r["min_accuracy"], 3),
                   fmt(r["final_accuracy"], 3), fmt(r["periods_below_target"]), fmt(r["unrecovered"]), fmt(r["retrains"]),
                   fmt(r["deployments"]), fmt(r["labelled_items_used"]), fmt(r["compute_s"], 1), fmt(r["interval_s"], 2))
     console.print(t)
@@ -222,7 +273,8 @@ def print_cycle_rows(rows: list[dict]) -> None:
 def write_cycle_rows(rows: list[dict], out: Path) -> list[Path]:
     """cycle.csv, cycle.md and cycle.html of ``mlbench compare``."""
     out.mkdir(parents=True, exist_ok=True)
-    cols = ["run", "data", "schedule", "recipe", "policy", *CYCLE_COLUMNS, "interval_s", "run_dir"]
+    cols = ["run", "data", "schedule", "recipe", "policy", *CYCLE_COLUMNS, "versus", "versus_accuracy",
+            "versus_ci_low", "versus_ci_high", "interval_s", "run_dir"]
     with open(out / "cycle.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()

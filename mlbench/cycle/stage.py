@@ -15,7 +15,14 @@ from mlbench import pipeline
 from mlbench.analysis.requirements import describe
 from mlbench.components import settings_from
 from mlbench.compress import Pass
-from mlbench.cycle.figures import interval, policy_table, stage_times
+from mlbench.cycle.figures import (
+    interval,
+    policy_table,
+    reference_policy,
+    stage_times,
+    updates_bought,
+    versus,
+)
 from mlbench.cycle.figures import scaling as update_scaling
 from mlbench.cycle.loop import Cycle, Engine
 from mlbench.cycle.report import stages_plot, timeline_plot, write_cycle_report
@@ -75,7 +82,7 @@ def run_cycle_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         c.seed = cyc.seed * 1000 + t  # fresh noise per period
         return c.perturb(x, y, int(sc.param)).cpu()
 
-    stream = Stream(data, cyc.scenarios, cyc.period_size, cyc.seed, perturb)  # an impossible stream fails here
+    stream = Stream(data, cyc.scenarios, cyc.period_size, cyc.seed, perturb, cyc.gate_holdout)  # an impossible stream fails here
     pipeline.baseline(ctx)
     engine = Engine(cyc, cfg, data, ctx.data_hash, stream, ctx.model_factory, ctx.baseline.model, ctx.device,
                     ctx.checks, recipe, settings_from(cfg).quality_batch)
@@ -91,6 +98,8 @@ def run_cycle_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     stages = stage_times(timelines)
     section = {
         "periods": cyc.periods, "period_size": cyc.period_size, "label_delay": cyc.label_delay, "window": cyc.window,
+        "train_data": cyc.train_data, "replay": cyc.replay if cyc.train_data == "replay" else None,
+        "gate_holdout": cyc.gate_holdout, "gate_periods": cyc.gate_periods,
         "schedule": [{"period": t, "scenario": p.scenario.label, "kind": p.scenario.kind, "param": p.scenario.param}
                      for t, p in enumerate(stream.periods)],
         "changes": [{"from": 0, "scenario": stream.periods[0].scenario.label}]
@@ -99,19 +108,23 @@ def run_cycle_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "policies": [p.name for p in cyc.policies], "policy_notes": {p.name: what_it_does(p) for p in cyc.policies},
         "policy_targets": {p.name: target_of(p) for p in cyc.policies}, "every": cyc.every, "recipe": cyc.recipe,
         "warm_start": cyc.warm_start, "epochs": cyc.epochs,
-        "requirements": [describe(r) for r in cyc.requirements], "use_bound": cyc.use_bound,
+        "requirements": [describe(r, "the deployed model") for r in cyc.requirements], "use_bound": cyc.use_bound,
         "accuracy_target": cyc.accuracy_target, "recovery_tolerance": cyc.recovery_tolerance,
         "detectors": cyc.detector_names, "alpha": cyc.alpha, "error_detector": cyc.error_detector,
         "initial": {"format": out["initial"].artifact.format, **out["initial"].figures},
         "timeline": timelines,
         "table": {n: policy_table(rows, cyc.accuracy_target, cyc.recovery_tolerance) for n, rows in timelines.items()},
+        "reference_policy": (ref := reference_policy(cyc.policies)),
         "stages": stages,
-        "interval": interval(stages, timelines, (cyc.window - 1) * cyc.period_size),
+        "interval": interval(stages, timelines, cyc.window * (cyc.period_size - round(cyc.gate_holdout * cyc.period_size))),
         "scaling": scaling,
         "env": {"device": ctx.env.get("gpu") or ctx.env.get("cpu") or ctx.device.type, "device_type": ctx.device.type,
                 "threads": torch.get_num_threads()},
         "loop_s": loop_s, "resumed_from": out["resumed_from"], "state": str(engine.state_dir),
     }
+    for name, rows in timelines.items():  # paired figures: each policy against the reference, each update
+        section["table"][name]["versus"] = None if ref in (None, name) else versus(rows, timelines[ref], cyc.seed)
+        section["table"][name]["updates"] = updates_bought(rows, cyc.seed)
     for name, ps in out["states"].items():  # what each policy has deployed at the end, ready to ship
         dest = run_dir / "models" / f"cycle_{name}"
         dest.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from mlbench.models import count_params
 from mlbench.monitor.detectors import ATC, View
 from mlbench.train import load_weights
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass
@@ -32,7 +32,8 @@ class Deployed:
 
     version: int
     trained_at: int | None  # the period at whose end it was trained (None: the initial model)
-    window: list[int]
+    train_periods: list[int]  # the periods whose training part it was trained on
+    gate_periods: list[int]  # the periods whose held-out part its gate (and its monitor) read
     dense: torch.nn.Module
     artifact: Artifact
     runner: Runner
@@ -43,7 +44,8 @@ class Deployed:
     figures: dict[str, float] = field(default_factory=dict)  # size, latency when it was deployed
 
     def describe(self, root: Path) -> dict[str, Any]:
-        return {"version": self.version, "trained_at": self.trained_at, "window": self.window,
+        return {"version": self.version, "trained_at": self.trained_at, "train_periods": self.train_periods,
+                "gate_periods": self.gate_periods,
                 "folder": str(self.folder.relative_to(root)), "format": self.artifact.format, "id": self.artifact.id,
                 "path": None if self.artifact.path is None else str(self.artifact.path.relative_to(root)),
                 "files": [str(f.relative_to(root)) for f in self.artifact.files], "figures": self.figures}
@@ -53,6 +55,7 @@ class Deployed:
 class PolicyState:
     policy: Policy
     deployed: Deployed
+    previous: Deployed | None = None  # the model the last deployment replaced (scored beside it)
     rows: list[dict] = field(default_factory=list)
     errors: list[int] = field(default_factory=list)  # error stream of the deployed version so far
     preds: dict[int, list[int]] = field(default_factory=dict)  # period -> predictions, until labels arrive
@@ -67,7 +70,9 @@ def save_state(engine: Any, states: dict[str, PolicyState], done: int) -> None:
     """Write every policy's rows, error stream and deployed model after period ``done``."""
     out = {"version": STATE_VERSION, "key": engine.key, "done": done,
            "policies": {n: {"rows": ps.rows, "errors": ps.errors, "preds": {str(k): v for k, v in ps.preds.items()},
-                            "deployed": ps.deployed.describe(engine.state_dir)} for n, ps in states.items()}}
+                            "deployed": ps.deployed.describe(engine.state_dir),
+                            "previous": None if ps.previous is None else ps.previous.describe(engine.state_dir)}
+                        for n, ps in states.items()}}
     tmp = engine.state_dir / "state.json.tmp"
     tmp.write_text(json.dumps(out))
     tmp.replace(engine.state_dir / "state.json")
@@ -96,7 +101,8 @@ def restore_state(engine: Any, initial: Deployed) -> tuple[dict[str, PolicyState
                 raise damaged(f"no entry for policy {pol.name!r}")
             s = st["policies"][pol.name]
             dep = reload_deployed(engine, s["deployed"], initial)
-            ps = PolicyState(pol, dep, list(s["rows"]), [], {int(k): v for k, v in s["preds"].items()},
+            prev = None if s["previous"] is None else reload_deployed(engine, s["previous"], initial)
+            ps = PolicyState(pol, dep, prev, list(s["rows"]), [], {int(k): v for k, v in s["preds"].items()},
                              engine.new_stream_detector())
             for e in s["errors"]:  # replay: the detector's state is a function of its stream
                 ps.errors.append(e)
@@ -118,17 +124,16 @@ def reload_deployed(engine: Any, d: dict, initial: Deployed) -> Deployed:
     dense = load_weights(engine.model_factory(input_shape=engine.data.meta.input_shape,
                                             num_classes=engine.data.meta.num_classes), folder / "dense.safetensors")
     dense.eval()
-    hold = d["window"][-1]
+    seed = engine._seed(d["trained_at"])
+    bundle = engine.bundle(d["train_periods"], d["gate_periods"], seed)
     fields = format_of(d["format"]).reload(d, engine.state_dir)
     if fields is not None:
         art = Artifact(id=d["id"], format=d["format"], facts=Facts(*count_params(dense)), **fields)
     else:  # rebuilt from its dense weights by the same (deterministic) recipe
-        art = engine.compress(dense, engine.bundle(d["window"][:-1], hold), folder, engine._seed(d["trained_at"]),
-                            engine.device)
-    dep = Deployed(d["version"], d["trained_at"], d["window"], dense, art, engine.serve(art, engine.device), folder,
-                   figures=d["figures"])
-    x, y = engine.stream.items(hold)
-    return engine.watch(dep, x, y)
+        art = engine.compress(dense, bundle, folder, seed, engine.device)
+    dep = Deployed(d["version"], d["trained_at"], d["train_periods"], d["gate_periods"], dense, art,
+                   engine.serve(art, engine.device), folder, figures=d["figures"])
+    return engine.watch(dep, bundle.x["test"], bundle.y["test"])
 
 
 @contextlib.contextmanager

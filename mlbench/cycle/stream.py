@@ -7,6 +7,10 @@ Items are drawn *without replacement* across the whole stream from the calib and
 reference), so no item is scored after a model has been trained on it. Every period's items,
 labels and perturbations are fixed at set-up from the seed: policies see the same stream, and a
 resumed cycle sees the stream it was interrupted in.
+
+A seeded share of every period (``gate_holdout``) is never trained on by any update: the
+gate's evidence accumulates over those held-out parts, so a candidate and the model deployed
+now are compared on items neither has seen.
 """
 
 from __future__ import annotations
@@ -64,20 +68,22 @@ def schedule(entries: list[dict[str, Any]], periods: int) -> list[Scenario]:
 class Period:
     """One period of the stream: its items (positions in the pool), their inputs as the world
     shows them (perturbed under covariate shift), the labels the world gives them, and the
-    scenario it was drawn under."""
+    scenario it was drawn under; ``gate`` marks the items no update trains on."""
 
     t: int
     idx: np.ndarray
     scenario: Scenario
     x: torch.Tensor
     labels: torch.Tensor
+    gate: np.ndarray
 
 
 class Stream:
     """The pool (calib + test splits) and the draw of every period, fixed at construction."""
 
     def __init__(self, data: DataBundle, scenarios: list[Scenario], period_size: int, seed: int,
-                 perturb: Callable[[Scenario, torch.Tensor, torch.Tensor, int], torch.Tensor]):
+                 perturb: Callable[[Scenario, torch.Tensor, torch.Tensor, int], torch.Tensor],
+                 gate_holdout: float = 0.3):
         self.data = data
         self.x = torch.cat([data.x[s] for s in POOL_SPLITS])
         self.y = torch.cat([data.y[s] for s in POOL_SPLITS])
@@ -112,27 +118,44 @@ class Stream:
             x = self.x[idx]
             if sc.perturbs_inputs:
                 x = perturb(sc, x, self.y[idx], t)
-            self.periods.append(Period(t, idx, sc, x, torch.as_tensor(sc.labels(self.y.numpy()[idx]))))
+            gate = np.zeros(len(idx), dtype=bool)
+            gate[np.random.default_rng([seed, 4242, t]).permutation(len(idx))[:round(gate_holdout * len(idx))]] = True
+            self.periods.append(Period(t, idx, sc, x, torch.as_tensor(sc.labels(self.y.numpy()[idx])), gate))
 
     def items(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The inputs and the world's labels of period ``t``."""
         p = self.periods[t]
         return p.x, p.labels
 
-    def labelled(self, periods: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, ys = zip(*(self.items(t) for t in periods), strict=True)
-        return torch.cat(xs), torch.cat(ys)
+    def part(self, periods: list[int], gate: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Inputs, labels and dataset indices of the gate's (``gate=True``) or the training part
+        of ``periods``."""
+        xs, ys, ids = [], [], []
+        for t in periods:
+            p = self.periods[t]
+            m = torch.as_tensor(p.gate == gate)
+            xs.append(p.x[m])
+            ys.append(p.labels[m])
+            ids.append(self.index[p.idx][m])
+        return torch.cat(xs), torch.cat(ys), torch.cat(ids)
 
-    def bundle(self, train_periods: list[int], hold: int, meta: Any) -> DataBundle:
-        """The update's data: train = the window's older periods; test = the newest labelled
-        period, which only the gate, the parity check and the monitor's reference read, so the
-        gate's figures are not biased by model selection; val = the training items (training
-        keeps its last-best weights on them: no selection on the held-out period); calib = the
-        training inputs (static quantization's calibration)."""
-        x_tr, y_tr = self.labelled(train_periods)
-        x_ho, y_ho = self.items(hold)
-        idx_tr = torch.cat([self.index[self.periods[t].idx] for t in train_periods])
-        idx_ho = self.index[self.periods[hold].idx]
+    def bundle(self, train_periods: list[int], gate_periods: list[int], meta: Any, replay: float = 0.0,
+               seed: int = 0) -> DataBundle:
+        """The update's data: train = the training part of ``train_periods`` plus, with
+        ``replay`` > 0, ``replay`` × as many items of the original training split (a seeded
+        sample, at most all of it); test = the held-out part of ``gate_periods``, which only the
+        gate, the parity check and the monitor's reference read, so the gate's figures are not
+        biased by model selection; val = the training items (training keeps its last-best weights
+        on them: no selection on the gate's items); calib = the training inputs (static
+        quantization's calibration)."""
+        x_tr, y_tr, idx_tr = self.part(train_periods, gate=False)
+        if replay > 0:
+            n = len(self.data.y["train"])
+            take = torch.as_tensor(np.random.default_rng([seed, 777]).permutation(n)[:min(n, round(replay * len(y_tr)))])
+            x_tr = torch.cat([x_tr, self.data.x["train"][take]])
+            y_tr = torch.cat([y_tr, self.data.y["train"][take]])
+            idx_tr = torch.cat([idx_tr, self.data.index["train"][take]])
+        x_ho, y_ho, idx_ho = self.part(gate_periods, gate=True)
         return DataBundle(meta=meta, x={"train": x_tr, "val": x_tr, "calib": x_tr, "test": x_ho},
                           y={"train": y_tr, "val": y_tr, "calib": y_tr, "test": y_ho},
                           index={"train": idx_tr, "val": idx_tr, "calib": idx_tr, "test": idx_ho})
