@@ -107,6 +107,7 @@ class RunRecord:
     seed_spread: dict[str, Any] | None = None  # seeds
     plots: list[str] = field(default_factory=list)  # every stage: plots written, relative to the run
     stages: dict[str, Any] = field(default_factory=dict)  # run(): wall seconds per stage
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)  # run(): the process's peak RSS after each stage
 
     def sections(self) -> dict[str, Any]:
         """The sections as they appear in summary.json (absent when the stage did not run)."""
@@ -122,6 +123,8 @@ class RunRecord:
             out["plots"] = self.plots
         if self.stages:
             out["stages"] = self.stages
+        if self.peak_rss_mb:
+            out["peak_rss_mb"] = self.peak_rss_mb
         return out
 
 

@@ -72,6 +72,14 @@ def report(label: str, r: dict) -> None:
         print(f"{k:<12} {row['estimate_s']:>11.1f} {ms if ms is not None else float('nan'):>11.1f} "
               f"{row['ratio'] if row['ratio'] is not None else float('nan'):>7.2f}")
     print(f"{'total':<12} {m['estimate_total_s']:>11.1f} {m['measured_total_s']:>11.1f} {m['ratio']:>7.2f}")
+    pk = s.get("peak_rss_mb") or {}
+    if pk:  # where the peak rose: the stages whose peak is above the one before
+        prev, rises = 0.0, []
+        for k, v in pk.items():
+            if v > prev + 20:
+                rises.append(f"{k} {v:,.0f}")
+            prev = max(prev, v)
+        print("peak RSS after each stage that raised it (MB): " + ", ".join(rises))
     ev = plan.get("stress_evaluations") or {}
     n_ev = (ev.get("forward", 0) + ev.get("gradient", 0)) / 1000
     if n_ev and "stress" in s["stages"]:

@@ -55,6 +55,13 @@ def test_shared_recipe_prefixes_are_built_once_and_stages_are_timed(smoke_run):
     assert set(st["variant_builds"]) == set(DEFAULT_VARIANTS) - {"baseline"}
     assert sum(st[k] for k in ("setup", "load_data", "baseline", "variants")) <= s["run"]["wall_s"]
     assert "Where the run's time went" in (run_dir / "report.md").read_text()
+    # the process's peak memory after each stage: one per stage, never falling, and no more than
+    # the largest child process this test session has run (the kernel's own count)
+    import resource
+    pk = s["peak_rss_mb"]
+    assert list(pk) == [k for k in st if k not in ("startup", "write", "variant_builds")]
+    assert all(a <= b for a, b in zip(list(pk.values()), list(pk.values())[1:])) and pk["setup"] > 100
+    assert pk["seeds"] <= resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 + 1
 
 
 def test_predictions_recompute_the_summary(smoke_run):

@@ -233,6 +233,23 @@ def test_lint_finds_planted_problems(tmp_path):
     assert int(d.index["test"][0]) in out.items
 
 
+def test_lint_scans_large_splits_in_blocks_and_finds_every_outlier(tmp_path):
+    """The robust-z scan runs in blocks of 1,024 items: outliers on either side of a block
+    boundary, and in the last partial block, are all found, with their own ids."""
+    d = Synthetic(n=6000, dims=4, test=0.5).load()
+    n = len(d.y["test"])
+    assert n > 2048
+    planted = [0, 1023, 1024, 2047, n - 1]
+    for i in planted:
+        d.x["test"][i, 2] = 1e3
+    res = Lint().run(_ctx(d, tmp_path))
+    out = next(f for f in res.findings if "robust" in f.message and f.split == "test")
+    assert {int(d.index["test"][i]) for i in planted} <= set(out.items)
+    z = ((d.x["test"].double() - d.x["train"].double().median(0).values).abs()
+         / ((d.x["train"].double() - d.x["train"].double().median(0).values).abs().median(0).values * 1.4826))
+    assert out.count == int((z > 6).any(1).sum())  # the same count as one whole-split computation
+
+
 def test_lint_on_images_finds_out_of_range_and_blank_items(tmp_path):
     d = Digits().load()
     d.x["test"][2] = 0.0  # blank

@@ -17,7 +17,7 @@ from conftest import run_cli, run_dirs
 
 ARGS = ("debug=smoke", "variants=[onnx_fp32,prune50_ft]", "monitor=none")
 TIMEY = ("latency", "throughput", "seconds", "load_s", "build_s", "timing", "wall", "started", "stages", "env",
-         "train_s", "_ms", "runner", "peak_mem", "created", "cache_", "config_hash", "overrides", "sps", "loadavg",
+         "train_s", "_ms", "runner", "peak_mem", "peak_rss", "created", "cache_", "config_hash", "overrides", "sps", "loadavg",
          "basis", "explanation", "requirements", "recommended", "id", "pareto", "plan", "budget")
 
 

@@ -57,6 +57,31 @@ def test_image_corruptions_identity_range_determinism(cls, digits_model):
     assert not torch.equal(c.perturb(x, y, 5), x)
 
 
+@pytest.mark.parametrize("cls", IMAGE)
+def test_corruptions_in_chunks_equal_one_call_and_the_formulas(cls, monkeypatch):
+    """Deterministic corruptions run in chunks of items (bounded buffers): the result equals
+    one call on the whole set; the noise corruptions equal their formula with the same draws."""
+    import mlbench.stress.corruptions as corruptions
+    from mlbench.stress.base import generator
+    x = torch.rand(300, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    c = cls(severities=[2, 5], seed=4)
+    c.range = (0.0, 1.0)
+    whole = [c.perturb(x, None, s) for s in (2, 5)]
+    monkeypatch.setattr(corruptions, "CHUNK_BYTES", 7 * x[0].numel() * 4)  # chunks of 7 items (43 chunks)
+    assert all(torch.equal(w, c.perturb(x, None, s)) for w, s in zip(whole, (2, 5), strict=True))
+    if cls is GaussianNoise:
+        g = generator(4, c.name, 5)
+        ref = (x + cls.levels[4] * torch.randn(x.shape, generator=g)).clamp(0, 1)
+        assert torch.equal(whole[1], ref)
+    if cls is ShotNoise:
+        g = generator(4, c.name, 5)
+        ref = (torch.poisson(x * cls.levels[4], generator=g) / cls.levels[4]).clamp(0, 1)
+        assert torch.equal(whole[1], ref)
+    if cls is Occlusion:  # the patch is the range's minimum; the rest untouched
+        changed = whole[1] != x
+        assert bool((whole[1][changed] == 0).all()) and changed.any()
+
+
 @pytest.mark.parametrize("cls", [GaussianNoise, ShotNoise, ImpulseNoise, GaussianBlur, Contrast])
 def test_accuracy_does_not_rise_with_severity(cls, digits_model):
     d, m = digits_model

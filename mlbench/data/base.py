@@ -233,7 +233,17 @@ class Dataset:
         return None
 
     def bundle(self, x, y, group, meta: DataMeta, parts: dict[str, np.ndarray], extras=None,
-               unlabelled: np.ndarray | None = None):
+               unlabelled: np.ndarray | None = None, divide: float | None = None):
+        """The splits as tensors. ``divide``: ``x`` holds raw 8-bit values, converted to float32
+        and divided by it split by split (one float copy of the items used, never of the whole
+        file)."""
+        if divide is not None:
+            return DataBundle(
+                meta=meta, x={s: torch.from_numpy(x[p].astype(np.float32) / divide) for s, p in parts.items()},
+                y={s: torch.from_numpy(y[p]) for s, p in parts.items()},
+                index={s: torch.from_numpy(p.astype(np.int64)) for s, p in parts.items()},
+                group=None, extras=extras or {},
+                unlabelled=None if unlabelled is None else torch.from_numpy(check_unlabelled(unlabelled, meta)))
         x = x.astype(np.float32)
         if unlabelled is not None:
             unlabelled = check_unlabelled(unlabelled, meta)

@@ -154,7 +154,7 @@ class VisionDataset(Dataset):
             if y.max() > 9:
                 raise MlbenchError(f"{found[1]}: labels must be 0-9, found {int(y.max())}")
             x = x[:, None]
-        return x.astype(np.float32) / 255.0, y
+        return x, y  # 8-bit values: converted to [0, 1] floats split by split (bundle's divide)
 
     def arrays(self):  # pragma: no cover - load() reads the two official splits
         raise NotImplementedError("VisionDataset.load() reads the two official splits")
@@ -181,7 +181,7 @@ class VisionDataset(Dataset):
         x = np.concatenate([xtr, xte])
         y = np.concatenate([ytr, yte])
         parts = {**tr, "test": te + len(xtr)}
-        return self.bundle(x, y, None, meta, parts)
+        return self.bundle(x, y, None, meta, parts, divide=255.0)
 
 
 TorchvisionDataset = VisionDataset  # the earlier name, kept for configs that use it

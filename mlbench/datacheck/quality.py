@@ -46,7 +46,7 @@ class Lint(Check):
         for severity, message, count in d.extras.get("source_findings", []):  # what the data source saw
             f.append(Finding(self.name, severity, message, count, []))
         xt = d.x["train"].flatten(1).double()
-        xt = torch.where(torch.isfinite(xt), xt, torch.zeros_like(xt))
+        xt[~torch.isfinite(xt)] = 0.0
         std = xt.std(0)
         const = (std == 0).nonzero().flatten().tolist()
         mode_share = torch.tensor([float((col == col.mode().values).double().mean()) for col in xt.T])
@@ -101,9 +101,10 @@ class Lint(Check):
         mad = (xt - med).abs().median(0).values * 1.4826
         usable = mad > 0
         for s in SPLITS:
-            x = d.x[s].flatten(1).double()[:, usable]
-            z = ((x - med[usable]) / mad[usable]).abs()
-            hit = (z > self.outlier_z).any(1).nonzero().flatten()
+            x, step = d.x[s].flatten(1), 1024  # in blocks of items: float64 copies stay small
+            hit = torch.cat([((x[i:i + step].double()[:, usable] - med[usable]) / mad[usable]).abs()
+                             .gt(self.outlier_z).any(1).nonzero().flatten() + i
+                             for i in range(0, len(x), step)] or [torch.zeros(0, dtype=torch.long)])
             if len(hit):
                 f.append(Finding(self.name, "info", f"{len(hit)} {s} items with a feature beyond robust "
                                                     f"|z| > {self.outlier_z:g}", len(hit), dataset_ids(ctx, s, hit), s))

@@ -39,7 +39,7 @@ from mlbench.pipeline.prepare import (
 )
 from mlbench.pipeline.resume import Resume
 from mlbench.pipeline.variants import build, variants
-from mlbench.pipeline.write import process_age_s, summary, write
+from mlbench.pipeline.write import peak_rss_mb, process_age_s, summary, write
 from mlbench.progress import console
 from mlbench.records import STAGE_NOTES, command_line_overrides
 from mlbench.results import save_splits, write_json
@@ -105,6 +105,7 @@ def timed_stages(ctx: RunContext, stages: list[Callable[[RunContext], None]], bo
         t0 = time.perf_counter()
         stage(ctx)
         ctx.run.stages[name] = time.perf_counter() - t0
+        ctx.run.peak_rss_mb[name] = peak_rss_mb()
         if book is not None:
             book.save(name, ctx)
     if book is not None:

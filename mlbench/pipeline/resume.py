@@ -90,10 +90,11 @@ class Resume:
         if self.state.get("data_hash") != ctx.data_hash:
             raise MlbenchError("resume: the data changed since the interrupted run (content hash "
                                f"{self.state.get('data_hash')} then, {ctx.data_hash} now); run without resume=true")
-        live_stages = dict(ctx.run.stages)
+        live_stages, live_peak = dict(ctx.run.stages), dict(ctx.run.peak_rss_mb)
         ctx.records = self.pending["records"]
         ctx.run = self.pending["run"]
         ctx.run.stages.update({k: v for k, v in live_stages.items() if k not in SKIPPABLE})
+        ctx.run.peak_rss_mb.update({k: v for k, v in live_peak.items() if k not in SKIPPABLE})
         files = self.folder / "files"
         if files.is_dir():
             shutil.copytree(files, ctx.run_dir, dirs_exist_ok=True)

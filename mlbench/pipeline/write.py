@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,16 @@ def write(ctx: RunContext) -> dict[str, Any]:
                         first_line(e))
     track(ctx.tracker, s, ctx.run_dir)
     return s
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far, MB (``getrusage``; None where it is missing)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round((kb / 1024 if sys.platform != "darwin" else kb / 2**20), 1)
 
 
 def process_age_s() -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,8 @@ from mlbench.data import DataMeta
 from mlbench.errors import MlbenchError
 from mlbench.stress.base import InputStressor, generator
 from mlbench.text import Doc, fmt
+
+CHUNK_BYTES = 2 << 20  # input bytes per chunk for the corruptions that draw no random numbers
 
 
 class Corruption(InputStressor):
@@ -31,6 +34,7 @@ class Corruption(InputStressor):
     figure = ("accuracy_vs_severity.png", "severity", False)
     modalities = ("image",)
     levels: tuple[float, ...] = ()
+    draws_random: ClassVar[bool] = True  # False: a deterministic function of each item alone
 
     def __init__(self, severities: Sequence[int] = (1, 3, 5), when_unfit: str = "error", seed: int = 0):
         super().__init__(when_unfit, seed)
@@ -57,14 +61,27 @@ class Corruption(InputStressor):
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, severity: int, model=None,
                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The corrupted batch; deterministic for (seed, corruption, severity)."""
+        """The corrupted batch; deterministic for (seed, corruption, severity). A corruption
+        that draws no random numbers runs in chunks of about ``CHUNK_BYTES`` of input (the same
+        values as one call: each item is corrupted on its own), so its intermediate buffers
+        (a blur's padded copies) stay small whatever the test set's size."""
         if severity == 0:
             return x.clone()
-        g = generator(self.seed, self.name, severity, device=x.device)
-        out = self.apply(x.float(), self.levels[severity - 1], g)
-        if self.range is not None:
-            out = out.clamp(*self.range)
+        level = self.levels[severity - 1]
+        xf = x.float()
+        if self.draws_random or len(xf) < 2:
+            out = self._clamped(self.apply(xf, level, generator(self.seed, self.name, severity, device=x.device)), xf)
+        else:
+            step = max(1, CHUNK_BYTES // max(1, xf[0].numel() * xf.element_size()))
+            out = torch.empty_like(xf)
+            for i in range(0, len(xf), step):
+                out[i:i + step] = self._clamped(self.apply(xf[i:i + step], level, None), xf)
         return out.to(x.dtype)
+
+    def _clamped(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.range is None:
+            return out
+        return out.clamp(*self.range) if out.data_ptr() == x.data_ptr() else out.clamp_(*self.range)
 
     def apply(self, x: torch.Tensor, level: float, g: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
@@ -97,7 +114,7 @@ class GaussianNoise(Corruption):
     levels = (0.04, 0.06, 0.08, 0.09, 0.10)
 
     def apply(self, x, level, g):
-        return x + level * _noise_like(x, g)
+        return _noise_like(x, g).mul_(level).add_(x)  # = x + level * noise, without temporaries
 
 
 class ShotNoise(Corruption):
@@ -106,7 +123,7 @@ class ShotNoise(Corruption):
     levels = (500.0, 250.0, 100.0, 75.0, 50.0)
 
     def apply(self, x, level, g):
-        return torch.poisson(x.clamp_min(0) * level, generator=g) / level
+        return torch.poisson(x.clamp_min(0).mul_(level), generator=g).div_(level)
 
 
 class ImpulseNoise(Corruption):
@@ -126,6 +143,7 @@ class GaussianBlur(Corruption):
     """Depthwise Gaussian blur with std c pixels, c = 0.4 ... 1.0 (kernel radius ceil(3c))."""
 
     levels = (0.4, 0.6, 0.7, 0.8, 1.0)
+    draws_random = False
 
     def apply(self, x, level, g):
         r = max(1, math.ceil(3 * level))
@@ -142,6 +160,7 @@ class Contrast(Corruption):
     """(x - mean) * c + mean per image, c = 0.75 ... 0.15 (lower is worse)."""
 
     levels = (0.75, 0.5, 0.4, 0.3, 0.15)
+    draws_random = False
 
     def apply(self, x, level, g):
         mean = x.mean(dim=tuple(range(1, x.dim())), keepdim=True)
@@ -152,6 +171,7 @@ class Brightness(Corruption):
     """x + c, c = 0.1 ... 0.5 (in input units; then clamped to the range)."""
 
     levels = (0.1, 0.2, 0.3, 0.4, 0.5)
+    draws_random = False
 
     def apply(self, x, level, g):
         return x + level
@@ -161,6 +181,7 @@ class Pixelate(Corruption):
     """Area-downsample to c x the size, then nearest-upsample back, c = 0.95 ... 0.5."""
 
     levels = (0.95, 0.9, 0.85, 0.75, 0.5)
+    draws_random = False
 
     def apply(self, x, level, g):
         h, w = x.shape[-2:]
@@ -184,7 +205,7 @@ class Occlusion(Corruption):
         mask = ((rows >= top[:, None, None]) & (rows < top[:, None, None] + side)
                 & (cols >= left[:, None, None]) & (cols < left[:, None, None] + side))
         fill = self.range[0] if self.range else 0.0
-        return torch.where(mask[:, None], torch.full_like(x, fill), x)
+        return x.masked_fill(mask[:, None], fill)
 
 
 class FeatureNoise(Corruption):
@@ -194,7 +215,7 @@ class FeatureNoise(Corruption):
     levels = (0.1, 0.25, 0.5, 0.75, 1.0)
 
     def apply(self, x, level, g):
-        return x + level * _noise_like(x, g)
+        return _noise_like(x, g).mul_(level).add_(x)
 
 
 class MissingFeatures(Corruption):
