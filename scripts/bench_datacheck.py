@@ -8,7 +8,9 @@
 - MMD with 1,000 permutations on 2 x 2,000 items (target <= 2 s), against the same statistic
   computed permutation by permutation in a loop (the batched speed-up, same process);
 - near duplicates of 10,000 queries against 50,000 references (64-d): peak RSS of a fresh
-  process (imports included; target < 1 GB), against a dense distance matrix's size.
+  process (imports included; target < 1 GB), against a dense distance matrix's size;
+- the balance and coverage checks on 20,000 synthetic table items with the group factor and
+  two declared factors (target <= 2 s together).
 
 Each timing: median and range over 3 repetitions.
 """
@@ -68,6 +70,21 @@ def mmd_figures() -> tuple[tuple[float, float, float], float]:
     return batched, t_loop
 
 
+def factor_checks() -> tuple[float, float, float]:
+    from mlbench.data import Synthetic
+    from mlbench.datacheck import Balance, CheckContext, Coverage
+    from mlbench.datacheck.stage import feature_source
+    d = Synthetic(n=20000, dims=16).load()
+    tmp = ROOT / "results" / "bench_datacheck"
+
+    def once():
+        features, space = feature_source(d, None, torch.device("cpu"))
+        ctx = CheckContext(d, features, space, 0, torch.device("cpu"), tmp)
+        Balance(factors=["x0", "x1"]).run(ctx)
+        Coverage(factors=["x0", "x1"]).run(ctx)
+    return _median(once)
+
+
 NEAR = """
 import resource, torch
 from mlbench.datacheck import nearest_distances
@@ -91,6 +108,9 @@ def main() -> None:
     (med, lo, hi), loop = mmd_figures()
     row("MMD, 1,000 permutations, 2 x 2,000 items (64-d), batched", med, "s", f"(range {lo:.2f}-{hi:.2f}; target <= 2 s)")
     row("  the same permutations one by one (per 1,000)", loop, "s", f"({loop / med:.1f}x slower)")
+    med, lo, hi = factor_checks()
+    row("balance + coverage on 20,000 items (group + 2 factors, 16-d)", med, "s",
+        f"(range {lo:.2f}-{hi:.2f}; target <= 2 s)")
     out = subprocess.run([sys.executable, "-c", NEAR], capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     peak, grew = map(int, out.stdout.strip().splitlines()[-1].split())

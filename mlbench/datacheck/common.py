@@ -32,10 +32,10 @@ def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
 
 
 def nearest_distances(q: torch.Tensor, ref: torch.Tensor, chunk_bytes: int = 64 << 20,
-                      exclude_self: bool = False) -> torch.Tensor:
-    """Euclidean distance from each row of ``q`` to its nearest row of ``ref``, in chunks of
-    queries sized so that a (chunk × len(ref)) block stays within ``chunk_bytes``. With
-    ``exclude_self``, ``q`` is the first rows of ``ref`` and each skips itself."""
+                      exclude_self: bool = False, k: int = 1) -> torch.Tensor:
+    """Euclidean distance from each row of ``q`` to its ``k``-th nearest row of ``ref``, in
+    chunks of queries sized so that a (chunk × len(ref)) block stays within ``chunk_bytes``.
+    With ``exclude_self``, ``q`` is the first rows of ``ref`` and each skips itself."""
     rows = max(1, chunk_bytes // (4 * max(len(ref), 1)))
     out = []
     for i in range(0, len(q), rows):
@@ -43,5 +43,5 @@ def nearest_distances(q: torch.Tensor, ref: torch.Tensor, chunk_bytes: int = 64 
         if exclude_self:
             idx = torch.arange(i, min(i + rows, len(q)))
             block[idx - i, idx] = math.inf
-        out.append(block.min(1).values)
+        out.append(block.min(1).values if k == 1 else block.topk(k, dim=1, largest=False).values[:, -1])
     return torch.cat(out) if out else torch.empty(0)
