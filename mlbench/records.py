@@ -105,6 +105,7 @@ class RunRecord:
     plan: dict[str, Any] | None = None  # plan: unit costs and the estimate per stage, before the work
     budget: dict[str, Any] | None = None  # plan: what budget.minutes sized, and the estimate after
     seed_spread: dict[str, Any] | None = None  # seeds
+    partition: dict[str, Any] | None = None  # partition: the spread of the metrics over k folds
     plots: list[str] = field(default_factory=list)  # every stage: plots written, relative to the run
     stages: dict[str, Any] = field(default_factory=dict)  # run(): wall seconds per stage
     peak_rss_mb: dict[str, float] = field(default_factory=dict)  # run(): the process's peak RSS after each stage
@@ -116,7 +117,8 @@ class RunRecord:
             out["inputs"] = self.inputs
         if self.warnings:
             out["warnings"] = self.warnings
-        for k in ("plan", "budget", "timing", "bootstrap", "stress", "seed_spread", "datacheck", "monitor", "unlabelled"):
+        for k in ("plan", "budget", "timing", "bootstrap", "stress", "seed_spread", "partition", "datacheck", "monitor",
+                  "unlabelled"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
         if self.plots:

@@ -242,6 +242,15 @@ class BudgetConf:
 
 
 @dataclass
+class PartitionConf:
+    """``partition.strategy``: retrain the baseline on k folds of the train and test splits and
+    report each metric's spread (none | kfold | repeated | group | time)."""
+    strategy: str = "none"
+    k: int = 5
+    repeats: int = 2  # repeated: how many times the k folds are drawn again
+
+
+@dataclass
 class UnlabelledConf:
     """``data.unlabelled``'s figures: the shift detectors run on it (presets or ``_target_``
     mappings, as in ``monitor.detectors``) and their significance level."""
@@ -284,6 +293,7 @@ class RootConf:
     export: ExportConf = field(default_factory=ExportConf)
     unlabelled: UnlabelledConf = field(default_factory=UnlabelledConf)  # data.unlabelled's figures
     budget: BudgetConf = field(default_factory=BudgetConf)  # fit the run into budget.minutes
+    partition: PartitionConf = field(default_factory=PartitionConf)  # the metrics' spread over k folds
 
 
 # -- schemas derived from target signatures -------------------------------------------

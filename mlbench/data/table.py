@@ -257,6 +257,10 @@ class Table(Dataset):
         if self.id is not None:
             ids = df[self.id].astype(str).to_numpy()
             extras["ids"] = {s: ids[p] for s, p in parts.items()}
+        if self.time is not None:  # each row's place in time (0 = oldest): time-ordered folds read it
+            rank = np.empty(len(df), dtype=np.int64)
+            rank[np.argsort(df[self.time].to_numpy(), kind="stable")] = np.arange(len(df))
+            extras["time_rank"] = {s: rank[p] for s, p in parts.items()}
         if u is not None:
             self.record["unlabelled"] = {"path": str(self.unlabelled), "rows": int(len(u)),
                                          "manifest_hash": file_sha256(self.unlabelled)[:16]}

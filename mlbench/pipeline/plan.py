@@ -130,6 +130,13 @@ def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
     if seeds:
         epochs = int(cfg.train.epochs)
         out["seeds"] = len(seeds) * (epochs * (n["train"] * c["train"] + n["val"] * c["forward"]) + evaluate)
+    part = cfg.get("partition") or {}
+    if str(part.get("strategy", "none")) != "none":  # each fold trains and evaluates a baseline
+        epochs, k = int(cfg.train.epochs), int(part.get("k", 5))
+        folds = k * int(part.get("repeats", 2)) if part.get("strategy") == "repeated" else k
+        pool = n["train"] + n["test"]
+        out["partition"] = folds * (epochs * (pool * (k - 1) / k * c["train"] + n["val"] * c["forward"])
+                                    + pool / k * c["forward"])
     out["write"] = FIXED_S["write"] + variants * n["test"] * 1e-5
     return {k: float(v) for k, v in out.items()}
 

@@ -27,6 +27,7 @@ from mlbench.env import (
 )
 from mlbench.evaluate.extra import check as check_metrics
 from mlbench.evaluate.extra import register as register_metrics
+from mlbench.evaluate.partition import from_config as partition_from
 from mlbench.inputs import data_inputs, model_inputs
 from mlbench.models import count_params
 from mlbench.named import import_plugins
@@ -86,6 +87,7 @@ def load_data(ctx: RunContext) -> None:
             ctx.stressors.remove(st)
     if ctx.checks:
         ctx.checks, ctx.check_skipped = select_checks(ctx.checks, ctx.data)
+    partition_from(ctx.cfg).check(ctx.data)  # k above a class, no group or time column: one line now
     if ctx.monitor is not None:
         ctx.monitor.prepare(sizes["test"], ctx.data.group is not None)
     if sizes["test"] < MIN_TEST_ITEMS:
