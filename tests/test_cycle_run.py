@@ -136,3 +136,26 @@ def test_cycle_command_end_to_end(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "cmp" / "cycle.csv")))
     assert tmp_path / "cmp" / "cycle.html" in files and [r["policy"] for r in rows] == ["never", "oracle"]
     assert float(rows[0]["mean_accuracy"]) == pytest.approx(c["table"]["never"]["mean_accuracy"])
+
+
+def test_a_budgeted_cycle_buys_its_labels_and_trains_only_on_them(make_cfg, tmp_path):
+    """access=budgeted: every timeline that retrains buys `budget` labels per period (the oracle
+    sees all, never none); its updates train on the bought training items (+ replay) and gate on
+    the bought gate items; each strategy is a timeline of its own."""
+    cfg = make_cfg(*SMALL, "cycle.policies=[never,every_k,oracle]", "cycle.every=2", "cycle.recipe=null",
+                   "cycle.labels.access=budgeted", "cycle.labels.budget=10", "cycle.labels.strategies=[random,entropy]",
+                   "cycle.train_data=window", "cycle.requirements=[{metric: size_bytes, op: '<=', value: 1e9}]")
+    c = run_cycle_command(cfg, tmp_path / "run")["cycle"]
+    assert list(c["timeline"]) == ["never", "every_k+random", "every_k+entropy", "oracle"]
+    assert c["tracks"]["every_k+entropy"] == {"policy": "every_k", "strategy": "entropy"}
+    assert all(r["labels"] == 0 for r in c["timeline"]["never"])
+    assert all(r["labels"] == 40 for r in c["timeline"]["oracle"])
+    for name in ("every_k+random", "every_k+entropy"):
+        rows = c["timeline"][name]
+        assert all(r["labels"] == 10 for r in rows)
+        ups = [r["update"] for r in rows if r["update"] and r["update"]["status"] == "deployed"]
+        assert ups, name
+        for u in ups:  # 10 bought per period: 3 from the gate (30 %), 7 to train on
+            assert u["n_train"] == 7 * len(u["train_periods"]) and u["n_holdout"] == 3 * len(u["gate_periods"])
+        assert c["table"][name]["labels_bought"] == 10 * len(rows)
+    assert "labels bought by entropy" in (tmp_path / "run" / "report.md").read_text()

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from mlbench.analysis.requirements import validate as validate_requirement
-from mlbench.cycle.policies import Policy, build_policies
+from mlbench.cycle.labels import LabelAccess
+from mlbench.cycle.policies import Never, Policy, build_policies
 from mlbench.cycle.stream import schedule as build_schedule
 from mlbench.errors import MlbenchError
 from mlbench.monitor.detectors import build_detectors
@@ -23,7 +24,7 @@ class Cycle:
     parameter's default is in ``conf/cycle/default.yaml`` (the default option), nowhere else."""
 
     def __init__(self, *, periods: int, period_size: int, label_delay: int, window: int, schedule: list[dict],
-                 train_data: str, replay: float, gate_holdout: float, gate_periods: int,
+                 train_data: str, replay: float, gate_holdout: float, gate_periods: int, labels: dict,
                  policies: list[Any], every: int, detectors: list[Any], error_detector: str | None, alpha: float,
                  warm_start: bool, epochs: int, batch_size: int, auto_corruption: dict[str, str], recipe: str | None,
                  requirements: list[dict], use_bound: bool, accuracy_target: float | None, recovery_tolerance: float,
@@ -74,6 +75,14 @@ class Cycle:
         self.schedule = [dict(e) for e in schedule]
         self.accuracy_target = accuracy_target if accuracy_target is not None else gate_target(self.requirements)
         self.policies: list[Policy] = build_policies(policies, every, self.accuracy_target)
+        self.labels = LabelAccess(**dict(labels))
+        self.labels.check_policies(self.policies)
+        # the timelines: one per policy, one per policy and acquisition strategy when labels are bought
+        self.tracks: list[tuple[str, Policy, str | None]] = []
+        for p in self.policies:
+            reference = p.oracle or isinstance(p, Never)  # buys no label, or sees every one
+            for strategy in [None] if reference else self.labels.strategies:
+                self.tracks.append((p.name if strategy is None else f"{p.name}+{strategy}", p, strategy))
         self.every, self.detectors, self.error_detector, self.alpha = every, detectors, error_detector, alpha
         self.detector_names = [d.name for d in built]
         self.warm_start, self.epochs, self.batch_size, self.recipe = warm_start, epochs, batch_size, recipe

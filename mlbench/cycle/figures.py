@@ -68,8 +68,10 @@ def policy_table(rows: list[dict], target: float | None, tolerance: float) -> di
         "retrains": len(done), "deployments": sum(u["status"] == "deployed" for u in done),
         "refused": sum(u["status"] == "refused" for u in done), "failed": sum(u["status"] == "failed" for u in done),
         "skipped": sum(u["status"] == "skipped" for u in updates),
-        "labelled_items_used": int(sum(r["n"] for r in rows if r["period"] in
+        "labelled_items_used": int(sum(r.get("labels", r["n"]) for r in rows if r["period"] in
                                        {t for u in done for t in [*u["train_periods"], *u["gate_periods"]]})),
+        "labels_bought": int(sum(r.get("labels", r["n"]) for r in rows)),
+        "labels_to_target": labels_to_target(rows, target),
         "compute_s": float(compute),
         "recovery": (rec := recovery(rows, onsets(rows), tolerance)),
         "unrecovered": sum(x["status"] == "not recovered" for x in rec),
@@ -115,6 +117,19 @@ def updates_bought(rows: list[dict], seed: int) -> list[dict[str, Any]]:
                     "accuracy_replaced": float(np.mean(old)) if old else None,
                     "bought": paired_mean(new, old, seed)})
     return out
+
+
+def labels_to_target(rows: list[dict], target: float | None) -> int | None:
+    """Labels that had arrived or been bought up to the period at which the accuracy, having
+    fallen below ``target``, was first back at or above it (None: it never fell, never came
+    back, or there is no target)."""
+    if target is None:
+        return None
+    fell = next((i for i, r in enumerate(rows) if r["accuracy"] < target), None)
+    if fell is None:
+        return None
+    back = next((i for i in range(fell + 1, len(rows)) if rows[i]["accuracy"] >= target), None)
+    return None if back is None else int(sum(r.get("labels", r["n"]) for r in rows[:back]))
 
 
 def _stat(v: list[float]) -> dict[str, float] | None:

@@ -104,9 +104,10 @@ class Engine:
     def _seed(self, *parts: int) -> int:
         return int(np.random.SeedSequence([self.cyc.seed, *parts]).generate_state(1)[0] % (2**31))
 
-    def bundle(self, train_periods: list[int], gate_periods: list[int], seed: int) -> DataBundle:
+    def bundle(self, train_periods: list[int], gate_periods: list[int], seed: int,
+               labelled: dict[int, list[int]] | None = None) -> DataBundle:
         replay = self.cyc.replay if self.cyc.train_data == "replay" else 0.0
-        return self.stream.bundle(train_periods, gate_periods, self.data.meta, replay, seed)
+        return self.stream.bundle(train_periods, gate_periods, self.data.meta, replay, seed, labelled)
 
     def compress(self, dense: torch.nn.Module, bundle: DataBundle, workdir: Path, seed: int,
                  device: torch.device) -> Artifact:
@@ -158,14 +159,15 @@ class Engine:
                              if f["severity"] != "info"]}
 
     def candidate(self, source: torch.nn.Module, train_periods: list[int], gate_periods: list[int], seed: int,
-                  workdir: Path, device: torch.device, current: Deployed) -> tuple[dict, Deployed | None]:
+                  workdir: Path, device: torch.device, current: Deployed,
+                  labelled: dict[int, list[int]] | None = None) -> tuple[dict, Deployed | None]:
         """One update: data checks, training, the recipe, evaluation and the gate. Returns its
         record and the model to deploy (None when the gate refuses or a step fails)."""
         rec: dict[str, Any] = {"train_periods": train_periods, "gate_periods": gate_periods, "seconds": {}}
         sec, clock = rec["seconds"], time.perf_counter
-        bundle = self.bundle(train_periods, gate_periods, seed)
+        bundle = self.bundle(train_periods, gate_periods, seed, labelled)
         rec["n_train"], rec["n_holdout"] = len(bundle.y["train"]), len(bundle.y["test"])
-        rec["n_replayed"] = rec["n_train"] - sum(int((~self.stream.periods[t].gate).sum()) for t in train_periods)
+        rec["n_replayed"] = rec["n_train"] - len(self.stream.part(train_periods, False, labelled)[1])
         step = "datacheck"
         try:
             t0 = clock()
@@ -272,6 +274,9 @@ class Engine:
         row: dict[str, Any] = {"period": t, "scenario": p.scenario.label, "kind": p.scenario.kind, "n": len(y),
                                "accuracy": float((pred == y).float().mean()), "version": dep.version,
                                "correct": (pred == y).int().tolist(), "seconds": {"score": clock() - t0}}
+        ps.labelled[t] = self.cyc.labels.pick(ps.strategy, ps.policy.oracle, probs.numpy(), x.flatten(1).numpy(),
+                                              p.gate, self.cyc.gate_holdout, self._seed(t, 7)).tolist()
+        row["labels"] = len(ps.labelled[t])  # labels of this period that arrive (label_delay later)
         if ps.previous is not None:  # the model the last deployment replaced, on the same items
             prev = evaluate(ps.previous.runner, x, y, batch_size=self.batch_size).probs.argmax(1)
             row["previous"] = {"version": ps.previous.version, "correct": (prev == y).int().tolist()}
@@ -298,7 +303,8 @@ class Engine:
         scored_by = next((r["version"] for r in ps.rows if r["period"] == arrived), ps.deployed.version)
         if scored_by != ps.deployed.version:  # a model since replaced: its errors say nothing of this one
             return False
-        errs = (np.asarray(pred) != self.stream.periods[arrived].labels.numpy()).astype(int).tolist()
+        lab = np.asarray(ps.labelled.get(arrived, []), dtype=np.int64)  # only the labels that arrive
+        errs = (np.asarray(pred)[lab] != self.stream.periods[arrived].labels.numpy()[lab]).astype(int).tolist()
         fired = False
         for e in errs:
             ps.errors.append(e)
@@ -318,15 +324,17 @@ class Engine:
             ps.rows.append(row)
             return row
         train, gate = self.labelled_window(ps, t)
-        if not train:
-            row["update"] = {"status": "skipped", "reason": "no labelled period so far"}
+        if not train or not len(self.stream.part(train, False, ps.labelled)[1]) \
+                or not len(self.stream.part(gate, True, ps.labelled)[1]):
+            row["update"] = {"status": "skipped", "reason": "no labelled period so far" if not train else
+                             "no labelled item to train on or to gate with yet"}
             ps.rows.append(row)
             return row
-        workdir = self.state_dir / ps.policy.name / f"v{ps.deployed.version + 1}"
+        workdir = self.state_dir / ps.name / f"v{ps.deployed.version + 1}"
         if workdir.exists():
             shutil.rmtree(workdir)
         source = ps.deployed.dense
-        rec, new = self.candidate(source, train, gate, self._seed(t), workdir, self.device, ps.deployed)
+        rec, new = self.candidate(source, train, gate, self._seed(t), workdir, self.device, ps.deployed, ps.labelled)
         row["update"] = rec
         row["seconds"].update(rec["seconds"])
         if new is not None:
@@ -351,8 +359,8 @@ class Engine:
             for p in self.state_dir.iterdir():
                 if p.name not in ("initial",):
                     shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink()
-            states = {p.name: PolicyState(p, initial, stream_detector=self.new_stream_detector())
-                      for p in self.cyc.policies}
+            states = {name: PolicyState(p, initial, stream_detector=self.new_stream_detector(), name=name,
+                                        strategy=strategy) for name, p, strategy in self.cyc.tracks}
             start = 0
         else:
             states, done = restored

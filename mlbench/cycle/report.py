@@ -169,9 +169,11 @@ def write_cycle_report(summary: dict[str, Any], run_dir: Path) -> tuple[Path, Pa
                f"monitor: {', '.join(c['detectors'])} (α = {c['alpha']}) on each period's outputs; "
                f"{c['error_detector'] or 'no'} detector on the delayed-label error stream; ATC estimate",
                _interval_line(c)] + ([f"resumed after period {c['resumed_from'] - 1}"] if c.get("resumed_from") else []))
-    targets, timelines = c.get("policy_targets") or {}, c.get("timeline") or {}
-    doc.items([recorded_class({"target": targets.get(n)}, Policy, "name", Policy).report_line(n, text, timelines.get(n, []))
-               for n, text in (c.get("policy_notes") or {}).items()])
+    targets, timelines, notes = c.get("policy_targets") or {}, c.get("timeline") or {}, c.get("policy_notes") or {}
+    tracks = c.get("tracks") or {n: {"policy": n, "strategy": None} for n in notes}
+    doc.items([recorded_class({"target": targets.get(t["policy"])}, Policy, "name", Policy).report_line(
+        n, notes.get(t["policy"], "") + (f"; labels bought by {t['strategy']}" if t.get("strategy") else ""),
+        timelines.get(n, [])) for n, t in tracks.items()])
     doc.h2("Accuracy over time")
     for p in summary.get("plots", []):
         if p.endswith("cycle_timeline.png"):

@@ -87,7 +87,8 @@ def run_cycle_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     engine = Engine(cyc, cfg, data, ctx.data_hash, stream, ctx.model_factory, ctx.baseline.model, ctx.device,
                     ctx.checks, recipe, settings_from(cfg).quality_batch)
     console.print(f"[bold]cycle[/] {cyc.periods} periods × {cyc.period_size} items, labels {cyc.label_delay} late, "
-                  f"policies {', '.join(p.name for p in cyc.policies)}, recipe {cyc.recipe}")
+                  f"policies {', '.join(n for n, _, _ in cyc.tracks)}, recipe {cyc.recipe}, labels {cyc.labels.access}"
+                  + (f" ({cyc.labels.budget} per period)" if cyc.labels.access == "budgeted" else ""))
     with locked(engine.state_dir):
         t0 = time.perf_counter()
         out = engine.run()
@@ -107,6 +108,9 @@ def run_cycle_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
            if t and p.scenario.label != stream.periods[t - 1].scenario.label],
         "policies": [p.name for p in cyc.policies], "policy_notes": {p.name: what_it_does(p) for p in cyc.policies},
         "policy_targets": {p.name: target_of(p) for p in cyc.policies}, "every": cyc.every, "recipe": cyc.recipe,
+        "tracks": {name: {"policy": p.name, "strategy": strategy} for name, p, strategy in cyc.tracks},
+        "labels": {"access": cyc.labels.access, "budget": cyc.labels.budget,
+                   "strategies": [s for s in cyc.labels.strategies if s is not None]},
         "warm_start": cyc.warm_start, "epochs": cyc.epochs,
         "requirements": [describe(r, "the deployed model") for r in cyc.requirements], "use_bound": cyc.use_bound,
         "accuracy_target": cyc.accuracy_target, "recovery_tolerance": cyc.recovery_tolerance,

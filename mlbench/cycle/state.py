@@ -22,7 +22,7 @@ from mlbench.models import count_params
 from mlbench.monitor.detectors import ATC, View
 from mlbench.train import load_weights
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 @dataclass
@@ -53,6 +53,9 @@ class Deployed:
 
 @dataclass
 class PolicyState:
+    """One timeline: a policy (with the acquisition strategy it buys labels by, if any) and
+    what it has deployed, scored and labelled so far."""
+
     policy: Policy
     deployed: Deployed
     previous: Deployed | None = None  # the model the last deployment replaced (scored beside it)
@@ -60,6 +63,9 @@ class PolicyState:
     errors: list[int] = field(default_factory=list)  # error stream of the deployed version so far
     preds: dict[int, list[int]] = field(default_factory=dict)  # period -> predictions, until labels arrive
     stream_detector: Any = None
+    name: str = ""  # the timeline's name: the policy's, + the strategy when labels are bought
+    strategy: str | None = None
+    labelled: dict[int, list[int]] = field(default_factory=dict)  # period -> positions whose labels were bought
 
 
 def view(probs: torch.Tensor, x: torch.Tensor) -> View:
@@ -70,6 +76,7 @@ def save_state(engine: Any, states: dict[str, PolicyState], done: int) -> None:
     """Write every policy's rows, error stream and deployed model after period ``done``."""
     out = {"version": STATE_VERSION, "key": engine.key, "done": done,
            "policies": {n: {"rows": ps.rows, "errors": ps.errors, "preds": {str(k): v for k, v in ps.preds.items()},
+                            "labelled": {str(k): v for k, v in ps.labelled.items()},
                             "deployed": ps.deployed.describe(engine.state_dir),
                             "previous": None if ps.previous is None else ps.previous.describe(engine.state_dir)}
                         for n, ps in states.items()}}
@@ -96,18 +103,19 @@ def restore_state(engine: Any, initial: Deployed) -> tuple[dict[str, PolicyState
         raise damaged(f"not a version-{STATE_VERSION} state of this configuration")
     states = {}
     try:
-        for pol in engine.cyc.policies:
-            if pol.name not in st["policies"]:
-                raise damaged(f"no entry for policy {pol.name!r}")
-            s = st["policies"][pol.name]
-            dep = reload_deployed(engine, s["deployed"], initial)
-            prev = None if s["previous"] is None else reload_deployed(engine, s["previous"], initial)
+        for name, pol, strategy in engine.cyc.tracks:
+            if name not in st["policies"]:
+                raise damaged(f"no entry for policy {name!r}")
+            s = st["policies"][name]
+            labelled = {int(k): v for k, v in s["labelled"].items()}
+            dep = reload_deployed(engine, s["deployed"], initial, labelled)
+            prev = None if s["previous"] is None else reload_deployed(engine, s["previous"], initial, labelled)
             ps = PolicyState(pol, dep, prev, list(s["rows"]), [], {int(k): v for k, v in s["preds"].items()},
-                             engine.new_stream_detector())
+                             engine.new_stream_detector(), name, strategy, labelled)
             for e in s["errors"]:  # replay: the detector's state is a function of its stream
                 ps.errors.append(e)
                 ps.stream_detector.update(e)
-            states[pol.name] = ps
+            states[name] = ps
         done = int(st["done"])
     except MlbenchError:
         raise
@@ -115,7 +123,7 @@ def restore_state(engine: Any, initial: Deployed) -> tuple[dict[str, PolicyState
         raise damaged(f"{type(e).__name__}: {first_line(e)}") from None
     return states, done
 
-def reload_deployed(engine: Any, d: dict, initial: Deployed) -> Deployed:
+def reload_deployed(engine: Any, d: dict, initial: Deployed, labelled: dict[int, list[int]]) -> Deployed:
     """The deployed model a saved record names: its dense weights, and its artifact reloaded by
     its format (or rebuilt by the same deterministic recipe), watched again."""
     if d["version"] == 0:
@@ -125,7 +133,7 @@ def reload_deployed(engine: Any, d: dict, initial: Deployed) -> Deployed:
                                             num_classes=engine.data.meta.num_classes), folder / "dense.safetensors")
     dense.eval()
     seed = engine._seed(d["trained_at"])
-    bundle = engine.bundle(d["train_periods"], d["gate_periods"], seed)
+    bundle = engine.bundle(d["train_periods"], d["gate_periods"], seed, labelled)
     fields = format_of(d["format"]).reload(d, engine.state_dir)
     if fields is not None:
         art = Artifact(id=d["id"], format=d["format"], facts=Facts(*count_params(dense)), **fields)

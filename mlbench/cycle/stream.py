@@ -127,35 +127,41 @@ class Stream:
         p = self.periods[t]
         return p.x, p.labels
 
-    def part(self, periods: list[int], gate: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def part(self, periods: list[int], gate: bool, labelled: dict[int, list[int]] | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Inputs, labels and dataset indices of the gate's (``gate=True``) or the training part
-        of ``periods``."""
+        of ``periods``; with ``labelled`` (period → positions), only the items labelled."""
         xs, ys, ids = [], [], []
         for t in periods:
             p = self.periods[t]
-            m = torch.as_tensor(p.gate == gate)
+            keep = p.gate == gate
+            if labelled is not None:
+                bought = np.zeros(len(keep), dtype=bool)
+                bought[np.asarray(labelled.get(t, []), dtype=np.int64)] = True
+                keep &= bought
+            m = torch.as_tensor(keep)
             xs.append(p.x[m])
             ys.append(p.labels[m])
             ids.append(self.index[p.idx][m])
         return torch.cat(xs), torch.cat(ys), torch.cat(ids)
 
     def bundle(self, train_periods: list[int], gate_periods: list[int], meta: Any, replay: float = 0.0,
-               seed: int = 0) -> DataBundle:
+               seed: int = 0, labelled: dict[int, list[int]] | None = None) -> DataBundle:
         """The update's data: train = the training part of ``train_periods`` plus, with
         ``replay`` > 0, ``replay`` × as many items of the original training split (a seeded
         sample, at most all of it); test = the held-out part of ``gate_periods``, which only the
         gate, the parity check and the monitor's reference read, so the gate's figures are not
         biased by model selection; val = the training items (training keeps its last-best weights
         on them: no selection on the gate's items); calib = the training inputs (static
-        quantization's calibration)."""
-        x_tr, y_tr, idx_tr = self.part(train_periods, gate=False)
+        quantization's calibration). ``labelled``: only the items whose labels were bought."""
+        x_tr, y_tr, idx_tr = self.part(train_periods, False, labelled)
         if replay > 0:
             n = len(self.data.y["train"])
             take = torch.as_tensor(np.random.default_rng([seed, 777]).permutation(n)[:min(n, round(replay * len(y_tr)))])
             x_tr = torch.cat([x_tr, self.data.x["train"][take]])
             y_tr = torch.cat([y_tr, self.data.y["train"][take]])
             idx_tr = torch.cat([idx_tr, self.data.index["train"][take]])
-        x_ho, y_ho, idx_ho = self.part(gate_periods, gate=True)
+        x_ho, y_ho, idx_ho = self.part(gate_periods, True, labelled)
         return DataBundle(meta=meta, x={"train": x_tr, "val": x_tr, "calib": x_tr, "test": x_ho},
                           y={"train": y_tr, "val": y_tr, "calib": y_tr, "test": y_ho},
                           index={"train": idx_tr, "val": idx_tr, "calib": idx_tr, "test": idx_ho})
