@@ -3,6 +3,7 @@
     python scripts/bench_scale.py                          # ResNet-18 width 16, 5,000 train, n_test 1,000 and 10,000
     python scripts/bench_scale.py --width 64 --train 50000 # the full CIFAR-10 size (hours on 2 CPU cores)
     python scripts/bench_scale.py --budget 10              # + the 10,000-item run with budget.minutes=10
+    python scripts/bench_scale.py --device cuda --width 64 --train 50000 --tests 10000   # CIFAR-10 size on a GPU
 
 The data is written as CIFAR-10 *binary* batches (``cifar-10-batches-bin``), so the real loader
 reads it: per class a fixed random colour pattern plus noise (learnable, with known labels).
@@ -50,7 +51,8 @@ def run(data_root: Path, n_test: int, args: argparse.Namespace, budget: float | 
     val = min(2000, args.train // 10)
     over = ["data=cifar10", f"paths.data_root={data_root}", "model=resnet", f"model.width={args.width}",
             f"data.test={n_test}", f"data.val={val}", f"data.calib={val}", f"train.epochs={args.epochs}",
-            *(["budget.minutes=" + str(budget)] if budget else [])]
+            *(["budget.minutes=" + str(budget)] if budget else []),
+            *(["device=cuda", "backend=gpu"] if args.device == "cuda" else [])]
     env = {**os.environ, "MLBENCH_RESULTS": str(work / "results"), "MLBENCH_CACHE": str(work / "cache")}
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "mlbench", *over], env=env, cwd=ROOT, capture_output=True, text=True)
@@ -98,6 +100,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--tests", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--budget", type=float, default=None, help="also run the largest n_test with budget.minutes")
+    ap.add_argument("--device", default=None, help="cuda: the runs on the GPU (backend=gpu device=cuda)")
     args = ap.parse_args()
     print(f"uptime: {os.getloadavg()}; threads: the run's own choice (summary.json run.env.threads)")
     root = Path(tempfile.mkdtemp(prefix="mlbench-cifar-"))

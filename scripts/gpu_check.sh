@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One short GPU check: the update cycle's CPU-vs-CUDA figure, the default run on 2 CPU threads
-# and on CUDA (same machine, back to back), `mlbench cycle` on CUDA, and the CUDA tests.
+# and on CUDA (same machine, back to back), the CIFAR-10-size ResNet-18 run's stage times on CUDA,
+# `mlbench cycle` on CUDA, and the CUDA tests.
 # Usage on a CUDA machine with mlbench's dependencies importable:  bash scripts/gpu_check.sh [OUTDIR]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,8 @@ for f in sorted(glob.glob("/tmp/mlbench-gpu-results/runs/*/*/summary.json"))[-2:
     st = {k: round(v, 2) for k, v in s.get("stages", {}).items() if isinstance(v, (int, float))}
     print(s["run"]["env"]["device"], "wall_s", round(s["run"]["wall_s"], 1), "startup", st.get("startup"), st)
 EOF
+echo "== CIFAR-10-size run on CUDA: ResNet-18 (width 64), 50,000 train, 10,000 test, 1 epoch; stage times and the plan"
+timeout 420 python3 scripts/bench_scale.py --device cuda --width 64 --train 50000 --tests 10000 2>&1 | tail -22 | tee "$OUT/scale_cuda.txt"
 echo "== mlbench cycle on CUDA (default: 12 periods, 3 policies)"
 /usr/bin/time -f "wall %e s" python3 -m mlbench cycle 2>&1 | tail -4
 echo "== CUDA tests"
