@@ -83,7 +83,8 @@ STAGE_LABELS = {"startup": "start-up (interpreter, imports, config)", "setup": "
                 "variants": "variants (build and evaluate)", "efficiency": "timing (latency, throughput)",
                 "compare": "paired deltas", "stress": "stress", "monitor": "monitoring",
                 "unlabelled": "unlabelled data (label-free figures)",
-                "seeds": "seed spread", "write": "summary, plots, report"}
+                "seeds": "seed spread", "factors": "accuracy per operating condition",
+                "partition": "split spread (k folds)", "write": "summary, plots, report"}
 STAGE_NOTES = {"efficiency": "timing: batch-1 latency in interleaved rounds, then throughput",
                "compare": "paired bootstrap deltas against the baseline"}
 
@@ -106,6 +107,7 @@ class RunRecord:
     budget: dict[str, Any] | None = None  # plan: what budget.minutes sized, and the estimate after
     seed_spread: dict[str, Any] | None = None  # seeds
     partition: dict[str, Any] | None = None  # partition: the spread of the metrics over k folds
+    factors: dict[str, Any] | None = None  # factors: every variant's accuracy per factor value
     plots: list[str] = field(default_factory=list)  # every stage: plots written, relative to the run
     stages: dict[str, Any] = field(default_factory=dict)  # run(): wall seconds per stage
     peak_rss_mb: dict[str, float] = field(default_factory=dict)  # run(): the process's peak RSS after each stage
@@ -117,8 +119,8 @@ class RunRecord:
             out["inputs"] = self.inputs
         if self.warnings:
             out["warnings"] = self.warnings
-        for k in ("plan", "budget", "timing", "bootstrap", "stress", "seed_spread", "partition", "datacheck", "monitor",
-                  "unlabelled"):
+        for k in ("plan", "budget", "timing", "bootstrap", "stress", "seed_spread", "partition", "factors", "datacheck",
+                  "monitor", "unlabelled"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
         if self.plots:

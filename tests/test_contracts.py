@@ -177,7 +177,8 @@ def test_the_config_vocabulary_is_the_table():
     assert [m.value for m in registry.Metric] == list(registry.METRICS)
     for spec in registry.METRICS.values():
         assert spec.source in (registry.PREDICTIONS, registry.TRAIN, registry.GROUPS, registry.COMPARISON,
-                               registry.EFFICIENCY, registry.MODEL, registry.STRESS, registry.MONITOR), spec.name
+                               registry.EFFICIENCY, registry.MODEL, registry.STRESS, registry.MONITOR,
+                               registry.FACTORS), spec.name
         assert (spec.fn is not None) == (spec.source == registry.PREDICTIONS), spec.name
 
 
@@ -225,6 +226,7 @@ def test_measured_metrics_match_independent_computations(smoke_run):
     # group metrics: worked examples in tests/test_stats.py (group_metrics); listed here so that
     # a new metric without a check fails this test
     checked |= {"worst_group_accuracy", "demographic_parity_difference", "equalized_odds_difference"}
+    checked |= {"min_factor_accuracy"}  # recomputed from the predictions in tests/test_coverage.py
     measured = set(registry.METRICS) - set(registry.names(source=registry.PREDICTIONS))
     assert measured <= checked, f"no check for {sorted(measured - checked)}"
 
@@ -268,7 +270,7 @@ def test_every_stage_has_its_words():
     assert set(names) <= set(STAGE_LABELS) and set(STAGE_NOTES) <= set(names)
 
 
-REFERENCE_TESTS = {"stress": ("test_stress.py", "test_attacks.py"), "datacheck": ("test_datacheck.py",)}
+REFERENCE_TESTS = {"stress": ("test_stress.py", "test_attacks.py"), "datacheck": ("test_datacheck.py", "test_coverage.py")}
 
 
 @pytest.mark.parametrize("group", sorted(REFERENCE_TESTS))

@@ -146,3 +146,35 @@ def test_a_missing_factor_column_fails_the_command_with_one_line(tmp_path):
                   "datacheck.balance.factors=[nope]", cwd=tmp_path)
     err = [line for line in out.stderr.splitlines() if line.strip()]
     assert out.returncode == 2 and len(err) == 1 and "'nope' is not a column of synthetic" in err[0]
+
+
+def test_every_variant_gets_its_accuracy_per_factor_value(run_stages, tmp_path):
+    """With the coverage check's factors, each variant's accuracy per factor value (recomputed
+    here from its saved predictions) with a Wilson interval, and min_factor_accuracy as a metric a
+    requirement can name."""
+    from mlbench.datacheck.common import wilson
+    from mlbench.results import read_predictions
+    ctx, s = run_stages("data=synthetic", "datacheck=[coverage]", "datacheck.coverage.factors=[x0]",
+                        "datacheck.coverage.min_items=100", "variants=[onnx_fp32]", "stress=none", "monitor=none",
+                        "requirements.checks=[{metric: min_factor_accuracy, op: '>=', value: 0.999}]")
+    sec = s["factors"]
+    assert sec["factors"] == ["group", "x0"] and set(sec["variants"]) == {"baseline", "onnx_fp32"}
+    facs = build_factors(ctx.data, ["x0"], 4)
+    for name in ("baseline", "onnx_fp32"):
+        pred = read_predictions(tmp_path / "run" / s["variants"][name]["predictions"])
+        right = pred["probs"].argmax(1) == pred["labels"]
+        rows = {(r["factor"], r["value"]): r for r in sec["variants"][name]["values"]}
+        low = 1.0
+        for f in facs:
+            for v, value in enumerate(f.values):
+                m = f.codes["test"] == v
+                if not m.any():
+                    continue
+                r = rows[(f.name, value)]
+                assert r["n"] == int(m.sum()) and r["accuracy"] == pytest.approx(right[m].mean())
+                assert (r["ci_low"], r["ci_high"]) == pytest.approx(wilson(int(right[m].sum()), int(m.sum()))[1:])
+                if m.sum() >= 100:
+                    low = min(low, right[m].mean())
+        assert s["variants"][name]["metrics"]["min_factor_accuracy"] == pytest.approx(low)
+        assert s["variants"][name]["requirements"]["passed"] is False  # no value reaches 0.999 here
+    assert "Accuracy per operating condition" in (tmp_path / "run" / "report.md").read_text()

@@ -13,6 +13,7 @@ from mlbench.analysis.stages import stages_section
 from mlbench.choices import CalibrationView
 from mlbench.datacheck.report import datacheck_section
 from mlbench.evaluate import registry
+from mlbench.evaluate.factors import report_section as factors_section
 from mlbench.evaluate.partition import report_section as partition_section
 from mlbench.monitor.report import monitor_section
 from mlbench.monitor.unlabelled import report_section as unlabelled_section
@@ -301,4 +302,5 @@ def _stress_sections(doc, summary: dict) -> None:
 
 
 # the stage sections after the variants, in order: each renders its own part of summary.json
-SECTIONS = [datacheck_section, monitor_section, unlabelled_section, partition_section, stages_section]
+SECTIONS = [datacheck_section, factors_section, monitor_section, unlabelled_section, partition_section,
+            stages_section]

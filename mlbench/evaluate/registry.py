@@ -24,6 +24,7 @@ from mlbench.errors import MlbenchError
 PREDICTIONS = "predictions"  # fn(probs, labels) on the test split's predictions
 TRAIN = "train"              # from the train split's predictions
 GROUPS = "groups"            # per-group figures (needs a group attribute)
+FACTORS = "factors"          # per operating-condition factor value (the coverage check's factors)
 COMPARISON = "comparison"    # variant against baseline on the same items
 EFFICIENCY = "efficiency"    # timed (latency, throughput, memory)
 MODEL = "model"              # facts of the artifact (size, parameters)
@@ -104,6 +105,9 @@ METRICS: dict[str, MetricSpec] = {s.name: s for s in [
     MetricSpec("demographic_parity_difference", False, GROUPS,
                "largest gap between groups in P(prediction = k), over classes k",
                bootstrap=True, tags=(DELTAS,), section="fairness", bounds=(0.0, 1.0)),
+    MetricSpec("min_factor_accuracy", True, FACTORS,
+               "lowest accuracy over the values of the coverage check's factors that have at least its min_items "
+               "test items", section="fairness", bounds=(0.0, 1.0)),
     MetricSpec("equalized_odds_difference", False, GROUPS,
                "largest gap between groups in per-class recall or false-positive rate", section="fairness",
                bounds=(0.0, 1.0)),
