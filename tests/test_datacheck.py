@@ -346,7 +346,11 @@ def test_datacheck_command_full_on_digits(tmp_path):
     s = json.loads((run_dir / "summary.json").read_text())
     dc = s["datacheck"]
     assert s["variants"] == {} and dc["space"] == "penultimate layer of the baseline"
-    assert set(dc["checks"]) == {"lint", "leakage", "shift", "label_errors", "explore", "complexity", "sufficiency"}
+    # balance needs a factor (digits has no group column): skipped with its reason; coverage runs
+    assert set(dc["checks"]) == {"lint", "leakage", "shift", "label_errors", "explore", "complexity", "sufficiency",
+                                 "coverage"}
+    assert [x["check"] for x in dc["skipped"]] == ["balance"] and "no factor" in dc["skipped"][0]["reason"]
+    assert dc["checks"]["coverage"]["space"] == "penultimate layer of the baseline"
     for key in ("cross_split_duplicates", "near_duplicates", "shift_detected", "label_issue_rate", "ber_lower"):
         assert key in dc["figures"], key
     assert {"plots/pca.png", "plots/class_means.png", "plots/sufficiency.png"} <= set(s["plots"])
