@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -238,3 +239,28 @@ def test_size_accounting_includes_external_data(ctx, base):
     art = OnnxExport(external_data=True)(base, ctx)
     files = onnx_files(art.path)
     assert files[0].stat().st_size < files[1].stat().st_size  # weights live in the .data file
+
+
+def test_a_failed_symbolic_shape_inference_leaves_no_file_in_the_working_directory(tmp_path, monkeypatch):
+    """onnxruntime saves its half-inferred graph as sym_shape_infer_temp.onnx in the working
+    directory before it raises; the retry without symbolic inference removes it (a file of that
+    name that was there before is left alone)."""
+    import onnxruntime.quantization.shape_inference as si
+
+    from mlbench.compress.ort_passes import _preprocess
+    calls = []
+
+    def fake(src, dst, skip_symbolic_shape=False):
+        calls.append(skip_symbolic_shape)
+        if not skip_symbolic_shape:
+            Path("sym_shape_infer_temp.onnx").write_bytes(b"half-inferred")
+            raise RuntimeError("Incomplete symbolic shape inference")
+        Path(dst).write_bytes(b"done")
+
+    monkeypatch.setattr(si, "quant_pre_process", fake)
+    monkeypatch.chdir(tmp_path)
+    assert _preprocess(tmp_path / "in.onnx", tmp_path / "out.onnx").read_bytes() == b"done"
+    assert calls == [False, True] and not (tmp_path / "sym_shape_infer_temp.onnx").exists()
+    (tmp_path / "sym_shape_infer_temp.onnx").write_bytes(b"the user's own")
+    _preprocess(tmp_path / "in.onnx", tmp_path / "out.onnx")
+    assert (tmp_path / "sym_shape_infer_temp.onnx").exists()  # there before: not ours to delete

@@ -73,11 +73,19 @@ def _preprocess(src: Path, dst: Path) -> Path:
     from onnxruntime.quantization.shape_inference import (
         quant_pre_process,  # heavy: on use
     )
+    # when symbolic inference is incomplete, onnxruntime saves the half-inferred graph as
+    # sym_shape_infer_temp.onnx in the working directory before it raises: not a file of ours
+    # to leave in the user's folder
+    debris = [Path("sym_shape_infer_temp.onnx"), Path("sym_shape_infer_temp.onnx.data")]
+    existed = {p for p in debris if p.exists()}
     try:
         quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
     except Exception as e:  # symbolic shape inference can fail on some graphs
         log.warning("quant_pre_process with symbolic shape inference failed (%s); retrying without",
                     error_line(e))
+        for p in debris:
+            if p not in existed:
+                p.unlink(missing_ok=True)
         quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
     return dst
 
