@@ -35,10 +35,13 @@ def _env(cwd: Path, **more: str) -> dict:
 
 
 def _start(args: list[str], cwd: Path, env: dict, module: str = "mlbench.cli") -> subprocess.Popen:
-    """The real command in a new interpreter (what a user's shell starts), output piped."""
+    """The real command in a new interpreter (what a user's shell starts), output piped. SIGINT
+    is restored to its default in the child: a shell that started these tests in the background
+    leaves it ignored, and an interpreter started with SIGINT ignored never sees a Ctrl-C."""
     code = f"import sys; from {module} import main; sys.argv = ['mlbench', *sys.argv[1:]]; main()"
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(proc: subprocess.Popen, marker: str, timeout: float = 120) -> str:
