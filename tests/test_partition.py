@@ -104,6 +104,8 @@ def test_bad_partition_settings_are_one_line(digits, part, message):
         part.check(digits)
     with pytest.raises(MlbenchError, match="3 groups cannot make k=4 folds"):
         Partition("group", k=4).check(_grouped(3))
+    with pytest.raises(MlbenchError, match="model=onnx has no torch source"):
+        Partition("kfold", k=3).check(digits, trainable=False)
 
 
 def test_the_partition_stage_end_to_end(run_stages, tmp_path):

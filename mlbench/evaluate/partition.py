@@ -35,13 +35,15 @@ class Partition:
     repeats: int = 2
     seed: int = 0
 
-    def check(self, data: DataBundle) -> None:
-        """One error line for a setting the data cannot meet (k above a class's items, no group
-        or time column, fewer groups than folds)."""
+    def check(self, data: DataBundle, trainable: bool = True) -> None:
+        """One error line for a setting the data or model cannot meet (k above a class's items,
+        no group or time column, fewer groups than folds, a model with nothing to retrain)."""
         if self.strategy not in STRATEGIES:
             raise MlbenchError(f"partition.strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.strategy == "none":
             return
+        if not trainable:
+            raise MlbenchError("partition retrains the model on each fold; model=onnx has no torch source to train")
         if self.k < 2 or self.repeats < 1:
             raise MlbenchError(f"partition needs k >= 2 and repeats >= 1, got k={self.k}, repeats={self.repeats}")
         y, group, rank = pool(data)[1:]

@@ -87,7 +87,7 @@ def load_data(ctx: RunContext) -> None:
             ctx.stressors.remove(st)
     if ctx.checks:
         ctx.checks, ctx.check_skipped = select_checks(ctx.checks, ctx.data)
-    partition_from(ctx.cfg).check(ctx.data)  # k above a class, no group or time column: one line now
+    partition_from(ctx.cfg).check(ctx.data, not getattr(ctx.model_factory, "onnx_only", False))  # one line now
     if ctx.monitor is not None:
         ctx.monitor.prepare(sizes["test"], ctx.data.group is not None)
     if sizes["test"] < MIN_TEST_ITEMS:
