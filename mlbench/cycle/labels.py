@@ -108,7 +108,8 @@ class LabelAccess:
         """A policy that retrains needs labels: with access=none only ``never`` can run."""
         if self.access != "none":
             return
-        needy = [p.name for p in policies if type(p).__name__ != "Never"]
+        from mlbench.cycle.policies import Never
+        needy = [p.name for p in policies if not isinstance(p, Never)]
         if needy:
             raise MlbenchError(f"cycle.labels.access=none: no label ever arrives, but {', '.join(needy)} retrain(s) "
                                "on labels; use cycle.policies=[never] or give access to labels")
