@@ -4,6 +4,8 @@ bad settings in one line, and the stage end to end."""
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from conftest import run_cli
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
+from mlbench.analysis.compare import compare
 from mlbench.data import DataBundle, Digits, Synthetic
 from mlbench.errors import MlbenchError
 from mlbench.evaluate.partition import Partition, fold_bundle, pool, spread
@@ -119,6 +122,11 @@ def test_the_partition_stage_end_to_end(run_stages, tmp_path):
     assert acc["chosen"] == ctx.records["baseline"].metrics["accuracy"]  # the run's own split, uncalibrated
     assert acc["min"] <= acc["mean"] <= acc["max"] and "partition" in s["plan"]["estimate_s"]
     assert "Dependence on the split (kfold, k = 2)" in (tmp_path / "run" / "report.md").read_text()
+    # mlbench compare: the spread, one row per metric
+    files = compare([tmp_path / "run"], out=tmp_path / "cmp", quiet=True)
+    assert tmp_path / "cmp" / "partition.csv" in files
+    rows = {r["metric"]: r for r in csv.DictReader(open(tmp_path / "cmp" / "partition.csv"))}
+    assert float(rows["accuracy"]["mean"]) == pytest.approx(acc["mean"]) and rows["accuracy"]["strategy"] == "kfold"
     out = run_cli("debug=smoke", "partition.strategy=kfold", "partition.k=1000", cwd=tmp_path)
     err = [line for line in out.stderr.splitlines() if line.strip()]
     assert out.returncode == 2 and len(err) == 1 and "larger than a class" in err[0]

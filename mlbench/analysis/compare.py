@@ -32,6 +32,11 @@ from mlbench.analysis.compare_out import (
 from mlbench.analysis.history import history
 from mlbench.cycle.report import cycle_rows, print_cycle_rows, write_cycle_rows
 from mlbench.errors import MlbenchError
+from mlbench.evaluate.partition import (
+    partition_rows,
+    print_partition_rows,
+    write_partition_rows,
+)
 from mlbench.evaluate.registry import COMPARE, check_names, names
 from mlbench.progress import console, err_console
 from mlbench.results import read_predictions, read_summary, results_root
@@ -182,16 +187,21 @@ def compare(paths: list[Path], out: Path | None = None, metrics: list[str] | Non
     changes = cross_run(runs, paths, paired, across) if len(runs) > 1 else []
     title = "mlbench compare · " + ", ".join(p.name for p in paths)
     cycles = cycle_rows(runs, _labels(runs, paths))
+    spreads = partition_rows(runs, _labels(runs, paths))
     if not quiet:
         if rows or not cycles:
             print_rows(rows, metrics, title)
             print_changes(changes)
         if cycles:
             print_cycle_rows(cycles)
+        if spreads:
+            print_partition_rows(spreads)
     out = out or results_root() / "compare" / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     files = write_outputs(rows, changes, metrics, out, title)
     if cycles:
         files += write_cycle_rows(cycles, out)
+    if spreads:
+        files += write_partition_rows(spreads, out)
     if not quiet:
         console.print("wrote " + ", ".join(str(f) for f in files))
     return files

@@ -184,3 +184,44 @@ def partition(ctx: Any) -> None:  # ctx: a pipeline RunContext
 
     names = list(registry.names(tag=registry.SEED_SPREAD))
     ctx.run.partition = run_partition(part, ctx.data, evaluate_fold, ctx.records[BASELINE].metrics, names)
+
+
+# --------------------------------------------------------------------------- mlbench compare
+
+def partition_rows(runs: list[tuple[Any, dict]], labels: dict) -> list[dict[str, Any]]:
+    """``mlbench compare``: one row per metric of every run that measured its split spread."""
+    out = []
+    for d, s in runs:
+        p = s.get("partition")
+        if not p:
+            continue
+        for metric, sp in p["spread"].items():
+            out.append({"run": labels[d], "data": s["data"]["name"], "strategy": p["strategy"], "k": p["k"],
+                        "repeats": p["repeats"], "metric": metric, **{k: sp[k] for k in
+                                                                       ("chosen", "mean", "std", "min", "max", "z")}})
+    return out
+
+
+def print_partition_rows(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    from mlbench.progress import console
+    t = Table(title="mlbench compare · dependence on the split")
+    for c in ["run", "strategy", "metric", "this split", "folds mean ± sd", "min – max", "z"]:
+        t.add_column(c, justify="left" if c in ("run", "strategy", "metric") else "right", overflow="fold")
+    for r in rows:
+        t.add_row(r["run"], f"{r['strategy']} k={r['k']}" + (f" ×{r['repeats']}" if r["repeats"] > 1 else ""),
+                  r["metric"], fmt(r["chosen"], 4), f"{fmt(r['mean'], 4)} ± {fmt(r['std'], 4)}",
+                  f"{fmt(r['min'], 4)} – {fmt(r['max'], 4)}", fmt(r["z"], 2))
+    console.print(t)
+
+
+def write_partition_rows(rows: list[dict[str, Any]], out: Any) -> list[Any]:
+    """partition.csv of ``mlbench compare``."""
+    import csv
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "partition.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return [out / "partition.csv"]
