@@ -9,14 +9,10 @@ import torch
 
 from mlbench.analysis.plots import reliability_diagram, throughput_plot, training_curve
 from mlbench.analysis.render import Doc, to_html, to_markdown
-from mlbench.analysis.stages import stages_section
+from mlbench.analysis.sections import SECTIONS
 from mlbench.choices import CalibrationView
 from mlbench.datacheck.report import datacheck_section
 from mlbench.evaluate import registry
-from mlbench.evaluate.factors import report_section as factors_section
-from mlbench.evaluate.partition import report_section as partition_section
-from mlbench.monitor.report import monitor_section
-from mlbench.monitor.unlabelled import report_section as unlabelled_section
 from mlbench.results import atomic_write, read_predictions
 from mlbench.stress.base import family
 from mlbench.text import delta_text, fmt, kb_text
@@ -302,5 +298,3 @@ def _stress_sections(doc, summary: dict) -> None:
 
 
 # the stage sections after the variants, in order: each renders its own part of summary.json
-SECTIONS = [datacheck_section, factors_section, monitor_section, unlabelled_section, partition_section,
-            stages_section]

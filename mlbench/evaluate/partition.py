@@ -158,6 +158,19 @@ def report_section(doc: Doc, summary: dict[str, Any]) -> None:
           + (f" Groups on both sides of a fold: at most {max(shared)}." if shared else ""))
 
 
+def retrained_metrics(ctx: Any, data: DataBundle, data_hash: str, seed: int) -> dict[str, float]:
+    """The baseline trained (or loaded from the cache) on ``data`` with ``seed`` and the run's
+    training settings, and its uncalibrated test metrics: the partition's folds and the seed
+    spread (``ctx``: a pipeline RunContext)."""
+    from mlbench.backends import runner_for
+    from mlbench.compress import Artifact
+    from mlbench.evaluate.loop import evaluate
+    from mlbench.train.baseline import train_baseline
+    model, _, _ = train_baseline(ctx.cfg, data, data_hash, ctx.model_factory, ctx.device, seed)
+    runner = runner_for(Artifact(id="", format="torch", model=model), ctx.cfg.backend, ctx.device)
+    return evaluate(runner, data.x["test"], data.y["test"], batch_size=ctx.cfg.eval.batch_size).metrics
+
+
 def from_config(cfg: Any) -> Partition:
     p = cfg.get("partition") or {}
     return Partition(str(p.get("strategy", "none")), int(p.get("k", 5)), int(p.get("repeats", 2)), int(cfg.seed))
@@ -168,19 +181,13 @@ def partition(ctx: Any) -> None:  # ctx: a pipeline RunContext
     part = from_config(ctx.cfg)
     if part.strategy == "none":
         return
-    from mlbench.backends import runner_for
     from mlbench.components import BASELINE
-    from mlbench.compress import Artifact
     from mlbench.evaluate import registry
-    from mlbench.evaluate.loop import evaluate
     from mlbench.progress import console
-    from mlbench.train.baseline import train_baseline
 
     def evaluate_fold(i: int, fold: DataBundle) -> dict[str, float]:
         console.print(f"[bold]partition[/] fold {i + 1}: train {len(fold.y['train'])}, test {len(fold.y['test'])}")
-        model, _, _ = train_baseline(ctx.cfg, fold, fold.content_hash(), ctx.model_factory, ctx.device, part.seed)
-        runner = runner_for(Artifact(id="", format="torch", model=model), ctx.cfg.backend, ctx.device)
-        return evaluate(runner, fold.x["test"], fold.y["test"], batch_size=ctx.cfg.eval.batch_size).metrics
+        return retrained_metrics(ctx, fold, fold.content_hash(), part.seed)
 
     names = list(registry.names(tag=registry.SEED_SPREAD))
     ctx.run.partition = run_partition(part, ctx.data, evaluate_fold, ctx.records[BASELINE].metrics, names)

@@ -13,12 +13,12 @@ from mlbench.compress import Artifact
 from mlbench.evaluate import registry
 from mlbench.evaluate.efficiency import compare_efficiency
 from mlbench.evaluate.loop import evaluate, robust_accuracy
+from mlbench.evaluate.partition import retrained_metrics, spread
 from mlbench.monitor.stage import run_monitor
 from mlbench.pipeline.context import RunContext
 from mlbench.plotting import exemplar_grid
 from mlbench.stress.base import StressEnv, StressVariant
 from mlbench.stress.stage import drop_unfit, run_stressors, scorer
-from mlbench.train.baseline import train_baseline
 
 # --------------------------------------------------------------------------- timing
 
@@ -133,17 +133,10 @@ def seeds(ctx: RunContext) -> None:
         return
     rows = {ctx.cfg.seed: ctx.records[BASELINE].metrics}
     for s in extra:
-        if s in rows:
-            continue
-        model, _, _ = train_baseline(ctx.cfg, ctx.data, ctx.data_hash, ctx.model_factory, ctx.device, int(s))
-        runner = runner_for(Artifact(id="", format="torch", model=model), ctx.cfg.backend, ctx.device)
-        ev = evaluate(runner, ctx.data.x["test"], ctx.data.y["test"], batch_size=ctx.cfg.eval.batch_size)
-        rows[s] = ev.metrics
-    spread = {}
-    for k in registry.names(tag=registry.SEED_SPREAD):
-        vals = torch.tensor([r[k] for r in rows.values()], dtype=torch.float64)
-        spread[k] = {"mean": float(vals.mean()), "std": float(vals.std()) if len(vals) > 1 else 0.0,
-                     "min": float(vals.min()), "max": float(vals.max())}
-    ctx.run.seed_spread = {"seeds": list(rows), "metrics": spread,
+        if s not in rows:
+            rows[s] = retrained_metrics(ctx, ctx.data, ctx.data_hash, int(s))
+    stats = spread(list(rows.values()), {}, list(registry.names(tag=registry.SEED_SPREAD)))
+    spread_ = {k: {q: v[q] for q in ("mean", "std", "min", "max")} for k, v in stats.items()}
+    ctx.run.seed_spread = {"seeds": list(rows), "metrics": spread_,
                            "note": "uncalibrated test metrics of baselines retrained under each seed"}
 
