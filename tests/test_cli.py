@@ -460,3 +460,11 @@ def test_a_built_wheel_carries_its_config(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "_target_: mlbench.data.Wine" in out.stdout and "variants:" in out.stdout
+
+
+def test_peak_rss_reads_the_kernels_own_peak():
+    """``peak_rss_mb`` (getrusage) against the kernel's VmHWM for this process, read from /proc."""
+    from mlbench.pipeline.write import peak_rss_mb
+    _ = bytearray(64 << 20)  # raise the peak a little
+    hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    assert peak_rss_mb() == pytest.approx(hwm / 1024, abs=2.0)

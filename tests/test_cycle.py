@@ -272,3 +272,14 @@ def test_what_each_update_bought_and_the_paired_difference_to_never_on_a_worked_
     ref = bootstrap((d,), np.mean, n_resamples=20000, method="percentile", random_state=0).confidence_interval
     assert v["ci_low"] == pytest.approx(ref.low, abs=0.04) and v["ci_high"] == pytest.approx(ref.high, abs=0.04)
     assert paired_mean([], [], 0) is None and versus([{"period": 0}], never, 0) is None
+
+
+def test_labels_to_target_on_a_worked_timeline():
+    """Target 0.9: accuracy falls below it at period 2 and is back at period 4; labels that had
+    arrived before period 4: 10 + 20 + 30 + 40."""
+    from mlbench.cycle.figures import labels_to_target
+    rows = [{"accuracy": a, "labels": n, "n": 50} for a, n in zip([0.95, 0.92, 0.7, 0.85, 0.93, 0.6],
+                                                                   [10, 20, 30, 40, 50, 60], strict=True)]
+    assert labels_to_target(rows, 0.9) == 100
+    assert labels_to_target(rows[:4], 0.9) is None  # fell, never came back
+    assert labels_to_target(rows[:2], 0.9) is None and labels_to_target(rows, None) is None  # never fell; no target

@@ -131,3 +131,19 @@ def test_the_partition_stage_end_to_end(run_stages, tmp_path):
     err = [line for line in out.stderr.splitlines() if line.strip()]
     assert out.returncode == 2 and len(err) == 1 and "larger than a class" in err[0]
     assert "baseline" not in out.stdout  # nothing was trained
+
+
+def test_a_table_time_column_gives_each_row_its_time_rank(tmp_path):
+    """``data.time``: each item's rank in time (0 = oldest), the order time folds follow."""
+    import pandas as pd
+
+    from mlbench.data.table import Table
+    rng = np.random.default_rng(0)
+    n = 200
+    df = pd.DataFrame({"a": rng.normal(size=n), "y": rng.integers(0, 2, n),
+                       "when": rng.permutation(np.arange(n)) * 10.0})
+    df.to_csv(tmp_path / "t.csv", index=False)
+    d = Table(path=str(tmp_path / "t.csv"), target="y", time="when").load()
+    for s in d.x:
+        rows = d.index[s].numpy()  # dataset index = row of the file
+        assert np.array_equal(d.extras["time_rank"][s], np.argsort(np.argsort(df["when"].to_numpy()))[rows])
