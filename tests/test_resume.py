@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, run_dirs
 
-ARGS = ("debug=smoke", "variants=[onnx_fp32,prune50_ft]", "monitor=none")
+# the coverage check makes the per-factor stage run: a stage that is never skipped, between the
+# saved deltas and the stress stage the run is killed in (its figures must survive the restore)
+ARGS = ("debug=smoke", "data=synthetic", "variants=[onnx_fp32,prune50_ft]", "monitor=none",
+        "datacheck=[lint,leakage,shift,coverage]")
 TIMEY = ("latency", "throughput", "seconds", "load_s", "build_s", "timing", "wall", "started", "stages", "env",
          "train_s", "_ms", "runner", "peak_mem", "peak_rss", "created", "cache_", "config_hash", "overrides", "sps", "loadavg",
          "basis", "explanation", "requirements", "recommended", "id", "pareto", "plan", "budget")
@@ -71,7 +74,7 @@ def test_killed_during_stress_then_resumed_gives_the_uninterrupted_figures(tmp_p
     (fresh,) = run_dirs(fresh_work)
     a = json.loads((resumed / "summary.json").read_text())
     b = json.loads((fresh / "summary.json").read_text())
-    assert a["stress"] and a["variants"]["prune50_ft"]["stress"]
+    assert a["stress"] and a["variants"]["prune50_ft"]["stress"] and a["factors"]["variants"]["prune50_ft"]
     assert a["run"]["config"].pop("resume") is True and b["run"]["config"].pop("resume") is False
     for s in (a, b):  # two working folders: their own results and cache paths
         s["run"]["config"].pop("paths")

@@ -33,6 +33,8 @@ SKIPPABLE = ("datacheck", "efficiency", "compare", "stress", "monitor", "unlabel
 # progress is saved after these (the stages after the variants): a run that stops earlier, a
 # mistake in the config included, leaves nothing behind
 SAVED_AFTER = SKIPPABLE[1:]
+# stages rerun on resume to rebuild the live models; the saved records go back before any other stage runs
+REBUILT = ("setup", "load_data", "baseline", "plan", "variants")
 KEEP_OUT = {"models", ".hydra", "cli.log", "mlbench.log", ".mlbench-run"}  # not stage outputs
 STATE_VERSION = 1
 
@@ -80,8 +82,9 @@ class Resume:
         return self.state is not None and stage in SKIPPABLE and stage in self.done
 
     def before(self, stage: str, ctx: Any) -> None:
-        """Put the saved records back before the first measurement stage that did not finish."""
-        if not self.restored and stage in SKIPPABLE and stage not in self.done:
+        """Put the saved records back before the first stage that runs again and is not a rebuild
+        (a stage that is never skipped, such as the per-factor accuracies, then adds to them)."""
+        if not self.restored and stage not in REBUILT and not self.skips(stage):
             self.restore(ctx)
 
     def restore(self, ctx: Any) -> None:
