@@ -84,7 +84,8 @@ STAGE_LABELS = {"startup": "start-up (interpreter, imports, config)", "setup": "
                 "compare": "paired deltas", "stress": "stress", "monitor": "monitoring",
                 "unlabelled": "unlabelled data (label-free figures)",
                 "seeds": "seed spread", "factors": "accuracy per operating condition",
-                "partition": "split spread (k folds)", "write": "summary, plots, report"}
+                "partition": "split spread (k folds)", "augmentation": "augmentation effect",
+                "write": "summary, plots, report"}
 STAGE_NOTES = {"efficiency": "timing: batch-1 latency in interleaved rounds, then throughput",
                "compare": "paired bootstrap deltas against the baseline"}
 
@@ -108,6 +109,7 @@ class RunRecord:
     seed_spread: dict[str, Any] | None = None  # seeds
     partition: dict[str, Any] | None = None  # partition: the spread of the metrics over k folds
     factors: dict[str, Any] | None = None  # factors: every variant's accuracy per factor value
+    augment: dict[str, Any] | None = None  # augmentation: the paired effect of train-time augmentation
     plots: list[str] = field(default_factory=list)  # every stage: plots written, relative to the run
     stages: dict[str, Any] = field(default_factory=dict)  # run(): wall seconds per stage
     peak_rss_mb: dict[str, float] = field(default_factory=dict)  # run(): the process's peak RSS after each stage
@@ -119,8 +121,8 @@ class RunRecord:
             out["inputs"] = self.inputs
         if self.warnings:
             out["warnings"] = self.warnings
-        for k in ("plan", "budget", "timing", "bootstrap", "stress", "seed_spread", "partition", "factors", "datacheck",
-                  "monitor", "unlabelled"):
+        for k in ("plan", "budget", "timing", "bootstrap", "stress", "seed_spread", "partition", "factors", "augment",
+                  "datacheck", "monitor", "unlabelled"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
         if self.plots:

@@ -251,6 +251,21 @@ class PartitionConf:
 
 
 @dataclass
+class AugmentConf:
+    """``augment=<preset>`` (conf/augment/): training-data augmentation of the baseline
+    (``mlbench/train/augment.py``); ``augment.compare=true`` also trains it without, same seed,
+    and reports the paired effect of the augmentation."""
+    name: str = "none"
+    modality: str = "any"  # image | tabular | any: the data the preset is for
+    transforms: List[Any] = field(default_factory=list)  # images, per training item: torchvision.transforms.v2
+    mix: Optional[str] = None  # images, per batch: mixup | cutmix | both
+    mix_alpha: float = 1.0
+    feature_noise: float = 0.0  # tables: N(0, s^2) per training item, s in train-std units
+    oversample: Any = None  # tables: an imbalanced-learn sampler (SMOTE), once before training
+    compare: bool = False  # also train without augmentation and report the paired effect
+
+
+@dataclass
 class UnlabelledConf:
     """``data.unlabelled``'s figures: the shift detectors run on it (presets or ``_target_``
     mappings, as in ``monitor.detectors``) and their significance level."""
@@ -274,6 +289,7 @@ class RootConf:
     data: Any = MISSING
     model: Any = MISSING
     train: TrainConf = field(default_factory=TrainConf)
+    augment: AugmentConf = field(default_factory=AugmentConf)  # training-data augmentation (augment=...)
     calibrate: Any = None
     # Any (not VariantConf) so that a variant can be added on the command line
     # (+variants.mine={passes: [...]}); keys are checked against VariantConf at set-up.

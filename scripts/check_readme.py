@@ -33,6 +33,8 @@ for _pkg in ("timm", "torchvision"):  # optional zoo packages: their commands ru
         __import__(_pkg)
     except Exception:
         SKIP.append((f"model={_pkg}", f"{_pkg} is not installed (or does not match this torch build)"))
+        if _pkg == "torchvision":  # image augmentation: torchvision.transforms.v2
+            SKIP.append(("augment=image_", "torchvision is not installed (or does not match this torch build)"))
 EXPECTED_ERROR = {"paths.data_root=/datasets": "the dataset is absent here on purpose"}
 
 

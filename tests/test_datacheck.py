@@ -196,6 +196,38 @@ def test_leakage_finds_exactly_the_planted_cross_split_duplicates(tmp_path):
     assert int(d.index["val"][0]) in near.items
 
 
+def _partition_ctx(data, tmp_path, strategy):
+    features, space = feature_source(data, None, torch.device("cpu"))
+    return CheckContext(data, features, space, 0, torch.device("cpu"), tmp_path, None, strategy)
+
+
+def test_leakage_reads_the_partition_strategy(tmp_path):
+    """Planted: 3 group values in both train and test, 2 exact repeats inside train, 4 test items
+    earlier than the latest train item. What counts as a leak depends on the strategy: the group
+    column is a unit only for a group split, time only for a time split."""
+    d = Synthetic(n=600, dims=4).load()
+    gt, ge = torch.arange(len(d.y["train"])), 10_000 + torch.arange(len(d.y["test"]))
+    ge[:3] = gt[:3]
+    d.group = {"train": gt, "val": 20_000 + torch.arange(len(d.y["val"])),
+               "calib": 30_000 + torch.arange(len(d.y["calib"])), "test": ge}
+    d.x["train"][1] = d.x["train"][0]
+    d.x["train"][3] = d.x["train"][2]
+    rank = {s: 1000 + torch.arange(len(d.y[s])).numpy() for s in ("train", "val", "calib", "test")}
+    rank["test"] = rank["test"] + len(d.y["train"])
+    rank["test"][:4] = 0
+    d.extras = {**(d.extras or {}), "time_rank": rank}
+    plain = Leakage().run(_partition_ctx(d, tmp_path, "none"))
+    assert "partition" not in plain.section and "groups_shared" not in plain.figures
+    grouped = Leakage().run(_partition_ctx(d, tmp_path, "group"))
+    assert grouped.figures["groups_shared"] == 3 and grouped.figures["pool_duplicates"] == 2
+    assert grouped.section["partition"]["groups_shared_with_train"] == {"val": 0, "calib": 0, "test": 3}
+    assert any(f.severity == "fail" and f.split == "test" and f.count == 3 for f in grouped.findings)
+    assert "time_leaks" not in grouped.figures
+    timed = Leakage().run(_partition_ctx(d, tmp_path, "time"))
+    assert timed.figures["time_leaks"] == 4 and "groups_shared" not in timed.figures
+    assert any("earlier than the latest training item" in f.message for f in timed.findings)
+
+
 def test_near_duplicates_in_a_large_split_are_estimated_from_a_sample(tmp_path):
     """Planted: 600 of 4,000 test items are copies of train items nudged by 1e-4. Checking a
     seeded sample of 1,000 finds about 150 and the interval for the total covers 600; checking

@@ -32,6 +32,11 @@ from mlbench.analysis.compare_out import (
 from mlbench.analysis.history import history
 from mlbench.cycle.report import cycle_rows, print_cycle_rows, write_cycle_rows
 from mlbench.errors import MlbenchError
+from mlbench.evaluate.augmentation import (
+    augment_rows,
+    print_augment_rows,
+    write_augment_rows,
+)
 from mlbench.evaluate.partition import (
     partition_rows,
     print_partition_rows,
@@ -188,6 +193,7 @@ def compare(paths: list[Path], out: Path | None = None, metrics: list[str] | Non
     title = "mlbench compare · " + ", ".join(p.name for p in paths)
     cycles = cycle_rows(runs, _labels(runs, paths))
     spreads = partition_rows(runs, _labels(runs, paths))
+    augments = augment_rows(runs, _labels(runs, paths))
     if not quiet:
         if rows or not cycles:
             print_rows(rows, metrics, title)
@@ -196,12 +202,16 @@ def compare(paths: list[Path], out: Path | None = None, metrics: list[str] | Non
             print_cycle_rows(cycles)
         if spreads:
             print_partition_rows(spreads)
+        if augments:
+            print_augment_rows(augments)
     out = out or results_root() / "compare" / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     files = write_outputs(rows, changes, metrics, out, title)
     if cycles:
         files += write_cycle_rows(cycles, out)
     if spreads:
         files += write_partition_rows(spreads, out)
+    if augments:
+        files += write_augment_rows(augments, out)
     if not quiet:
         console.print("wrote " + ", ".join(str(f) for f in files))
     return files

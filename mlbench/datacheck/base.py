@@ -72,6 +72,7 @@ class CheckContext:
     device: torch.device
     plots_dir: Path
     accuracy_target: float | None = None  # the strictest absolute accuracy requirement, if any
+    partition: str = "none"  # the run's partition.strategy: what the group and time columns mean for leakage
 
     def inputs(self, split: str) -> np.ndarray:
         """Inputs flattened to (n, features), float64."""

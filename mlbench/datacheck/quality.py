@@ -220,4 +220,45 @@ class Leakage(Check):
                                                                "evaluation split (group leakage)", len(shared)))
         else:
             out.section["group_leakage"] = "skipped: the dataset has no id column"
+        if ctx.partition != "none":
+            self._partition(ctx, out)
         return out
+
+    def _partition(self, ctx: CheckContext, out: CheckResult) -> None:
+        """What the partition strategy says a leak is. Every strategy cuts folds from the pool of
+        the train and test splits: exact duplicates inside that pool can land on both sides of a
+        fold. ``group``: the group column is the unit of independence (a patient, a site), so the
+        run's own split must not share a group between train and an evaluation split (the folds
+        never do). ``time``: an evaluation item earlier than the latest training item is a look
+        into the future."""
+        d, strategy = ctx.data, ctx.partition
+        pool = _row_hashes(d.x["train"]) + _row_hashes(d.x["test"])
+        dup = len(pool) - len(set(pool))
+        info = {"strategy": strategy, "pool_duplicates": dup}
+        out.figures["pool_duplicates"] = dup
+        if dup:
+            out.findings.append(Finding(self.name, "warn", f"{dup} items of the train+test pool the {strategy} folds "
+                                                           "are cut from repeat another exactly (they can fall on "
+                                                           "both sides of a fold)", dup))
+        if strategy == "group" and d.group is not None:
+            train = set(d.group["train"].tolist())
+            shared = {s: len(train & set(d.group[s].tolist())) for s in ("val", "calib", "test")}
+            info["groups_shared_with_train"] = shared
+            out.figures["groups_shared"] = sum(shared.values())
+            for s, n in shared.items():
+                if n:
+                    out.findings.append(Finding(self.name, "fail", f"{n} groups of {d.meta.group_name or 'group'} are in "
+                                                                   f"train and in {s} (partition.strategy=group: a group "
+                                                                   "is one unit; its folds keep groups apart)", n,
+                                                split=s))
+        rank = (d.extras or {}).get("time_rank")
+        if strategy == "time" and rank is not None:
+            latest = int(rank["train"].max())
+            later = {s: int((rank[s] < latest).sum()) for s in ("val", "calib", "test")}
+            info["earlier_than_latest_train"] = later
+            out.figures["time_leaks"] = later["test"]
+            if later["test"]:
+                out.findings.append(Finding(self.name, "fail", f"{later['test']} test items are earlier than the latest "
+                                                               "training item (partition.strategy=time: each fold tests "
+                                                               "on later rows only)", later["test"], split="test"))
+        out.section["partition"] = info

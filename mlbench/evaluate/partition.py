@@ -225,10 +225,5 @@ def print_partition_rows(rows: list[dict[str, Any]]) -> None:
 
 def write_partition_rows(rows: list[dict[str, Any]], out: Any) -> list[Any]:
     """partition.csv of ``mlbench compare``."""
-    import csv
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "partition.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return [out / "partition.csv"]
+    from mlbench.analysis.compare_out import write_rows
+    return write_rows(rows, out, "partition")

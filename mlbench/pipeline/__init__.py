@@ -26,6 +26,7 @@ from mlbench.analysis.report import write_datacheck_report
 from mlbench.components import instantiate_checked
 from mlbench.data.base import ALLOW_NONFINITE
 from mlbench.errors import MlbenchError
+from mlbench.evaluate.augmentation import augmentation
 from mlbench.evaluate.factors import factors
 from mlbench.evaluate.partition import partition
 from mlbench.monitor.unlabelled import unlabelled
@@ -52,7 +53,8 @@ __all__ = ["RunContext", "MIN_TEST_ITEMS", "STAGES", "MONITOR_STAGES", "setup", 
            "run_monitor_command", "run_datacheck", "timed_stages"]
 
 STAGES: list[Callable[[RunContext], None]] = [setup, load_data, baseline, plan, datacheck, variants, efficiency,
-                                              compare, factors, stress, monitor, unlabelled, seeds, partition]
+                                              compare, factors, stress, augmentation, monitor, unlabelled, seeds,
+                                              partition]
 MONITOR_STAGES = [setup, load_data, baseline, variants, compare, monitor, unlabelled]  # `mlbench monitor`
 
 

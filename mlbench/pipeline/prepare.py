@@ -25,6 +25,7 @@ from mlbench.env import (
     seed_everything,
     set_threads,
 )
+from mlbench.evaluate.augmentation import plain_spec
 from mlbench.evaluate.extra import check as check_metrics
 from mlbench.evaluate.extra import register as register_metrics
 from mlbench.evaluate.partition import from_config as partition_from
@@ -33,7 +34,7 @@ from mlbench.models import count_params
 from mlbench.named import import_plugins
 from mlbench.pipeline.context import MIN_TEST_ITEMS, RunContext, RunSetup
 from mlbench.progress import console
-from mlbench.train import save_weights
+from mlbench.train import augment, save_weights
 from mlbench.train.baseline import NOT_TRAINED, check_start, train_baseline
 from mlbench.values import check_values
 
@@ -87,7 +88,9 @@ def load_data(ctx: RunContext) -> None:
             ctx.stressors.remove(st)
     if ctx.checks:
         ctx.checks, ctx.check_skipped = select_checks(ctx.checks, ctx.data)
-    partition_from(ctx.cfg).check(ctx.data, not getattr(ctx.model_factory, "onnx_only", False))  # one line now
+    trainable = not getattr(ctx.model_factory, "onnx_only", False)
+    partition_from(ctx.cfg).check(ctx.data, trainable)  # one line now
+    augment.check(ctx.cfg, ctx.data.meta, ctx.data.y["train"].bincount().numpy(), trainable)
     if ctx.monitor is not None:
         ctx.monitor.prepare(sizes["test"], ctx.data.group is not None)
     if sizes["test"] < MIN_TEST_ITEMS:
@@ -129,6 +132,8 @@ def baseline(ctx: RunContext) -> None:
         verb = ("loaded from cache" if info["cache_hit"] else f"trained in {info['train_s']:.1f} s") \
             + f", best epoch {info['best_epoch']}"
     console.print(f"[bold]baseline[/] {name} {verb} (id {key})")
+    if ctx.cfg.augment.compare:  # the same recipe without augmentation joins the variants
+        ctx.specs.insert(0, plain_spec(ctx))
 
 
 # --------------------------------------------------------------------------- datacheck
@@ -148,7 +153,7 @@ def datacheck(ctx: RunContext) -> None:
     model = ctx.baseline.model if ctx.baseline is not None else None
     features, space = feature_source(ctx.data, model, ctx.device)
     cctx = CheckContext(ctx.data, features, space, ctx.cfg.seed, ctx.device, ctx.run_dir / "plots",
-                        accuracy_target(ctx.cfg))
+                        accuracy_target(ctx.cfg), partition_from(ctx.cfg).strategy)
     section = run_checks(ctx.checks, cctx, ctx.check_skipped, ctx.run_dir)
     ctx.run.plots += section.pop("plots")
     ctx.run.datacheck = section

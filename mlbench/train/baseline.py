@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlbench.data import DataBundle
 from mlbench.env import TORCH_DEFAULT_THREADS, seed_everything
 from mlbench.errors import MlbenchError
+from mlbench.train import augment
 from mlbench.train.cache import BaselineCache, content_hash
 from mlbench.train.fit import fit
 
@@ -74,6 +75,7 @@ def baseline_key(cfg: DictConfig, device: torch.device, seed: int, data_hash: st
               "train": train_recipe(cfg),
               "seed": seed, "device": device.type, "mlbench_cache": 1,
               **({"weights_content": weights} if weights else {}),
+              **({"augment": augment.recipe(cfg)} if augment.active(cfg) else {}),
               "train_threads": (cfg.train.get("threads", 0) or TORCH_DEFAULT_THREADS) if device.type == "cpu" else None}
     return content_hash(recipe)
 
@@ -91,7 +93,8 @@ def train_baseline(cfg: DictConfig, data: DataBundle, data_hash: str,
 
     def train(m: torch.nn.Module) -> dict:
         res = fit(m, data.x["train"], data.y["train"], data.x["val"], data.y["val"], epochs=cfg.train.epochs,
-                  seed=seed, desc=f"train {type(m).__name__}", **fit_kwargs(cfg, device))
+                  seed=seed, desc=f"train {type(m).__name__}", augment=augment.build(cfg, data.meta),
+                  **fit_kwargs(cfg, device))
         return {"best_epoch": res.best_epoch, "best_val_loss": res.best_val_loss, "train_s": res.train_s,
                 "train_samples_per_s": res.samples_per_s, "history": res.history}
 
@@ -99,4 +102,6 @@ def train_baseline(cfg: DictConfig, data: DataBundle, data_hash: str,
     info, hit = cache.load_or_train(key, model, train, recipe={"seed": seed})
     info = {k: v for k, v in info.items() if k != "recipe"}
     info["cache_hit"] = hit
+    if augment.active(cfg):
+        info["augment"] = {"name": str(cfg.augment.get("name", "custom")), **augment.recipe(cfg)}
     return model.cpu().eval(), info, key

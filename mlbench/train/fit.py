@@ -10,6 +10,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -17,6 +18,9 @@ from torch import nn
 from mlbench.env import TORCH_DEFAULT_THREADS, torch_threads
 from mlbench.errors import MlbenchError
 from mlbench.progress import progress
+
+if TYPE_CHECKING:
+    from mlbench.train.augment import Augmenter
 
 ON_DEVICE_FRACTION = 0.25  # keep data on a GPU when it needs under this share of free memory
 
@@ -80,6 +84,7 @@ def fit(
     post_step: Callable[[nn.Module], None] | None = None,
     desc: str = "train",
     threads: int = 0,
+    augment: Augmenter | None = None,
 ) -> FitResult:
     """Train ``model`` in place with early stopping on validation loss.
 
@@ -89,17 +94,18 @@ def fit(
     stopping. The best weights (lowest val loss) are restored at the end.
     ``post_step`` runs after every optimizer step (fine-tuning uses it to keep
     pruned weights at zero). ``threads``: torch intra-op threads while training (0: the
-    machine's physical cores; the trained weights depend on this number).
+    machine's physical cores; the trained weights depend on this number). ``augment``: a
+    :class:`mlbench.train.augment.Augmenter` (its ``resample`` once, then every batch through it).
     """
     with torch_threads(threads or TORCH_DEFAULT_THREADS):
         return _fit(model, x_train, y_train, x_val, y_val, epochs=epochs, batch_size=batch_size,
                     optimizer=optimizer, scheduler=scheduler, patience=patience,
                     label_smoothing=label_smoothing, amp=amp, channels_last=channels_last,
-                    device=device, seed=seed, post_step=post_step, desc=desc)
+                    device=device, seed=seed, post_step=post_step, desc=desc, augment=augment)
 
 
 def _fit(model, x_train, y_train, x_val, y_val, *, epochs, batch_size, optimizer, scheduler,
-         patience, label_smoothing, amp, channels_last, device, seed, post_step, desc) -> FitResult:
+         patience, label_smoothing, amp, channels_last, device, seed, post_step, desc, augment) -> FitResult:
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if device.type == "cuda" else None
     channels_last = channels_last and device.type == "cuda"
     model.to(device)
@@ -108,6 +114,8 @@ def _fit(model, x_train, y_train, x_val, y_val, *, epochs, batch_size, optimizer
     opt = optimizer(model.parameters())
     sched = scheduler(opt) if scheduler is not None else None
     scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
+    if augment is not None:
+        x_train, y_train = augment.resample(x_train, y_train, seed)
     nbytes = x_train.element_size() * x_train.numel()
     if _fits_on(device, nbytes):
         x_train, y_train = _prep(x_train, device, channels_last), y_train.to(device)
@@ -131,6 +139,8 @@ def _fit(model, x_train, y_train, x_val, y_val, *, epochs, batch_size, optimizer
                     continue
                 xb = _prep(x_train[idx], device, channels_last)
                 yb = y_train[idx].to(device, non_blocking=True)
+                if augment is not None:  # targets may become soft labels (MixUp/CutMix)
+                    xb, yb = augment(xb, yb)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     loss = loss_fn(model(xb), yb)
                 opt.zero_grad(set_to_none=True)
