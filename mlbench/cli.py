@@ -103,9 +103,21 @@ def _datacheck(cfg: DictConfig) -> None:
             sys.exit(3)
 
 
+def _select(cfg: DictConfig) -> None:
+    # imported here, not at the top: `mlbench --help` and config errors need none of torch
+    from mlbench.progress import console
+    from mlbench.select import print_select, run_select_command
+    summary, run_dir = guarded(run_select_command, cfg)
+    print_select(summary)
+    console.print(f"run directory: [bold]{run_dir}[/]")
+    if summary["select"]["recommended"] is None and cfg.requirements.fail_if_none:
+        sys.exit(3)
+
+
 # the subcommands Hydra composes a config for, and those with their own parser (module with
 # main(argv) -> exit status); their words for --help are preflight.SUBCOMMANDS
-HYDRA_COMMANDS: dict[str, Callable[[DictConfig], Any]] = {"monitor": _monitor, "cycle": _cycle, "datacheck": _datacheck}
+HYDRA_COMMANDS: dict[str, Callable[[DictConfig], Any]] = {"monitor": _monitor, "cycle": _cycle, "datacheck": _datacheck,
+                                                          "select": _select}
 PLAIN_COMMANDS = {"compare": "mlbench.analysis.compare", "examples": "mlbench.examples"}
 
 

@@ -19,6 +19,7 @@ SUBCOMMANDS = [("(none)", "a run: baseline, variants, timing, stress, data check
                ("datacheck", "the data checks alone"),
                ("monitor", "the baseline, the variants and the monitoring stage"),
                ("cycle", "the update cycle: a simulated deployment over a drifting stream"),
+               ("select", "model selection: candidate models, learning curves, capacity vs data complexity"),
                ("examples", "write sample user inputs (image folders, a table, a model and its weights)")]
 
 

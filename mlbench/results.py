@@ -225,3 +225,13 @@ def results_root() -> Path:
     """Where runs go unless the command line says otherwise: ``$MLBENCH_RESULTS`` or ``results``
     (``conf/paths/default.yaml`` says the same to Hydra)."""
     return Path(os.environ.get("MLBENCH_RESULTS") or "results")
+
+
+def write_rows(rows: list[dict], out: Path, name: str) -> list[Path]:
+    """``out/<name>.csv``: one row per dict, the first row's keys as columns."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"{name}.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return [out / f"{name}.csv"]

@@ -299,6 +299,7 @@ class RootConf:
     datacheck: Any = None
     monitor: Any = None
     cycle: Any = None  # read by `mlbench cycle` only
+    select: Any = None  # read by `mlbench select` only (conf/select/default.yaml)
     tracking: Any = None  # tracking=mlflow: an experiment tracker (mlbench.tracking.MlflowTracker)
     requirements: RequirementsConf = field(default_factory=RequirementsConf)
     metrics: MetricsConf = field(default_factory=MetricsConf)

@@ -178,7 +178,7 @@ def test_the_config_vocabulary_is_the_table():
     for spec in registry.METRICS.values():
         assert spec.source in (registry.PREDICTIONS, registry.TRAIN, registry.GROUPS, registry.COMPARISON,
                                registry.EFFICIENCY, registry.MODEL, registry.STRESS, registry.MONITOR,
-                               registry.FACTORS), spec.name
+                               registry.FACTORS, registry.SELECT), spec.name
         assert (spec.fn is not None) == (spec.source == registry.PREDICTIONS), spec.name
 
 
@@ -227,6 +227,7 @@ def test_measured_metrics_match_independent_computations(smoke_run):
     # a new metric without a check fails this test
     checked |= {"worst_group_accuracy", "demographic_parity_difference", "equalized_odds_difference"}
     checked |= {"min_factor_accuracy"}  # recomputed from the predictions in tests/test_coverage.py
+    checked |= {"flops", "val_accuracy", "train_val_gap"}  # mlbench select's: tests/test_select.py
     measured = set(registry.METRICS) - set(registry.names(source=registry.PREDICTIONS))
     assert measured <= checked, f"no check for {sorted(measured - checked)}"
 

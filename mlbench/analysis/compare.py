@@ -45,6 +45,7 @@ from mlbench.evaluate.partition import (
 from mlbench.evaluate.registry import COMPARE, check_names, names
 from mlbench.progress import console, err_console
 from mlbench.results import read_predictions, read_summary, results_root
+from mlbench.select.report import print_select_rows, select_rows, write_select_rows
 from mlbench.version import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -194,8 +195,9 @@ def compare(paths: list[Path], out: Path | None = None, metrics: list[str] | Non
     cycles = cycle_rows(runs, _labels(runs, paths))
     spreads = partition_rows(runs, _labels(runs, paths))
     augments = augment_rows(runs, _labels(runs, paths))
+    selects = select_rows(runs, _labels(runs, paths))
     if not quiet:
-        if rows or not cycles:
+        if rows or not (cycles or selects):
             print_rows(rows, metrics, title)
             print_changes(changes)
         if cycles:
@@ -204,6 +206,8 @@ def compare(paths: list[Path], out: Path | None = None, metrics: list[str] | Non
             print_partition_rows(spreads)
         if augments:
             print_augment_rows(augments)
+        if selects:
+            print_select_rows(selects)
     out = out or results_root() / "compare" / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     files = write_outputs(rows, changes, metrics, out, title)
     if cycles:
@@ -212,6 +216,8 @@ def compare(paths: list[Path], out: Path | None = None, metrics: list[str] | Non
         files += write_partition_rows(spreads, out)
     if augments:
         files += write_augment_rows(augments, out)
+    if selects:
+        files += write_select_rows(selects, out)
     if not quiet:
         console.print("wrote " + ", ".join(str(f) for f in files))
     return files

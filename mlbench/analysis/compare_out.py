@@ -15,16 +15,6 @@ from mlbench.progress import console
 from mlbench.schema import AnalysisConf
 
 
-def write_rows(rows: list[dict], out: Path, name: str) -> list[Path]:
-    """``out/<name>.csv``: one row per dict, the first row's keys as columns."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / f"{name}.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return [out / f"{name}.csv"]
-
-
 def run_overrides(d: Path) -> list[str]:
     """The command-line overrides a run folder records (Hydra's and paths aside)."""
     ov = d / ".hydra" / "overrides.yaml"

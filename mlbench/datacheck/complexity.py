@@ -4,12 +4,13 @@ dimension), and sufficiency (a learning curve fitted to a power law)."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import curve_fit
+from scipy.optimize import OptimizeWarning, curve_fit
 from sklearn.preprocessing import StandardScaler
 
 from mlbench.data import SPLITS
@@ -149,15 +150,8 @@ class Sufficiency(Check):
             clf = proxy_model(ctx.seed).fit(scaler.transform(xtr[idx]), ytr[idx])
             wrong.append(clf.predict(scaler.transform(xte)) != yte)
             sizes.append(len(idx))
-        n, w = np.asarray(sizes, float), np.asarray(wrong, float)
-        err = w.mean(1)
-        fit = _fit(n, err)
-        boot = []
-        for _ in range(self.resamples):
-            i = rng.integers(0, len(yte), len(yte))
-            p = _fit(n, w[:, i].mean(1))
-            if p is not None:
-                boot.append(p)
+        curve = learning_curve(sizes, wrong, self.resamples, rng)
+        n, err, fit, boot = curve["n"], curve["error"], curve["fit"], curve["boot"]
         out.section = {"sizes": sizes, "error": err.tolist(), "model": "logistic regression proxy",
                        "fit": None if fit is None else dict(zip("abc", fit)),
                        "form": "err(n) = a * n^(-b) + c"}
@@ -178,19 +172,40 @@ class Sufficiency(Check):
             else:
                 msg = f"the fitted curve levels off at error {fit[2]:.3f}: accuracy {target:g} is out of its reach"
             out.findings.append(Finding(self.name, "info", msg))
-        band = None
-        if boot:
-            grid = np.geomspace(n.min(), n.max() * 4, 50)
-            curves = np.stack([power_law(grid, *p) for p in boot])
-            band = (grid, np.quantile(curves, 0.025, 0), np.quantile(curves, 0.975, 0))
-        out.plots.append(sufficiency_plot(n, err, fit, band, target, ctx.plots_dir / "sufficiency.png"))
+        out.plots.append(sufficiency_plot(n, err, fit, curve["band"], target, ctx.plots_dir / "sufficiency.png"))
         return out
+
+
+def learning_curve(sizes: Sequence[int], wrong: Sequence[np.ndarray], resamples: int,
+                   rng: np.random.Generator, extend: float = 4.0) -> dict[str, Any]:
+    """A learning curve from per-size test outcomes: ``wrong[i]`` marks the test items a model
+    trained on ``sizes[i]`` items got wrong (the same test items for every size). The error per
+    size, err(n) = a·n^(−b) + c fitted by least squares (None when it does not converge), the
+    fits of ``resamples`` bootstrap resamples of the test items, and a 95 % band of the fitted
+    curve over n from the smallest size to ``extend`` × the largest."""
+    n, w = np.asarray(sizes, float), np.asarray(wrong, float)
+    err = w.mean(1)
+    fit = _fit(n, err)
+    boot = []
+    for _ in range(resamples):
+        i = rng.integers(0, w.shape[1], w.shape[1])
+        p = _fit(n, w[:, i].mean(1))
+        if p is not None:
+            boot.append(p)
+    band = None
+    if boot:
+        grid = np.geomspace(n.min(), n.max() * extend, 50)
+        curves = np.stack([power_law(grid, *p) for p in boot])
+        band = (grid, np.quantile(curves, 0.025, 0), np.quantile(curves, 0.975, 0))
+    return {"n": n, "error": err, "fit": fit, "boot": boot, "band": band}
 
 
 def _fit(n: np.ndarray, err: np.ndarray) -> tuple[float, float, float] | None:
     try:
-        p, _ = curve_fit(power_law, n, err, p0=(1.0, 0.5, max(float(err.min()) / 2, 1e-4)),
-                         bounds=([0, 0, 0], [np.inf, 3, 1]), maxfev=5000)
+        with warnings.catch_warnings():  # few sizes: the parameter covariance is often not estimable (not used)
+            warnings.simplefilter("ignore", OptimizeWarning)
+            p, _ = curve_fit(power_law, n, err, p0=(1.0, 0.5, max(float(err.min()) / 2, 1e-4)),
+                             bounds=([0, 0, 0], [np.inf, 3, 1]), maxfev=5000)
         return float(p[0]), float(p[1]), float(p[2])
     except (RuntimeError, ValueError):
         return None

@@ -215,5 +215,5 @@ def print_augment_rows(rows: list[dict[str, Any]]) -> None:
 
 def write_augment_rows(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     """augment.csv of ``mlbench compare``."""
-    from mlbench.analysis.compare_out import write_rows
+    from mlbench.results import write_rows
     return write_rows(rows, out, "augment")

@@ -225,5 +225,5 @@ def print_partition_rows(rows: list[dict[str, Any]]) -> None:
 
 def write_partition_rows(rows: list[dict[str, Any]], out: Any) -> list[Any]:
     """partition.csv of ``mlbench compare``."""
-    from mlbench.analysis.compare_out import write_rows
+    from mlbench.results import write_rows
     return write_rows(rows, out, "partition")

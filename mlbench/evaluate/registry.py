@@ -30,6 +30,7 @@ EFFICIENCY = "efficiency"    # timed (latency, throughput, memory)
 MODEL = "model"              # facts of the artifact (size, parameters)
 STRESS = "stress"            # summaries of the stress stage
 MONITOR = "monitor"          # the monitoring stage
+SELECT = "select"            # candidates of mlbench select only
 
 # which tables show it ("tags")
 CALIBRATION = "calibration"  # the calibration-view table (one row per view)
@@ -130,6 +131,12 @@ METRICS: dict[str, MetricSpec] = {s.name: s for s in [
     MetricSpec("params", False, MODEL, "parameters of the model (of its torch source for ONNX)", digits=0,
                tags=(HISTORY,), section="efficiency"),
     MetricSpec("nonzero_params", False, MODEL, "parameters that are not zero", digits=0, section="efficiency"),
+    MetricSpec("flops", False, SELECT, "FLOPs of one forward pass on one item (torch.utils.flop_counter; "
+               "mlbench select's candidates)", digits=0, section="efficiency"),
+    MetricSpec("val_accuracy", True, SELECT, "accuracy on the validation split (mlbench select's candidates)",
+               bounds=(0.0, 1.0)),
+    MetricSpec("train_val_gap", False, SELECT, "train accuracy minus validation accuracy (mlbench select's "
+               "candidates)", bounds=(-1.0, 1.0)),
     MetricSpec("mean_corruption_accuracy", True, STRESS, "mean accuracy over the corruptions and severities run",
                tags=(HISTORY,), section="robustness", bounds=(0.0, 1.0)),
     MetricSpec("mean_corruption_error", False, STRESS,

@@ -10,7 +10,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,9 +18,6 @@ from torch import nn
 from mlbench.env import TORCH_DEFAULT_THREADS, torch_threads
 from mlbench.errors import MlbenchError
 from mlbench.progress import progress
-
-if TYPE_CHECKING:
-    from mlbench.train.augment import Augmenter
 
 ON_DEVICE_FRACTION = 0.25  # keep data on a GPU when it needs under this share of free memory
 
@@ -84,7 +81,7 @@ def fit(
     post_step: Callable[[nn.Module], None] | None = None,
     desc: str = "train",
     threads: int = 0,
-    augment: Augmenter | None = None,
+    augment: Any = None,
 ) -> FitResult:
     """Train ``model`` in place with early stopping on validation loss.
 
