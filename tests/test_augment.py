@@ -24,7 +24,7 @@ def _planted(path, n=4000, seed=0):
     y = rng.integers(0, 2, n)
     s, z = 2.0 * y - 1, rng.standard_normal(n)
     x = np.column_stack([z + 0.05 * s, z - 0.05 * s, s + rng.standard_normal(n)]).astype(np.float32)
-    np.savez(path, x=x, y=y)
+    np.savez(path, x=x, y=y, group=rng.integers(0, 2, n))
     return path
 
 
@@ -47,6 +47,14 @@ def test_train_time_noise_buys_robustness_to_test_time_noise(run_stages, tmp_pat
         acc = plain["stress"]["feature_noise"]["severities"][sev]["accuracy"]
         assert r["plain"] == pytest.approx(acc)
     assert rows["accuracy"]["ci_high"] < 0  # and it costs clean accuracy: the trade-off is shown, not hidden
+    groups = [r for r in s["augment"]["rows"] if r["kind"] == "group"]
+    g, y = ctx.data.group["test"], ctx.data.y["test"]
+    pa, pp = (ctx.live[v].evaluation.probs.argmax(1) for v in ("baseline", "no_augment"))
+    assert len(groups) == 2
+    for k, r in enumerate(groups):  # per group: the accuracy difference on that group's items
+        m = g == k
+        want = float((pa[m] == y[m]).float().mean() - (pp[m] == y[m]).float().mean())
+        assert r["effect"] == pytest.approx(want, abs=1e-6) and r["ci_low"] <= r["effect"] <= r["ci_high"]
     assert s["baseline_training"]["augment"]["feature_noise"] == 0.5
     assert s["variants"]["no_augment"]["lineage"]["passes"][0]["pass"] == "train_without_augmentation"
     report = (tmp_path / "run" / "report.md").read_text()

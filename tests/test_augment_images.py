@@ -30,6 +30,15 @@ def test_item_transforms_are_drawn_per_item_and_seeded(make_cfg):
     assert torch.equal(aug(x, torch.arange(16) % 10)[0], a)
 
 
+def test_the_natural_preset_crops_to_the_datas_own_size(make_cfg):
+    aug = augment.build(make_cfg("augment=image_natural"), _meta())
+    assert list(aug.transforms[0].size) == [8, 8] and aug.transforms[0].padding == [4, 4, 4, 4]
+    torch.manual_seed(0)
+    x = torch.rand(64, 1, 8, 8)
+    a, _ = aug(x, torch.zeros(64, dtype=torch.long))
+    assert a.shape == x.shape and (a == 0).any()  # shifted in from the zero padding
+
+
 def test_mixup_and_cutmix_give_soft_labels_that_sum_to_one(make_cfg):
     aug = augment.build(make_cfg("augment=image_mix"), _meta())
     torch.manual_seed(0)

@@ -118,6 +118,14 @@ class Augmenter:
         return xb, yb
 
 
+def _sized(node: Any, meta: DataMeta) -> Any:
+    """A transform's ``size: auto`` (v2.RandomCrop, v2.RandomResizedCrop) becomes the data's
+    (height, width), so one preset fits every image size."""
+    if node.get("size") == "auto":
+        node = OmegaConf.merge(node, {"size": list(meta.input_shape[-2:])})
+    return node
+
+
 def build(cfg: DictConfig, meta: DataMeta) -> Augmenter | None:
     """The augmenter of ``cfg.augment`` for data described by ``meta`` (None when off); one error
     line for a preset made for the other modality or an unknown option."""
@@ -145,7 +153,7 @@ def build(cfg: DictConfig, meta: DataMeta) -> Augmenter | None:
     from mlbench.components import instantiate_checked
     if a.get("transforms"):
         _torchvision_v2()  # the install hint, not Hydra's import error
-    transforms = [instantiate_checked(t, "augment.transforms") for t in (a.get("transforms") or [])]
+    transforms = [instantiate_checked(_sized(t, meta), "augment.transforms") for t in (a.get("transforms") or [])]
     oversample = instantiate_checked(a.oversample, "augment.oversample") if a.get("oversample") else None
     if oversample is not None and not hasattr(oversample, "fit_resample"):
         raise MlbenchError(f"augment.oversample: {type(oversample).__name__} has no fit_resample (use an "
