@@ -265,3 +265,22 @@ def test_a_large_test_split_is_monitored_on_a_seeded_sample():
     assert light(max_items=100000).sample(d) is d
     with pytest.raises(MlbenchError, match="max_items"):
         light(max_items=1)
+
+
+def test_windows_of_a_float32_pool_give_the_float64_pools_figures():
+    """Pools keep inputs and embeddings in float32 (half the memory); windows are taken as
+    float64, so every detector's figures equal those on a float64 pool."""
+    view, _ = _world(n=1200, seed=3, shift=0.4)
+    ref, _ = _world(n=800, seed=4)
+    as32 = View(view.inputs.astype(np.float32), view.embeddings.astype(np.float32), view.probs)
+    exact = View(as32.inputs.astype(np.float64), as32.embeddings.astype(np.float64), view.probs)
+    idx = np.random.default_rng(0).permutation(1200)[:300]
+    w32, w64 = as32.take(idx), exact.take(idx)
+    assert w32.inputs.dtype == np.float64 and np.array_equal(w32.inputs, w64.inputs)
+    assert np.array_equal(w32.take(np.arange(10)).inputs, w64.inputs[:10])  # a window of a window
+    ref32 = View(ref.inputs.astype(np.float32), ref.embeddings.astype(np.float32), ref.probs)
+    ref64 = View(ref32.inputs.astype(np.float64), ref32.embeddings.astype(np.float64), ref.probs)
+    for make in (lambda: FeatureKS("inputs"), lambda: FeatureKS("embeddings"),
+                 lambda: MMD("embeddings", permutations=50), lambda: DomainClassifier("inputs")):
+        a, b = make().fit(ref32).test(w32), make().fit(ref64).test(w64)
+        assert a == b, (a, b)

@@ -153,3 +153,16 @@ def test_a_million_item_path_gives_the_same_numbers_block_by_block(monkeypatch):
     whole, _ = st.pair_columns(pb, pv, y, group)
     assert torch.equal(blocked, whole)
     assert torch.allclose(st._sum64(blocked), whole.double().sum(0, keepdim=True), rtol=1e-12, atol=1e-9)
+
+
+def test_resample_counts_drawn_a_block_of_rows_at_a_time_equal_one_draw(monkeypatch):
+    """The CPU generator fills in order: counts drawn in row blocks (to bound the index matrix's
+    memory) are the counts of one (b, n) draw, so every bootstrap figure is unchanged."""
+    from mlbench.evaluate import stats
+    n, b = 997, 64
+    g = torch.Generator().manual_seed(5)
+    idx = torch.randint(0, n, (b, n), generator=g)
+    one_draw = torch.zeros(b, n).scatter_add_(1, idx, torch.ones(1).expand(b, n))
+    monkeypatch.setattr(stats, "_INDEX_BLOCK_BYTES", 8 * n * 5)  # blocks of 5 rows: 13 of them
+    blocked = stats.resample_weights(n, b, torch.Generator().manual_seed(5), torch.device("cpu"))
+    assert torch.equal(blocked, one_draw) and bool((blocked.sum(1) == n).all())

@@ -30,7 +30,27 @@ class View:
     probs: np.ndarray
 
     def take(self, idx: np.ndarray) -> View:
-        return View(self.inputs[idx], None if self.embeddings is None else self.embeddings[idx], self.probs[idx])
+        """The items ``idx`` (a window). Embeddings as float64 (a pool keeps the model's float32:
+        a float64 copy of 20,000 CIFAR-sized items is half a gigabyte; float32 → float64 is exact,
+        so the detectors' figures are the same); inputs are copied only when a detector reads them
+        (a protocol holds a hundred windows at once, and image detectors never read raw pixels)."""
+        return _Window(self, idx)
+
+
+class _Window(View):
+    """A window of a pool: its inputs are read (as float64) on demand."""
+
+    def __init__(self, pool: View, idx: np.ndarray):
+        self._pool, self._idx = pool, idx
+        self.embeddings = None if pool.embeddings is None else np.asarray(pool.embeddings[idx], dtype=np.float64)
+        self.probs = pool.probs[idx]
+
+    @property
+    def inputs(self) -> np.ndarray:  # type: ignore[override]
+        return np.asarray(self._pool.inputs[self._idx], dtype=np.float64)
+
+    def take(self, idx: np.ndarray) -> View:
+        return _Window(self._pool, self._idx[idx])
 
 
 def entropy(p: np.ndarray) -> np.ndarray:
@@ -244,7 +264,7 @@ class DomainClassifier(Detector):
         from sklearn.model_selection import StratifiedKFold, cross_val_predict
         a = _space(self.ref, self.needs)[:self.max_reference]
         b = _space(window, self.needs)
-        x = np.concatenate([a, b])
+        x = np.concatenate([a, b]).astype(np.float64, copy=False)  # pools keep float32
         y = np.r_[np.zeros(len(a)), np.ones(len(b))]
         folds = int(min(5, len(b)))
         if folds < 2:

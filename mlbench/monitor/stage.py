@@ -49,9 +49,9 @@ def view(runner, artifact, x: torch.Tensor, y: torch.Tensor, batch_size: int, de
     if outputs_only:
         return View(np.empty((len(x), 0)), None, probs)
     emb = None
-    if artifact.differentiable:
-        emb = penultimate(artifact.model, x, device=runner.input_device, dtype=artifact.dtype).double().numpy()
-    return View(x.flatten(1).double().numpy(), emb, probs)
+    if artifact.differentiable:  # float32, as computed (windows taken from it are float64: View.take)
+        emb = penultimate(artifact.model, x, device=runner.input_device, dtype=artifact.dtype).float().numpy()
+    return View(x.flatten(1).float().numpy(), emb, probs)
 
 
 def pools_for(mon: Monitor, runner, artifact, data: DataBundle, batch_size: int, device: torch.device,

@@ -43,6 +43,7 @@ from mlbench.pipeline.prepare import (
 from mlbench.pipeline.resume import Resume
 from mlbench.pipeline.variants import build, variants
 from mlbench.pipeline.write import peak_rss_mb, process_age_s, summary, write
+from mlbench.process import release_memory
 from mlbench.progress import console
 from mlbench.records import STAGE_NOTES, command_line_overrides
 from mlbench.results import save_splits, write_json
@@ -110,6 +111,7 @@ def timed_stages(ctx: RunContext, stages: list[Callable[[RunContext], None]], bo
         stage(ctx)
         ctx.run.stages[name] = time.perf_counter() - t0
         ctx.run.peak_rss_mb[name] = peak_rss_mb()
+        release_memory()
         if book is not None:
             book.save(name, ctx)
     if book is not None:
