@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 
 from mlbench.compress.base import Artifact, Facts, Pass, PassContext
-from mlbench.text import Doc, fmt
+from mlbench.text import Doc, delta_text, fmt
 
 PLAIN = "no_augment"
 HEADLINE = ("accuracy", "f1_macro", "worst_class_recall", "nll", "brier", "ece")
@@ -174,8 +174,7 @@ def print_effects(section: dict[str, Any]) -> None:
 
 
 def _interval(r: dict[str, Any]) -> str:
-    ci = "" if r["ci_low"] is None else f" [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
-    return f"{r['effect']:+.4f}{ci}"
+    return delta_text({**r, "value": r["effect"]})
 
 
 def report_section(doc: Doc, summary: dict[str, Any]) -> None:

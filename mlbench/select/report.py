@@ -12,7 +12,7 @@ from mlbench.analysis.render import Doc, to_html, to_markdown
 from mlbench.errors import MlbenchError
 from mlbench.results import atomic_write, write_json, write_rows
 from mlbench.select.candidates import Candidate, candidates_of, measure_candidates
-from mlbench.text import fmt
+from mlbench.text import delta_text, fmt
 
 
 def _requirements(sel: Any) -> list[dict]:
@@ -181,8 +181,8 @@ def report_section(doc: Doc, summary: dict[str, Any]) -> None:
 def _delta(r: dict) -> str:
     if r["delta_accuracy"] is None:
         return "reference"
-    ci = r["delta_ci"]
-    return f"{r['delta_accuracy']:+.4f}" + (f" [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci and ci[0] is not None else "")
+    lo, hi = r["delta_ci"] or (None, None)
+    return delta_text({"value": r["delta_accuracy"], "ci_low": lo, "ci_high": hi})
 
 
 def print_select(summary: dict[str, Any]) -> None:
