@@ -162,3 +162,25 @@ def test_square_attack_on_a_linear_model_is_sound_and_nearly_reaches_the_closed_
     breakable = clean & ~expected
     assert (breakable & ~robust).sum() >= 0.5 * breakable.sum()
     assert 1 <= queries <= 3 * 201 + 1
+
+
+def test_activation_bytes_is_the_sum_of_leaf_outputs_and_sizes_the_attack_batch(monkeypatch):
+    """Linear(4, 3) + ReLU on one item keeps 2 × 3 float32 outputs (24 bytes); a conv net whose
+    item needs a third of the budget is attacked three items at a time, with the same FGSM
+    examples as in one batch (each item's gradient is its own)."""
+    from mlbench.models import activation_bytes
+    from mlbench.stress import adversarial
+
+    assert activation_bytes(nn.Sequential(nn.Linear(4, 3), nn.ReLU()), torch.rand(1, 4)) == 24
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 64, 3)).eval()
+    per_item = 4 * 64 * 4 * 2 + 3 * 4 + 4 * 64 * 4  # conv, relu, flatten, linear outputs
+    assert activation_bytes(net, torch.rand(1, 1, 8, 8)) == per_item
+    x, y = torch.rand(10, 1, 8, 8), torch.randint(0, 3, (10,))
+    attack = Attack(method="fgsm", eps=[0.1])
+    attack.bounds = (0.0, 1.0)
+    whole = attack.craft(net, x, y, 0.1)
+    assert attack.batch_for(net, x[:1]) == 256  # the configured batch when it fits
+    monkeypatch.setattr(adversarial, "BATCH_ACTIVATION_BYTES", 3 * per_item + 1)
+    assert attack.batch_for(net, x[:1]) == 3
+    torch.testing.assert_close(attack.craft(net, x, y, 0.1), whole, rtol=0, atol=1e-6)

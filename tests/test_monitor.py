@@ -284,3 +284,28 @@ def test_windows_of_a_float32_pool_give_the_float64_pools_figures():
                  lambda: MMD("embeddings", permutations=50), lambda: DomainClassifier("inputs")):
         a, b = make().fit(ref32).test(w32), make().fit(ref64).test(w64)
         assert a == b, (a, b)
+
+
+def test_the_embedding_pass_runs_only_when_a_detector_reads_embeddings(monkeypatch):
+    """The default (output detectors only) never calls the penultimate-layer pass; a monitor
+    with an embedding detector gets the same outputs plus embeddings equal to a direct pass."""
+    from mlbench.backends import TorchRunner
+    from mlbench.data import Synthetic
+    from mlbench.models import MLP, penultimate
+    from mlbench.monitor import stage as monitor_stage
+
+    d = Synthetic(n=600, dims=4, test=0.5, calib=0.2).load()
+    model = MLP((4,), d.meta.num_classes, hidden=[8]).eval()
+    art = type("Art", (), {"model": model, "dtype": torch.float32, "differentiable": True})()
+    runner = TorchRunner(model, torch.device("cpu"))
+    calls = []
+    real = monitor_stage.penultimate
+    monkeypatch.setattr(monitor_stage, "penultimate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    outs = light()
+    p = monitor_stage.pools_for(outs, runner, art, d, 64, torch.device("cpu"), {})
+    assert not outs.reads_embeddings and calls == [] and p.reference.embeddings is None
+    embs = light(detectors=["bbsd_soft", "mmd_embeddings"])
+    q = monitor_stage.pools_for(embs, runner, art, d, 64, torch.device("cpu"), {})
+    assert embs.reads_embeddings and len(calls) == 2  # reference and pool
+    assert np.array_equal(q.reference.probs, p.reference.probs)
+    assert np.array_equal(q.clean.embeddings, penultimate(model, d.x["test"]).float().numpy())

@@ -264,3 +264,32 @@ def test_a_failed_symbolic_shape_inference_leaves_no_file_in_the_working_directo
     (tmp_path / "sym_shape_infer_temp.onnx").write_bytes(b"the user's own")
     _preprocess(tmp_path / "in.onnx", tmp_path / "out.onnx")
     assert (tmp_path / "sym_shape_infer_temp.onnx").exists()  # there before: not ours to delete
+
+
+def test_onnx_sessions_share_one_cpu_arena(tmp_path):
+    """Each further session of a conv net adds little memory (the process-wide arena is reused)
+    where sessions with their own arenas each keep one batch's working set; outputs identical."""
+    from mlbench.models import ResNet
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+    model = ResNet((3, 32, 32), 10, depth=10, width=16).eval()
+    path = tmp_path / "r.onnx"
+    torch.onnx.export(model, torch.rand(1, 3, 32, 32), str(path), dynamo=False, input_names=["x"],
+                      dynamic_axes={"x": {0: "b"}})
+    x = torch.rand(256, 3, 32, 32)
+    own, shared, keep = [], [], []
+    for _ in range(3):
+        r0 = rss_mb()
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # its own arena
+        want = sess.run(None, {"x": x.numpy()})[0]
+        own.append(rss_mb() - r0)
+        r0 = rss_mb()
+        runner = OrtRunner(path, threads=1)
+        got = runner.predict(x).numpy()
+        shared.append(rss_mb() - r0)
+        keep += [sess, runner]
+        np.testing.assert_array_equal(got, want)
+    assert sum(shared[1:]) < 0.5 * sum(own[1:]), (own, shared)

@@ -114,9 +114,30 @@ class TorchRunner:
                 "compile": self.compiled, "cuda_graphs": self.cuda_graphs}
 
 
+_SHARED_ARENA: list[bool] = []  # whether the process-wide CPU arena is registered (once per process)
+
+
 def _ort():
     import onnxruntime as ort  # heavy; only runs of ONNX artifacts need it
+    if not _SHARED_ARENA:
+        _SHARED_ARENA.append(_share_cpu_arena(ort))
     return ort
+
+
+def _share_cpu_arena(ort: Any) -> bool:
+    """One CPU memory arena for every session of the process (``session.use_env_allocators``).
+
+    Each onnxruntime session otherwise keeps its own arena, grown to its largest batch and never
+    returned: about 70 MB per session for a ResNet-18 (width 16) at batch 256 on 32×32 inputs, and
+    a run holds a session per ONNX variant and thread count. Shared, the arena is one batch's
+    working set for the whole process; outputs and speed are the same (the same BFC allocator)."""
+    try:
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))  # onnxruntime's defaults
+        return True
+    except Exception as e:  # noqa: BLE001 - an old onnxruntime: each session keeps its own arena
+        log.debug("shared onnxruntime CPU arena not registered: %s", first_line(e))
+        return False
 
 
 class OrtRunner:
@@ -147,6 +168,8 @@ class OrtRunner:
         opts.intra_op_num_threads = threads if threads > 0 else torch.get_num_threads()
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        if _SHARED_ARENA[0]:
+            opts.add_session_config_entry("session.use_env_allocators", "1")
         # idle worker threads sleep instead of busy-waiting (see OrtBackendConf.spinning)
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -115,7 +116,27 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     return total, nonzero
 
 
-__all__ = ["MLP", "CNN", "ResNet", "count_params"]
+@torch.no_grad()
+def activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of every leaf module's outputs for the items ``x`` (one forward pass): about what
+    a backward pass through ``model`` keeps per batch of ``len(x)``. 0 for a model without leaf
+    modules to hook (a graph of functional calls)."""
+    total = [0]
+
+    def add(mod: nn.Module, inp: Any, out: Any) -> None:
+        for t in (out if isinstance(out, (tuple, list)) else (out,)):
+            if isinstance(t, torch.Tensor):
+                total[0] += t.numel() * t.element_size()
+    hooks = [m.register_forward_hook(add) for m in model.modules() if next(m.children(), None) is None]
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total[0]
+
+
+__all__ = ["MLP", "CNN", "ResNet", "activation_bytes", "count_params"]
 
 
 def embedding_space(model: torch.nn.Module) -> str:

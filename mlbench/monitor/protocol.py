@@ -101,7 +101,9 @@ class Monitor:
             raise MlbenchError("monitor needs repetitions >= 1 and window sizes >= 2")
         self.detectors = [e if isinstance(e, str) else dict(e) for e in detectors]
         self.alpha, self.seed = alpha, seed
-        self.output_detectors = [e for e, d in zip(self.detectors, self.build(self.detectors)) if d.needs == "probs"]
+        built = self.build(self.detectors)
+        self.output_detectors = [e for e, d in zip(self.detectors, built) if d.needs == "probs"]
+        self.reads_embeddings = any(d.needs == "embeddings" for d in built)  # else no embedding pass is made
         self.auto_corruption = dict(auto_corruption)
         for c in self.auto_corruption.values():
             corruption_class(c)

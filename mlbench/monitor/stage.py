@@ -42,24 +42,28 @@ def corruption(name: str, data: DataBundle, seed: int, auto: dict[str, str]) -> 
 
 
 def view(runner, artifact, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
-         outputs_only: bool = False) -> View:
+         outputs_only: bool = False, embeddings: bool = True) -> View:
     """The deployed model's view of items: softmax outputs, and (unless ``outputs_only``, for
-    detectors that read outputs alone) flattened inputs and penultimate embeddings."""
+    detectors that read outputs alone) flattened inputs and, when ``embeddings``, penultimate
+    embeddings (a second pass through the model: only when a detector reads them)."""
     probs = evaluate(runner, x, y, batch_size=batch_size, metrics=False).logits.softmax(1).double().numpy()
     if outputs_only:
         return View(np.empty((len(x), 0)), None, probs)
     emb = None
-    if artifact.differentiable:  # float32, as computed (windows taken from it are float64: View.take)
+    if embeddings and artifact.differentiable:  # float32, as computed (windows taken from it are float64: View.take)
         emb = penultimate(artifact.model, x, device=runner.input_device, dtype=artifact.dtype).float().numpy()
     return View(x.flatten(1).float().numpy(), emb, probs)
 
 
 def pools_for(mon: Monitor, runner, artifact, data: DataBundle, batch_size: int, device: torch.device,
               perturbed_x: dict[str, torch.Tensor], outputs_only: bool = False) -> Pools:
-    p = Pools(view(runner, artifact, data.x["calib"], data.y["calib"], batch_size, device, outputs_only),
-              view(runner, artifact, data.x["test"], data.y["test"], batch_size, device, outputs_only))
+    emb = mon.reads_embeddings
+
+    def one(x: torch.Tensor, y: torch.Tensor) -> View:
+        return view(runner, artifact, x, y, batch_size, device, outputs_only, emb)
+    p = Pools(one(data.x["calib"], data.y["calib"]), one(data.x["test"], data.y["test"]))
     for label, x in perturbed_x.items():
-        p.perturbed[label] = view(runner, artifact, x, data.y["test"], batch_size, device, outputs_only)
+        p.perturbed[label] = one(x, data.y["test"])
     return p
 
 

@@ -120,8 +120,9 @@ def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
         cov = len(list(mon.covariate()))
         tests = len(mon.scenarios) * len(mon.windows) * mon.repetitions * len(mon.detectors)
         deploy = variants * len(mon.scenarios) * int(mon.deployment_repetitions or 0) * len(mon.output_detectors)
-        # the baseline's views also read its penultimate-layer embeddings: a second pass
-        views = (variants + (1 if getattr(ctx.baseline, "differentiable", False) else 0))
+        # with a detector that reads embeddings, the baseline's views take a second pass for them
+        second = mon.reads_embeddings and getattr(ctx.baseline, "differentiable", False)
+        views = variants + (1 if second else 0)
         out["monitor"] = views * (n["calib"] + n["test"] * (1 + cov)) * c["forward"] \
             + (tests + deploy) * FIXED_S["monitor_test"]
     if d.unlabelled is not None:

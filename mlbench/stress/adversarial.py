@@ -22,10 +22,14 @@ from torch import nn
 
 from mlbench.data import DataMeta
 from mlbench.errors import MlbenchError
+from mlbench.models import activation_bytes
 from mlbench.stress.base import InputStressor, condition_rows
 from mlbench.text import Doc, delta_text
 
 LOSSES = ("ce", "margin")
+# an attack batch's activations at most this many bytes (a ResNet-18 of width 16 on 32×32 inputs
+# keeps ~1.9 MB per item for its backward pass: 256 items were ~500 MB above the test set)
+BATCH_ACTIVATION_BYTES = 96 << 20
 
 
 def cross_entropy_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -181,13 +185,14 @@ class Attack(InputStressor):
             return model(inp.to(dtype)).float()
 
         lo, hi = self.bounds
+        bs = self.batch_for(model, x[:1].to(dtype))
         out = torch.empty(x.shape, dtype=torch.float32, device=x.device)  # filled batch by batch: no second copy
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             torch.manual_seed(self.seed)
-            for i in range(0, len(x), self.batch_size):
-                xb, yb = x[i:i + self.batch_size].float().requires_grad_(), y[i:i + self.batch_size]
+            for i in range(0, len(x), bs):
+                xb, yb = x[i:i + bs].float().requires_grad_(), y[i:i + bs]
                 if eps == 0:
-                    out[i:i + self.batch_size] = xb.detach()
+                    out[i:i + bs] = xb.detach()
                     continue
                 if self.method == "fgsm" and self.norm == "Linf":
                     adv = FGSM(forward, loss, lower_bound=lo, upper_bound=hi).perturb(xb, eps, yb)
@@ -197,5 +202,14 @@ class Attack(InputStressor):
                     adv = PGD(forward, loss, self.norm, lo, hi).perturb(
                         xb, eps, self.step_ratio * eps, self.steps, yb,
                         random_start=self.random_start, norm=self.norm)
-                out[i:i + self.batch_size] = adv.detach()
+                out[i:i + bs] = adv.detach()
         return out
+
+    def batch_for(self, model: nn.Module, one: torch.Tensor) -> int:
+        """Items per attack batch: ``batch_size``, or fewer where one item's activations (kept
+        for the backward pass) would put a batch above ``BATCH_ACTIVATION_BYTES``. It depends
+        only on the model and the input shape, so a config gives the same batches everywhere."""
+        per_item = activation_bytes(model, one)
+        if per_item <= 0:
+            return self.batch_size
+        return max(1, min(self.batch_size, BATCH_ACTIVATION_BYTES // per_item))

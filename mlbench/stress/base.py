@@ -191,6 +191,7 @@ class InputStressor(Stressor):
             if self.crafted:
                 dev, art = base.runner.input_device, base.artifact
                 base_x = self.perturb(x.to(dev), y.to(dev), c, art.model, art.dtype).cpu()
+                release_memory()  # the attack's freed activations, before the copy is scored
             else:
                 base_x = self.perturb(x.to(env.device), y.to(env.device), c).cpu()
             row, base_probs = env.score(base.runner, base_x)
