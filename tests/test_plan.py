@@ -85,3 +85,27 @@ def test_a_budget_that_is_not_positive_is_one_error_line_before_any_training(tmp
     assert out.returncode == 2 and len(lines) == 1, out.stderr
     assert lines[0].startswith("error: budget.minutes must be > 0 (null: no budget), got -2")
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.safetensors"))
+
+
+def test_a_structured_prune_scales_the_variants_work_and_timing_counts_every_batch(tmp_path):
+    """structured50_ft (ratio 0.5) is planned at (1 - 0.5)² = 0.25 of the baseline's compute
+    for its fine-tuning, its stress evaluations and its throughput batches; throughput counts
+    a warm-up of three batches and one batch per round at every batch size."""
+    cfg = compose_config("stress=[gaussian_noise]", "variants=[structured50_ft]", "monitor=none",
+                         results=tmp_path / "results", cache=tmp_path / "cache")
+    (tmp_path / "run").mkdir()
+    ctx = pipeline.RunContext(cfg=cfg, run_dir=tmp_path / "run")
+    pipeline.timed_stages(ctx, [pipeline.setup, pipeline.load_data, pipeline.baseline])
+    n = {s: len(ctx.data.y[s]) for s in ("train", "val", "calib", "test")}
+    zero = {"forward": 0.0, "train": 0.0, "call": 0.0, "resample": 0.0, "boot_call": 0.0, "resample_stress": 0.0,
+            "boot_call_stress": 0.0}
+    epochs = next(p.epochs for p in ctx.specs[0].passes if hasattr(p, "epochs"))
+    assert estimate(ctx, {**zero, "train": 1.0})["variants"] == pytest.approx(0.25 * epochs * n["train"])
+    est = estimate(ctx, {**zero, "forward": 1.0})
+    (noise,) = ctx.stressors
+    assert est["stress"] == pytest.approx(1.25 * len(noise.conditions()) * n["test"])
+    rounds, thr = cfg.eval.timing.rounds, cfg.eval.throughput
+    window = thr.min_time_s / (2 * rounds)
+    batches = sorted({*thr.batch_sizes, cfg.eval.batch_size})
+    assert est["efficiency"] == pytest.approx(sum((3 + rounds) * max(b * sc, window) for b in batches
+                                                  for sc in (1.0, 0.25)))

@@ -119,6 +119,11 @@ class Pass:
     def params(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))  # type: ignore[arg-type]
 
+    def compute_scale(self) -> float:
+        """Compute per item of the artifact it returns, relative to the one it is given, as the
+        plan assumes before the pass has run (1.0: unchanged)."""
+        return 1.0
+
     def apply(self, art: Artifact, ctx: PassContext) -> tuple[Artifact, dict[str, Any]]:
         """Return the new artifact (id filled in by ``__call__``) and facts to record."""
         raise NotImplementedError

@@ -180,6 +180,11 @@ class PruneStructured(Pass):
         if self.round_to < 1:
             raise MlbenchError("prune_structured.round_to must be >= 1")
 
+    def compute_scale(self) -> float:
+        """A layer loses ``ratio`` of its input and of its output channels: (1 − ratio)² of its
+        multiply-adds (the stem's inputs and the head's outputs are kept, so a little more)."""
+        return (1 - self.ratio) ** 2
+
     def apply(self, art: Artifact, ctx: PassContext):
         import torch_pruning as tp  # on use: only structured pruning needs it
         model = copy_torch(art)

@@ -5,8 +5,9 @@ forward pass of the baseline at the evaluation batch size, a forward and backwar
 training batch size, one batch-1 call, one paired bootstrap resample over the test split — and
 multiplies those costs by the item evaluations each stage will make, counted from the config and
 the components (each stressor declares its own work, ``Stressor.work``). Variants are assumed to
-cost what the baseline costs per item (they are not built yet). The estimate is printed, and
-written to summary.json beside the measured stage seconds, so its error is visible in every run.
+cost what the baseline costs per item (they are not built yet), scaled by what their passes
+declare (``Pass.compute_scale``: a structured prune of ratio r keeps (1 − r)² of the work).
+The estimate is printed, and written to summary.json beside the measured stage seconds, so its error is visible in every run.
 Costs with no item count behind them (data checks' statistics, plots) get a fixed allowance and
 are marked as such.
 """
@@ -88,32 +89,41 @@ def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
     out["datacheck"] = len(ctx.checks) * FIXED_S["datacheck_per_check"] + (
         (n["train"] + n["test"]) * c["forward"] if ctx.checks and d.meta.modality == "image" else 0.0)
-    build, onnx = 0.0, False
+    build, onnx, scales = 0.0, False, [1.0]  # each variant's compute per item, relative to the baseline's
     for spec in specs:
+        scale = 1.0  # the variant's compute per item, relative to the baseline's (Pass.compute_scale)
         for p in spec.passes:
             epochs = int(getattr(p, "epochs", 0) or 0)
-            build += epochs * (n["train"] * c["train"] + n["val"] * c["forward"])
+            build += epochs * scale * (n["train"] * c["train"] + n["val"] * c["forward"])
             if getattr(p, "produces", "") == "onnx":
                 onnx = True
-                build += n["calib"] * c["forward"]  # parity checks and static calibration run the calib items
-    out["variants"] = build + variants * evaluate + (FIXED_S["onnx_export"] if onnx else 0.0)
+                build += scale * n["calib"] * c["forward"]  # parity checks and static calibration run the calib items
+            scale *= p.compute_scale() if hasattr(p, "compute_scale") else 1.0
+        scales.append(scale)
+    out["variants"] = build + sum(scales) * evaluate + (FIXED_S["onnx_export"] if onnx else 0.0)
     if cfg.eval.get("efficiency", True):
         lat, thr = cfg.eval.latency, cfg.eval.throughput
         floor = max((lat.min_calls + lat.warmup) * c["call"], lat.min_time_s)  # then it stops at its interval
-        per_variant = floor + len(thr.batch_sizes) * thr.min_time_s
-        out["efficiency"] = variants * per_variant
+        # throughput, per batch size: a warm-up (two calls and a window) and at least one window of
+        # at least one batch per round (compare_efficiency)
+        rounds, window = int(cfg.eval.timing.rounds), thr.min_time_s / (2 * int(cfg.eval.timing.rounds))
+        batches = sorted({*thr.batch_sizes, int(cfg.eval.batch_size)})
+        out["efficiency"] = sum(floor + sum((3 + rounds) * max(b * sc * c["forward"], window) for b in batches)
+                                for sc in scales)
     resamples = int(cfg.eval.bootstrap.resamples)
     out["compare"] = (variants - 1) * (resamples * c["resample"] + c["boot_call"])
     fwd = grad = rows = 0
+    cost = 0.0
     n_stress = min(ctx.sizing.get("stress_items", n["test"]), n["test"])
     for s in ctx.stressors:
         for i in range(variants):
             f, g = s.work(n_stress, i == 0 or bool(getattr(ctx.baseline, "differentiable", False)))
             fwd, grad = fwd + f, grad + g
+            cost += (f * c["forward"] + g * c["train"]) * scales[i]
         rows += len(s.conditions()) * variants
     ctx.sizing["stress_evaluations"] = {"forward": fwd, "gradient": grad, "items": n_stress}
     scale = n_stress / max(n["test"], 1)  # a bootstrap resample costs in proportion to the items
-    out["stress"] = fwd * c["forward"] + grad * c["train"] + rows * scale * (resamples * c["resample_stress"]
+    out["stress"] = cost + rows * scale * (resamples * c["resample_stress"]
                                                                              + c["boot_call_stress"])
     if ctx.monitor is not None:
         mon = ctx.monitor
@@ -207,7 +217,8 @@ def plan(ctx: Any) -> None:
     total = sum(stages.values())
     ctx.run.plan = {"unit_costs_s": costs, "estimate_s": stages, "estimate_total_s": total,
                     "stress_evaluations": ctx.sizing.get("stress_evaluations"),
-                    "assumes": "every variant costs the baseline's per item; allowances for data-check statistics "
+                    "assumes": "every variant costs the baseline's per item, times its passes' compute_scale "
+                               "(structured pruning: (1 - ratio)^2); allowances for data-check statistics "
                                f"({FIXED_S['datacheck_per_check']} s per check) and the write stage "
                                f"({FIXED_S['write']} s)"}
     shown = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(stages.items(), key=lambda kv: -kv[1]) if v >= 0.5)
