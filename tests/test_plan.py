@@ -10,15 +10,21 @@ from mlbench import pipeline
 from mlbench.pipeline.plan import estimate
 
 
-def test_the_plan_counts_each_stages_item_evaluations(tmp_path):
-    cfg = compose_config("stress=[gaussian_noise,fgsm,bitflip]", "variants=[onnx_fp32,prune50_ft]",
-                         results=tmp_path / "results", cache=tmp_path / "cache")
+zero = {"forward": 0.0, "train": 0.0, "call": 0.0, "resample": 0.0, "boot_call": 0.0, "resample_stress": 0.0,
+        "boot_call_stress": 0.0}  # unit costs: each test sets the one it counts to 1 s
+
+
+def _ready(tmp_path, *overrides: str):
+    """A run of ``overrides`` up to its baseline (what the plan sees), and its split sizes."""
+    cfg = compose_config(*overrides, results=tmp_path / "results", cache=tmp_path / "cache")
     (tmp_path / "run").mkdir()
     ctx = pipeline.RunContext(cfg=cfg, run_dir=tmp_path / "run")
     pipeline.timed_stages(ctx, [pipeline.setup, pipeline.load_data, pipeline.baseline])
-    n = {s: len(ctx.data.y[s]) for s in ("train", "val", "calib", "test")}
-    zero = {"forward": 0.0, "train": 0.0, "call": 0.0, "resample": 0.0, "boot_call": 0.0, "resample_stress": 0.0,
-            "boot_call_stress": 0.0}
+    return ctx, {s: len(ctx.data.y[s]) for s in ("train", "val", "calib", "test")}
+
+
+def test_the_plan_counts_each_stages_item_evaluations(tmp_path):
+    ctx, n = _ready(tmp_path, "stress=[gaussian_noise,fgsm,bitflip]", "variants=[onnx_fp32,prune50_ft]")
     by = {s.name: s for s in ctx.stressors}
     noise, fgsm, flips = by["gaussian_noise"], by["fgsm"], by["bitflip"]
     # one second per forward item: stress counts every condition, variant and test item once,
@@ -91,14 +97,8 @@ def test_a_structured_prune_scales_the_variants_work_and_timing_counts_every_bat
     """structured50_ft (ratio 0.5) is planned at (1 - 0.5)² = 0.25 of the baseline's compute
     for its fine-tuning, its stress evaluations and its throughput batches; throughput counts
     a warm-up of three batches and one batch per round at every batch size."""
-    cfg = compose_config("stress=[gaussian_noise]", "variants=[structured50_ft]", "monitor=none",
-                         results=tmp_path / "results", cache=tmp_path / "cache")
-    (tmp_path / "run").mkdir()
-    ctx = pipeline.RunContext(cfg=cfg, run_dir=tmp_path / "run")
-    pipeline.timed_stages(ctx, [pipeline.setup, pipeline.load_data, pipeline.baseline])
-    n = {s: len(ctx.data.y[s]) for s in ("train", "val", "calib", "test")}
-    zero = {"forward": 0.0, "train": 0.0, "call": 0.0, "resample": 0.0, "boot_call": 0.0, "resample_stress": 0.0,
-            "boot_call_stress": 0.0}
+    ctx, n = _ready(tmp_path, "stress=[gaussian_noise]", "variants=[structured50_ft]", "monitor=none")
+    cfg = ctx.cfg
     epochs = next(p.epochs for p in ctx.specs[0].passes if hasattr(p, "epochs"))
     assert estimate(ctx, {**zero, "train": 1.0})["variants"] == pytest.approx(0.25 * epochs * n["train"])
     est = estimate(ctx, {**zero, "forward": 1.0})
