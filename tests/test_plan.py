@@ -9,8 +9,7 @@ from conftest import compose_config
 from mlbench import pipeline
 from mlbench.pipeline.plan import estimate
 
-
-zero = {"forward": 0.0, "train": 0.0, "call": 0.0, "resample": 0.0, "boot_call": 0.0, "resample_stress": 0.0,
+zero = {"forward": 0.0, "train": 0.0, "gradient": 0.0, "call": 0.0, "resample": 0.0, "boot_call": 0.0, "resample_stress": 0.0,
         "boot_call_stress": 0.0}  # unit costs: each test sets the one it counts to 1 s
 
 
@@ -33,8 +32,9 @@ def test_the_plan_counts_each_stages_item_evaluations(tmp_path):
     per_variant = (len(noise.conditions()) + len(fgsm.conditions()) + flips.trials * len(flips.conditions())) * n["test"]
     assert est["stress"] == pytest.approx(3 * per_variant)
     # one second per gradient item: FGSM's single step on each variant it can craft on
-    est = estimate(ctx, {**zero, "train": 1.0})
-    assert est["stress"] == pytest.approx(3 * len(fgsm.conditions()) * n["test"])
+    assert estimate(ctx, {**zero, "gradient": 1.0})["stress"] == pytest.approx(3 * len(fgsm.conditions()) * n["test"])
+    est = estimate(ctx, {**zero, "train": 1.0})  # a training step's item: fine-tuning only
+    assert est["stress"] == 0
     # fine-tuning: prune50_ft's epochs over the train split
     epochs = ctx.specs[1].passes[-1].epochs if hasattr(ctx.specs[1].passes[-1], "epochs") else \
         next(p.epochs for p in ctx.specs[1].passes if hasattr(p, "epochs"))

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from mlbench.env import torch_threads
+from mlbench.env import TORCH_DEFAULT_THREADS, torch_threads
 from mlbench.evaluate.loop import predict_all
 from mlbench.progress import console
 
@@ -41,7 +41,8 @@ def _median_time(fn, repeats: int) -> float:
 
 def unit_costs(ctx: Any) -> dict[str, float]:
     """Seconds per item: ``forward`` (evaluation batch), ``train`` (forward + backward, training
-    batch), ``call`` (one batch-1 call), ``resample`` (one bootstrap resample of the test split)."""
+    batch, at the training thread count), ``gradient`` (the same at the run's thread count, as
+    attacks run), ``call`` (one batch-1 call), ``resample`` (one bootstrap resample of the test split)."""
     from mlbench.backends import runner_for
     from mlbench.evaluate.stats import paired_deltas
     x, y = ctx.data.x["test"], ctx.data.y["test"]
@@ -51,7 +52,7 @@ def unit_costs(ctx: Any) -> dict[str, float]:
     forward = _median_time(lambda: predict_all(runner, x[:batch], batch), 3) / batch
     with torch_threads(int(ctx.cfg.eval.latency.threads)):  # batch-1 latency runs at its own thread count
         call = _median_time(lambda: predict_all(runner, x[:1], 1), 20)
-    train = forward * 3  # no gradients (an ONNX graph): forward + backward ~ 3 forwards
+    train = gradient = forward * 3  # no gradients (an ONNX graph): forward + backward ~ 3 forwards
     model = ctx.baseline.model
     if model is not None and ctx.baseline.differentiable:
         m = copy.deepcopy(model).to(ctx.device).train()
@@ -62,7 +63,12 @@ def unit_costs(ctx: Any) -> dict[str, float]:
             m.zero_grad(set_to_none=True)
             torch.nn.functional.cross_entropy(m(xb), yb).backward()
         step()
-        train = _median_time(step, 3) / tb
+        gradient = train = _median_time(step, 3) / tb  # attacks: the run's threads
+        fit_threads = int(ctx.cfg.train.get("threads", 0) or TORCH_DEFAULT_THREADS)
+        if ctx.device.type == "cpu" and fit_threads != torch.get_num_threads():
+            with torch_threads(fit_threads):  # training and fine-tuning run at their own thread count
+                step()
+                train = _median_time(step, 3) / tb
     k = ctx.data.meta.num_classes
     p = torch.softmax(torch.randn(len(y), k, generator=torch.Generator().manual_seed(0)), 1)
 
@@ -74,7 +80,7 @@ def unit_costs(ctx: Any) -> dict[str, float]:
         return per, max(small - 20 * per, 0.0)
     resample, boot_call = boot(None)
     resample_stress, boot_call_stress = boot(("accuracy", "ece"))  # what a stress row bootstraps
-    return {"forward": forward, "train": train, "call": call, "resample": resample, "boot_call": boot_call,
+    return {"forward": forward, "train": train, "gradient": gradient, "call": call, "resample": resample, "boot_call": boot_call,
             "resample_stress": resample_stress, "boot_call_stress": boot_call_stress,
             "threads": torch.get_num_threads()}
 
@@ -119,7 +125,7 @@ def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
         for i in range(variants):
             f, g = s.work(n_stress, i == 0 or bool(getattr(ctx.baseline, "differentiable", False)))
             fwd, grad = fwd + f, grad + g
-            cost += (f * c["forward"] + g * c["train"]) * scales[i]
+            cost += (f * c["forward"] + g * c.get("gradient", c["train"])) * scales[i]
         rows += len(s.conditions()) * variants
     ctx.sizing["stress_evaluations"] = {"forward": fwd, "gradient": grad, "items": n_stress}
     scale = n_stress / max(n["test"], 1)  # a bootstrap resample costs in proportion to the items
