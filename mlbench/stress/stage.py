@@ -22,6 +22,7 @@ from mlbench.evaluate.loop import evaluate, robust_accuracy
 from mlbench.evaluate.metrics import ece
 from mlbench.evaluate.stats import paired_deltas
 from mlbench.named import target_of
+from mlbench.process import release_memory
 from mlbench.progress import console
 from mlbench.stress.base import StressEnv, Stressor, StressRow
 from mlbench.stress.plots import condition_lines
@@ -54,6 +55,7 @@ def scorer(batch_size: int, boot: dict[str, Any], y: torch.Tensor):
                 out["delta_accuracy"], out["delta_ece"] = d["accuracy"], d["ece"]
         else:
             out["problem"] = ev.problem
+        release_memory()  # the evaluation's and the bootstrap's freed buffers, before the next variant
         return out, ev.probs
     return score
 
