@@ -94,18 +94,18 @@ def test_a_budget_that_is_not_positive_is_one_error_line_before_any_training(tmp
 
 
 def test_a_structured_prune_scales_the_variants_work_and_timing_counts_every_batch(tmp_path):
-    """structured50_ft (ratio 0.5) is planned at (1 - 0.5)² = 0.25 of the baseline's compute
+    """structured50_ft (ratio 0.5) is planned at 1 - 0.5 = 0.5 of the baseline's time per item
     for its fine-tuning, its stress evaluations and its throughput batches; throughput counts
     a warm-up of three batches and one batch per round at every batch size."""
     ctx, n = _ready(tmp_path, "stress=[gaussian_noise]", "variants=[structured50_ft]", "monitor=none")
     cfg = ctx.cfg
     epochs = next(p.epochs for p in ctx.specs[0].passes if hasattr(p, "epochs"))
-    assert estimate(ctx, {**zero, "train": 1.0})["variants"] == pytest.approx(0.25 * epochs * n["train"])
+    assert estimate(ctx, {**zero, "train": 1.0})["variants"] == pytest.approx(0.5 * epochs * n["train"])
     est = estimate(ctx, {**zero, "forward": 1.0})
     (noise,) = ctx.stressors
-    assert est["stress"] == pytest.approx(1.25 * len(noise.conditions()) * n["test"])
+    assert est["stress"] == pytest.approx(1.5 * len(noise.conditions()) * n["test"])
     rounds, thr = cfg.eval.timing.rounds, cfg.eval.throughput
     window = thr.min_time_s / (2 * rounds)
     batches = sorted({*thr.batch_sizes, cfg.eval.batch_size})
     assert est["efficiency"] == pytest.approx(sum((3 + rounds) * max(b * sc, window) for b in batches
-                                                  for sc in (1.0, 0.25)))
+                                                  for sc in (1.0, 0.5)))

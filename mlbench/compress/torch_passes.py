@@ -181,9 +181,11 @@ class PruneStructured(Pass):
             raise MlbenchError("prune_structured.round_to must be >= 1")
 
     def compute_scale(self) -> float:
-        """A layer loses ``ratio`` of its input and of its output channels: (1 − ratio)² of its
-        multiply-adds (the stem's inputs and the head's outputs are kept, so a little more)."""
-        return (1 - self.ratio) ** 2
+        """About 1 − ``ratio`` of the time per item. A layer loses ``ratio`` of its input and of
+        its output channels, (1 − ratio)² of its multiply-adds, but at the sizes measured the time
+        falls less: ResNet-18 (width 16, 32×32, 2 CPU threads) pruned by 0.5 trained in 0.46 and
+        predicted in 0.38 of the unpruned model's time per item, where its FLOPs were 0.25."""
+        return 1 - self.ratio
 
     def apply(self, art: Artifact, ctx: PassContext):
         import torch_pruning as tp  # on use: only structured pruning needs it

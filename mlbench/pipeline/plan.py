@@ -6,7 +6,7 @@ training batch size, one batch-1 call, one paired bootstrap resample over the te
 multiplies those costs by the item evaluations each stage will make, counted from the config and
 the components (each stressor declares its own work, ``Stressor.work``). Variants are assumed to
 cost what the baseline costs per item (they are not built yet), scaled by what their passes
-declare (``Pass.compute_scale``: a structured prune of ratio r keeps (1 − r)² of the work).
+declare (``Pass.compute_scale``: a structured prune of ratio r keeps about 1 − r of the time).
 The estimate is printed, and written to summary.json beside the measured stage seconds, so its error is visible in every run.
 Costs with no item count behind them (data checks' statistics, plots) get a fixed allowance and
 are marked as such.
@@ -91,7 +91,7 @@ def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
     n = {s: len(d.y[s]) for s in ("train", "val", "calib", "test")}
     specs = ctx.specs
     variants = 1 + len(specs)
-    evaluate = (n["test"] + n["calib"]) * c["forward"]  # every variant: the test and calib splits
+    evaluate = (n["test"] + n["calib"] + n["train"]) * c["forward"]  # every variant: test, calib and train splits
     out: dict[str, float] = {}
     out["datacheck"] = len(ctx.checks) * FIXED_S["datacheck_per_check"] + (
         (n["train"] + n["test"]) * c["forward"] if ctx.checks and d.meta.modality == "image" else 0.0)
@@ -224,7 +224,7 @@ def plan(ctx: Any) -> None:
     ctx.run.plan = {"unit_costs_s": costs, "estimate_s": stages, "estimate_total_s": total,
                     "stress_evaluations": ctx.sizing.get("stress_evaluations"),
                     "assumes": "every variant costs the baseline's per item, times its passes' compute_scale "
-                               "(structured pruning: (1 - ratio)^2); allowances for data-check statistics "
+                               "(structured pruning: 1 - ratio); allowances for data-check statistics "
                                f"({FIXED_S['datacheck_per_check']} s per check) and the write stage "
                                f"({FIXED_S['write']} s)"}
     shown = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(stages.items(), key=lambda kv: -kv[1]) if v >= 0.5)
