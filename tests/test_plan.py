@@ -101,6 +101,9 @@ def test_a_structured_prune_scales_the_variants_work_and_timing_counts_every_bat
     cfg = ctx.cfg
     epochs = next(p.epochs for p in ctx.specs[0].passes if hasattr(p, "epochs"))
     assert estimate(ctx, {**zero, "train": 1.0})["variants"] == pytest.approx(0.5 * epochs * n["train"])
+    # one second per batch-1 call: each variant's batch-invariance check (the first test items)
+    calls = min(cfg.deployment.invariance_items, n["test"])
+    assert estimate(ctx, {**zero, "call": 1.0})["variants"] == pytest.approx(1.5 * calls)
     est = estimate(ctx, {**zero, "forward": 1.0})
     (noise,) = ctx.stressors
     assert est["stress"] == pytest.approx(1.5 * len(noise.conditions()) * n["test"])

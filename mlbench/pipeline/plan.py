@@ -106,7 +106,11 @@ def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
                 build += scale * n["calib"] * c["forward"]  # parity checks and static calibration run the calib items
             scale *= p.compute_scale() if hasattr(p, "compute_scale") else 1.0
         scales.append(scale)
-    out["variants"] = build + sum(scales) * evaluate + (FIXED_S["onnx_export"] if onnx else 0.0)
+    # the batch-invariance check: the first test items again, one call each (in batches when serving online)
+    online = str(cfg.deployment.serving) == "online"
+    invariance = (min(int(cfg.deployment.invariance_items), n["test"]) * (c["forward"] if online else c["call"])
+                  if int(cfg.eval.batch_size) > 1 else 0.0)
+    out["variants"] = build + sum(scales) * (evaluate + invariance) + (FIXED_S["onnx_export"] if onnx else 0.0)
     if cfg.eval.get("efficiency", True):
         lat, thr = cfg.eval.latency, cfg.eval.throughput
         floor = max((lat.min_calls + lat.warmup) * c["call"], lat.min_time_s)  # then it stops at its interval
