@@ -120,7 +120,7 @@ class Pass:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))  # type: ignore[arg-type]
 
     def compute_scale(self) -> float:
-        """Compute per item of the artifact it returns, relative to the one it is given, as the
+        """Time per item of the artifact it returns, relative to the one it is given, as the
         plan assumes before the pass has run (1.0: unchanged)."""
         return 1.0
 

@@ -128,9 +128,14 @@ def activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
             if isinstance(t, torch.Tensor):
                 total[0] += t.numel() * t.element_size()
     hooks = [m.register_forward_hook(add) for m in model.modules() if next(m.children(), None) is None]
+    training = model.training
+    if training:  # the same sizes; no batch-norm statistics move (an eval model is left untouched)
+        model.eval()
     try:
         model(x)
     finally:
+        if training:
+            model.train()
         for h in hooks:
             h.remove()
     return total[0]

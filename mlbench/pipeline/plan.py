@@ -7,7 +7,8 @@ multiplies those costs by the item evaluations each stage will make, counted fro
 the components (each stressor declares its own work, ``Stressor.work``). Variants are assumed to
 cost what the baseline costs per item (they are not built yet), scaled by what their passes
 declare (``Pass.compute_scale``: a structured prune of ratio r keeps about 1 − r of the time).
-The estimate is printed, and written to summary.json beside the measured stage seconds, so its error is visible in every run.
+The estimate is printed, and written to summary.json beside the measured stage seconds, so its
+error is visible in every run.
 Costs with no item count behind them (data checks' statistics, plots) get a fixed allowance and
 are marked as such.
 """
@@ -80,7 +81,8 @@ def unit_costs(ctx: Any) -> dict[str, float]:
         return per, max(small - 20 * per, 0.0)
     resample, boot_call = boot(None)
     resample_stress, boot_call_stress = boot(("accuracy", "ece"))  # what a stress row bootstraps
-    return {"forward": forward, "train": train, "gradient": gradient, "call": call, "resample": resample, "boot_call": boot_call,
+    return {"forward": forward, "train": train, "gradient": gradient, "call": call, "resample": resample,
+            "boot_call": boot_call,
             "resample_stress": resample_stress, "boot_call_stress": boot_call_stress,
             "threads": torch.get_num_threads()}
 
@@ -95,9 +97,9 @@ def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
     out["datacheck"] = len(ctx.checks) * FIXED_S["datacheck_per_check"] + (
         (n["train"] + n["test"]) * c["forward"] if ctx.checks and d.meta.modality == "image" else 0.0)
-    build, onnx, scales = 0.0, False, [1.0]  # each variant's compute per item, relative to the baseline's
+    build, onnx, scales = 0.0, False, [1.0]  # each variant's time per item, relative to the baseline's
     for spec in specs:
-        scale = 1.0  # the variant's compute per item, relative to the baseline's (Pass.compute_scale)
+        scale = 1.0  # this variant's, after the passes so far (Pass.compute_scale)
         for p in spec.passes:
             epochs = int(getattr(p, "epochs", 0) or 0)
             build += epochs * scale * (n["train"] * c["train"] + n["val"] * c["forward"])
