@@ -185,8 +185,10 @@ class Attack(InputStressor):
             return model(inp.to(dtype)).float()
 
         lo, hi = self.bounds
-        bs = self.batch_for(model, x[:1].to(dtype))
         out = torch.empty(x.shape, dtype=torch.float32, device=x.device)  # filled batch by batch: no second copy
+        if len(x) == 0:
+            return out
+        bs = self.batch_for(model, x[:1].to(dtype))
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             torch.manual_seed(self.seed)
             for i in range(0, len(x), bs):
