@@ -184,3 +184,11 @@ def test_activation_bytes_is_the_sum_of_leaf_outputs_and_sizes_the_attack_batch(
     monkeypatch.setattr(adversarial, "BATCH_ACTIVATION_BYTES", 3 * per_item + 1)
     assert attack.batch_for(net, x[:1]) == 3
     torch.testing.assert_close(attack.craft(net, x, y, 0.1), whole, rtol=0, atol=1e-6)
+
+
+def test_a_wrong_attack_batch_size_is_one_line(tmp_path):
+    from conftest import run_cli
+    out = run_cli("debug=smoke", "stress=[fgsm]", "stress.fgsm.batch_size=0", cwd=tmp_path)
+    assert out.returncode != 0
+    assert "attack batch_size must be >= 1, got 0" in out.stderr + out.stdout
+    assert "Traceback" not in out.stderr + out.stdout

@@ -116,6 +116,8 @@ class Attack(InputStressor):
             raise MlbenchError(f"attack eps must be >= 0, got {list(eps)}")
         if steps < 1 or step_ratio <= 0:
             raise MlbenchError("attack needs steps >= 1 and step_ratio > 0")
+        if batch_size < 1:
+            raise MlbenchError(f"attack batch_size must be >= 1, got {batch_size}")
         self.method, self.norm, self.eps = method, norm, [float(e) for e in eps]
         self.steps, self.step_ratio, self.random_start = steps, step_ratio, random_start
         self.loss, self.batch_size = loss, batch_size
