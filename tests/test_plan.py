@@ -61,6 +61,12 @@ def test_the_plan_is_recorded_beside_the_measured_stage_seconds(tmp_path):
         assert row["ratio"] == pytest.approx(row["measured_s"] / row["estimate_s"])
     assert m["measured_total_s"] == pytest.approx(sum(s["stages"][k] for k in plan["estimate_s"]))
     assert "planned (s)" in (run / "report.md").read_text()
+    # revised after the variants were built: each one's own time per item; only the stages still to run
+    rev = plan["revised"]
+    assert list(rev["forward_by_variant_s"]) == ["baseline", "onnx_fp32"]
+    assert all(v > 0 for v in rev["forward_by_variant_s"].values())
+    assert "variants" not in rev["estimate_s"] and "datacheck" not in rev["estimate_s"] and "stress" in rev["estimate_s"]
+    assert rev["measured"]["stages"]["stress"]["measured_s"] == pytest.approx(s["stages"]["stress"])
 
 
 def test_a_budget_sizes_stress_items_resamples_and_repetitions_and_says_so(tmp_path):
@@ -71,6 +77,7 @@ def test_a_budget_sizes_stress_items_resamples_and_repetitions_and_says_so(tmp_p
     assert "budget" not in free and free["stress"]["items"]["n"] == free["data"]["n_test"]
     b = tight["budget"]
     assert b["factor"] == 0.0 and not b["fits"]  # 0.06 s cannot hold the run: every sizable figure at its floor
+    assert b["at"] == "after the variants" and b["at_plan"]["sized"]["stress_items"] == 100  # sized twice
     assert b["sized"]["stress_items"] == 100 and tight["stress"]["items"] == {
         "n": 100, "of": tight["data"]["n_test"], "how": "seeded random subset of the test split (budget.minutes)"}
     assert tight["bootstrap"]["resamples"] == 200 and tight["monitor"]["repetitions"] == 10
@@ -112,3 +119,52 @@ def test_a_structured_prune_scales_the_variants_work_and_timing_counts_every_bat
     batches = sorted({*thr.batch_sizes, cfg.eval.batch_size})
     assert est["efficiency"] == pytest.approx(sum((3 + rounds) * max(b * sc, window) for b in batches
                                                   for sc in (1.0, 0.5)))
+
+
+def test_perturbed_copies_are_counted_once_for_every_variant(tmp_path):
+    """A corruption's copies are made once per condition and scored by every variant: the plan
+    times making them (``input_cost``) and counts them once, not once per variant; an attack's
+    copies are gradients, counted by ``work``. The monitor's covariate scenario likewise."""
+    from mlbench.pipeline.plan import unit_costs
+    ctx, n = _ready(tmp_path, "stress=[gaussian_noise,fgsm]", "variants=[onnx_fp32,prune50_ft]", "monitor=light")
+    inputs = unit_costs(ctx)["inputs"]
+    assert set(inputs) == {"gaussian_noise", "monitor"} and all(v > 0 for v in inputs.values())
+    est = estimate(ctx, {**zero, "inputs": {"gaussian_noise": 1.0, "monitor": 1.0}})
+    assert est["stress"] == pytest.approx(n["test"])  # three variants, one set of copies
+    tests_only = estimate(ctx, zero)["monitor"]  # the detectors' statistics: an allowance per test
+    assert est["monitor"] - tests_only == pytest.approx(min(n["test"], ctx.monitor.max_items))
+
+
+def test_the_revised_plan_counts_each_variant_at_its_own_time_per_item(tmp_path):
+    """After the variants: one forward item costs what that variant's runner measured, and only
+    variants with gradients craft their own attacks (an ONNX graph is attacked by transfer)."""
+    from mlbench.pipeline.plan import plan, revise
+    ctx, n = _ready(tmp_path, "stress=[gaussian_noise,fgsm]", "variants=[onnx_fp32]", "monitor=none")
+    pipeline.timed_stages(ctx, [plan, pipeline.variants, revise])
+    noise, fgsm = ctx.stressors
+    by_variant = {"baseline": 1.0, "onnx_fp32": 2.0}
+    est = estimate(ctx, {**zero, "forward": 1.0, "forward_by_variant": by_variant})
+    assert est["stress"] == pytest.approx(3.0 * (len(noise.conditions()) + len(fgsm.conditions())) * n["test"])
+    est = estimate(ctx, {**zero, "gradient": 1.0, "forward_by_variant": by_variant})
+    assert est["stress"] == pytest.approx(len(fgsm.conditions()) * n["test"])  # the baseline's own only
+    rev = ctx.run.plan["revised"]
+    assert list(rev["forward_by_variant_s"]) == ["baseline", "onnx_fp32"]
+    assert set(rev["estimate_s"]) >= {"efficiency", "compare", "stress", "write"} and "variants" not in rev["estimate_s"]
+
+
+def test_a_second_budget_fit_sizes_from_the_configured_values(tmp_path):
+    """The fit after the variants starts again from the config, so minutes the first fit
+    thought lost are given back when the run turns out faster."""
+    from mlbench.pipeline.plan import estimate as est_
+    from mlbench.pipeline.plan import fit_budget
+    ctx, n = _ready(tmp_path, "stress=[gaussian_noise]", "variants=[]", "monitor=light", "budget.minutes=0.001",
+                    "eval.bootstrap.resamples=1000")
+    costs = {**zero, "forward": 1e-3, "resample": 1e-3}
+    reps = ctx.monitor.repetitions
+    first = fit_budget(ctx, costs, est_(ctx, costs))
+    assert first["sized"]["bootstrap_resamples"] == 200 and ctx.sizing["stress_items"] == 100
+    assert ctx.monitor.repetitions == 10
+    ctx.cfg.budget.minutes = 10_000  # far more time than the estimate: nothing is sized
+    second = fit_budget(ctx, costs, {k: v for k, v in est_(ctx, costs).items() if k != "variants"})
+    assert second["fits"] and not second["sized"] and "stress_items" not in ctx.sizing
+    assert ctx.cfg.eval.bootstrap.resamples == 1000 and ctx.monitor.repetitions == reps > 10

@@ -3,6 +3,7 @@ from the held-out test split (reference: the calib split), for the baseline and 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,15 @@ def corruption(name: str, data: DataBundle, seed: int, auto: dict[str, str]) -> 
     c.name = name
     c.check(data.meta)
     return c
+
+
+def input_cost(mon: Monitor, data: DataBundle, seed: int, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Seconds per test item to make the covariate scenarios' corrupted copies, timed on the
+    batch ``x`` (a corruption is deterministic: timing it changes nothing)."""
+    t0 = time.perf_counter()
+    for sc in mon.covariate():
+        corruption(sc.corruption, data, seed, mon.auto_corruption).perturb(x, y, int(sc.param)).cpu()
+    return (time.perf_counter() - t0) / max(len(x), 1)
 
 
 def view(runner, artifact, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,

@@ -1,7 +1,7 @@
 """The run: stages in order over one typed context.
 
-setup -> data -> baseline (train or cache) -> datacheck -> variants (build, measure) -> efficiency
-(interleaved timing) -> compare (paired deltas) -> stress -> monitor -> seeds -> write (summary.json,
+setup -> data -> baseline (train or cache) -> plan -> datacheck -> variants (build, measure) ->
+revised plan -> efficiency (interleaved timing) -> compare (paired deltas) -> stress -> monitor -> seeds -> write (summary.json,
 predictions, requirements and recommendation, report).
 
 Each stage is a function ``stage(ctx) -> None`` that reads the :class:`RunContext` and
@@ -32,7 +32,7 @@ from mlbench.evaluate.partition import partition
 from mlbench.monitor.unlabelled import unlabelled
 from mlbench.pipeline.context import MIN_TEST_ITEMS, RunContext
 from mlbench.pipeline.measurements import compare, efficiency, monitor, seeds, stress
-from mlbench.pipeline.plan import plan
+from mlbench.pipeline.plan import plan, revise
 from mlbench.pipeline.prepare import (
     accuracy_target,
     baseline,
@@ -53,9 +53,9 @@ __all__ = ["RunContext", "MIN_TEST_ITEMS", "STAGES", "MONITOR_STAGES", "setup", 
            "build", "accuracy_target", "instantiate_checked", "command_line_overrides", "run",
            "run_monitor_command", "run_datacheck", "timed_stages"]
 
-STAGES: list[Callable[[RunContext], None]] = [setup, load_data, baseline, plan, datacheck, variants, efficiency,
-                                              compare, factors, stress, augmentation, monitor, unlabelled, seeds,
-                                              partition]
+STAGES: list[Callable[[RunContext], None]] = [setup, load_data, baseline, plan, datacheck, variants, revise,
+                                              efficiency, compare, factors, stress, augmentation, monitor, unlabelled,
+                                              seeds, partition]
 MONITOR_STAGES = [setup, load_data, baseline, variants, compare, monitor, unlabelled]  # `mlbench monitor`
 
 

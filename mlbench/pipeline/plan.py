@@ -81,10 +81,26 @@ def unit_costs(ctx: Any) -> dict[str, float]:
         return per, max(small - 20 * per, 0.0)
     resample, boot_call = boot(None)
     resample_stress, boot_call_stress = boot(("accuracy", "ece"))  # what a stress row bootstraps
+    xb, yb = x[:batch].to(ctx.device), y[:batch].to(ctx.device)  # perturbed copies: made once, for every variant
+    inputs = {s.name: s.input_cost(xb, yb) for s in ctx.stressors}
+    if ctx.monitor is not None:
+        from mlbench.monitor.stage import input_cost
+        inputs["monitor"] = input_cost(ctx.monitor, ctx.data, int(ctx.cfg.seed), xb, yb)
     return {"forward": forward, "train": train, "gradient": gradient, "call": call, "resample": resample,
             "boot_call": boot_call,
             "resample_stress": resample_stress, "boot_call_stress": boot_call_stress,
-            "threads": torch.get_num_threads()}
+            "inputs": {k: v for k, v in inputs.items() if v > 0}, "threads": torch.get_num_threads()}
+
+
+def variant_costs(ctx: Any) -> dict[str, float]:
+    """Seconds per item of each measured variant's forward pass (its own runner, the evaluation
+    batch), baseline first: what the stages after the variants multiply by their item counts."""
+    x = ctx.data.x["test"]
+    batch = min(ctx.settings.quality_batch, len(x))
+    out = {}
+    for name, lv in ctx.live.items():  # each runner is warm: it has just evaluated every split
+        out[name] = min(_median_time(lambda r=lv.runner: predict_all(r, x[:batch], batch), 1) for _ in range(2)) / batch
+    return out
 
 
 def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
@@ -92,7 +108,6 @@ def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
     cfg, d = ctx.cfg, ctx.data
     n = {s: len(d.y[s]) for s in ("train", "val", "calib", "test")}
     specs = ctx.specs
-    variants = 1 + len(specs)
     evaluate = (n["test"] + n["calib"] + n["train"]) * c["forward"]  # every variant: test, calib and train splits
     out: dict[str, float] = {}
     out["datacheck"] = len(ctx.checks) * FIXED_S["datacheck_per_check"] + (
@@ -108,6 +123,13 @@ def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
                 build += scale * n["calib"] * c["forward"]  # parity checks and static calibration run the calib items
             scale *= p.compute_scale() if hasattr(p, "compute_scale") else 1.0
         scales.append(scale)
+    grads = [True] + [bool(getattr(ctx.baseline, "differentiable", False))] * len(specs)  # crafted on itself
+    measured = c.get("forward_by_variant")
+    if measured:  # the variants are built: each one's own time per item, and whether it has gradients
+        first = next(iter(measured.values())) or 1.0  # the baseline's (``c["forward"]`` is the same)
+        scales = [v / first for v in measured.values()]
+        grads = [i == 0 or ctx.live[name].artifact.differentiable for i, name in enumerate(measured)]
+    variants = len(scales)
     # the batch-invariance check: the first test items again, one call each (in batches when serving online)
     online = str(cfg.deployment.serving) == "online"
     invariance = (min(int(cfg.deployment.invariance_items), n["test"]) * (c["forward"] if online else c["call"])
@@ -127,11 +149,13 @@ def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
     fwd = grad = rows = 0
     cost = 0.0
     n_stress = min(ctx.sizing.get("stress_items", n["test"]), n["test"])
+    inputs = c.get("inputs") or {}
     for s in ctx.stressors:
         for i in range(variants):
-            f, g = s.work(n_stress, i == 0 or bool(getattr(ctx.baseline, "differentiable", False)))
+            f, g = s.work(n_stress, grads[i])
             fwd, grad = fwd + f, grad + g
             cost += (f * c["forward"] + g * c.get("gradient", c["train"])) * scales[i]
+        cost += n_stress * inputs.get(s.name, 0.0)  # its perturbed copies, made once for every variant
         rows += len(s.conditions()) * variants
     ctx.sizing["stress_evaluations"] = {"forward": fwd, "gradient": grad, "items": n_stress}
     scale = n_stress / max(n["test"], 1)  # a bootstrap resample costs in proportion to the items
@@ -144,11 +168,12 @@ def estimate(ctx: Any, c: dict[str, float]) -> dict[str, float]:
         deploy = variants * len(mon.scenarios) * int(mon.deployment_repetitions or 0) * len(mon.output_detectors)
         # with a detector that reads embeddings, the baseline's views take a second pass for them
         second = mon.reads_embeddings and getattr(ctx.baseline, "differentiable", False)
-        views = variants + (1 if second else 0)
-        out["monitor"] = views * (n["calib"] + n["test"] * (1 + cov)) * c["forward"] \
+        cal, test = (min(n[s], int(mon.max_items)) for s in ("calib", "test"))  # Monitor.sample
+        views = sum(scales) + (1 if second else 0)
+        out["monitor"] = views * (cal + test * (1 + cov)) * c["forward"] + test * inputs.get("monitor", 0.0) \
             + (tests + deploy) * FIXED_S["monitor_test"]
     if d.unlabelled is not None:
-        out["unlabelled"] = variants * (n["calib"] + len(d.unlabelled)) * c["forward"]
+        out["unlabelled"] = sum(scales) * (n["calib"] + len(d.unlabelled)) * c["forward"]
     seeds = [s for s in (cfg.get("seeds") or []) if s != cfg.seed]
     if seeds:
         epochs = int(cfg.train.epochs)
@@ -168,13 +193,42 @@ SIZABLE = ("stress", "compare", "monitor", "efficiency")  # what budget.minutes 
 FLOORS = {"stress_items": 100, "resamples": 200, "repetitions": 10, "min_calls": 50}
 
 
+def _configured(ctx: Any) -> dict[str, Any]:
+    """The sizable quantities as configured, kept at the first fit: a second fit (after the
+    variants) sizes from them again, not from what the first fit left."""
+    if "configured" not in ctx.sizing:
+        lat, thr, mon = ctx.cfg.eval.latency, ctx.cfg.eval.throughput, ctx.monitor
+        ctx.sizing["configured"] = {
+            "resamples": int(ctx.cfg.eval.bootstrap.resamples), "min_calls": int(lat.min_calls),
+            "max_time_s": float(lat.max_time_s), "throughput_min_time_s": float(thr.min_time_s),
+            "repetitions": mon.repetitions if mon is not None else None,
+            "deployment_repetitions": mon.deployment_repetitions if mon is not None else None}
+    return ctx.sizing["configured"]
+
+
+def _restore(ctx: Any) -> None:
+    """Every sizable quantity back to its configured value."""
+    c = _configured(ctx)
+    cfg, mon = ctx.cfg, ctx.monitor
+    cfg.eval.bootstrap.resamples = c["resamples"]
+    cfg.eval.latency.min_calls, cfg.eval.latency.max_time_s = c["min_calls"], c["max_time_s"]
+    cfg.eval.throughput.min_time_s = c["throughput_min_time_s"]
+    if mon is not None:
+        mon.repetitions, mon.deployment_repetitions = c["repetitions"], c["deployment_repetitions"]
+    ctx.sizing.pop("stress_items", None)
+
+
 def fit_budget(ctx: Any, costs: dict[str, float], stages: dict[str, float]) -> dict[str, Any] | None:
     """``budget.minutes``: one factor f shrinks every sizable quantity (stress test items,
     bootstrap resamples, monitoring repetitions, timing calls and seconds), each to at most its
-    floor, so the estimate fits the minutes left; returns what was sized (None: no budget)."""
+    floor, so the estimate of the stages in ``stages`` fits the minutes left (they are replaced
+    by the sized estimate); returns what was sized (None: no budget). Sizes from the configured
+    values, so it can run again later with a better estimate and fewer minutes left."""
     minutes = (ctx.cfg.get("budget") or {}).get("minutes")
     if minutes is None:  # its range is checked at set-up (values.RANGES)
         return None
+    _restore(ctx)  # the estimate of what is configured
+    stages.update({k: v for k, v in estimate(ctx, costs).items() if k in stages})
     left = float(minutes) * 60 - (time.perf_counter() - ctx.t0)
     before = sum(stages.values())
     section: dict[str, Any] = {"minutes": float(minutes), "seconds_left_at_plan": left, "estimate_before_s": before,
@@ -201,7 +255,7 @@ def fit_budget(ctx: Any, costs: dict[str, float], stages: dict[str, float]) -> d
         lat.min_calls = sized["latency_min_calls"] = max(FLOORS["min_calls"], int(f * lat.min_calls))
         lat.max_time_s = sized["latency_max_time_s"] = lat.max_time_s * f
         thr.min_time_s = sized["throughput_min_time_s"] = thr.min_time_s * f
-    after = estimate(ctx, costs)
+    after = {k: v for k, v in estimate(ctx, costs).items() if k in stages}
     stages.clear()
     stages.update(after)
     total = sum(after.values())
@@ -221,10 +275,8 @@ def plan(ctx: Any) -> None:
     if budget is not None:
         ctx.run.budget = budget
         if budget["sized"]:
-            what = ", ".join(f"{k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
-                             for k, v in budget["sized"].items())
             console.print(f"[bold]budget[/] {budget['minutes']:g} min: estimate {_minutes(budget['estimate_before_s'])}"
-                          f" sized to {_minutes(budget['estimate_after_s'])} ({what})"
+                          f" sized to {_minutes(budget['estimate_after_s'])} ({_sized_text(budget['sized'])})"
                           + ("" if budget["fits"] else "; still over: the unsizable stages alone take longer"))
     total = sum(stages.values())
     ctx.run.plan = {"unit_costs_s": costs, "estimate_s": stages, "estimate_total_s": total,
@@ -235,6 +287,45 @@ def plan(ctx: Any) -> None:
                                f"({FIXED_S['write']} s)"}
     shown = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(stages.items(), key=lambda kv: -kv[1]) if v >= 0.5)
     console.print(f"[bold]plan[/] about {_minutes(total)} from here ({shown})")
+
+
+def revise(ctx: Any) -> None:
+    """The run stage after the variants: each built variant's forward pass is timed on its own
+    runner (an int8 onnxruntime graph or a pruned model is not the baseline), the stages still
+    to run are estimated again, and with ``budget.minutes`` sized again to the minutes actually
+    left (so the error of the estimate so far is not carried into the budget)."""
+    if ctx.run.plan is None or not ctx.live:
+        return
+    by_variant = variant_costs(ctx)
+    costs = {**ctx.run.plan["unit_costs_s"], "forward_by_variant": by_variant,
+             "forward": next(iter(by_variant.values()))}
+    remaining = {k: v for k, v in estimate(ctx, costs).items() if k not in ctx.run.stages}
+    budget = fit_budget(ctx, costs, remaining)
+    if budget is not None:
+        first = {k: v for k, v in (ctx.run.budget or {}).items() if k != "at_plan"}
+        ctx.run.budget = {**budget, "at": "after the variants", "at_plan": first}
+        if budget["sized"]:
+            console.print(f"[bold]budget[/] {_minutes(budget['seconds_left_at_plan'])} left after the variants: "
+                          f"sized again ({_sized_text(budget['sized'])})"
+                          + ("" if budget["fits"] else "; still over: the unsizable stages alone take longer"))
+    total = sum(remaining.values())
+    ctx.run.plan["revised"] = {"after": "variants", "forward_by_variant_s": by_variant, "estimate_s": remaining,
+                               "estimate_total_s": total,
+                               "stress_evaluations": ctx.sizing.get("stress_evaluations")}
+    shown = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(remaining.items(), key=lambda kv: -kv[1]) if v >= 0.5)
+    console.print(f"[bold]plan[/] revised with the variants' own timings: about {_minutes(total)} from here ({shown})")
+
+
+def attach_measured(plan_section: dict[str, Any], stages: dict[str, Any]) -> None:
+    """``measured`` beside the estimate made at set-up and beside the revised one (in place)."""
+    measured = {k: v for k, v in stages.items() if isinstance(v, (int, float))}
+    plan_section["measured"] = accuracy(plan_section, measured)
+    if plan_section.get("revised"):
+        plan_section["revised"]["measured"] = accuracy(plan_section["revised"], measured)
+
+
+def _sized_text(sized: dict[str, Any]) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {v:.4g}" for k, v in sized.items())
 
 
 def _minutes(s: float) -> str:

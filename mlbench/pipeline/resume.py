@@ -34,7 +34,7 @@ SKIPPABLE = ("datacheck", "efficiency", "compare", "stress", "monitor", "unlabel
 # mistake in the config included, leaves nothing behind
 SAVED_AFTER = SKIPPABLE[1:]
 # stages rerun on resume to rebuild the live models; the saved records go back before any other stage runs
-REBUILT = ("setup", "load_data", "baseline", "plan", "variants")
+REBUILT = ("setup", "load_data", "baseline", "plan", "variants", "revise")
 KEEP_OUT = {"models", ".hydra", "cli.log", "mlbench.log", ".mlbench-run"}  # not stage outputs
 STATE_VERSION = 1
 

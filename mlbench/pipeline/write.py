@@ -16,7 +16,7 @@ from mlbench.analysis.report import write_report
 from mlbench.components import BASELINE
 from mlbench.errors import first_line
 from mlbench.pipeline.context import RunContext
-from mlbench.pipeline.plan import accuracy as plan_accuracy
+from mlbench.pipeline.plan import attach_measured
 from mlbench.progress import console
 from mlbench.records import summary
 from mlbench.results import save_predictions, save_splits, write_json
@@ -45,13 +45,11 @@ def write(ctx: RunContext) -> dict[str, Any]:
     s["stages"] = {**s.get("stages", {}), "write": None,  # filled in after the report is written
                    "variant_builds": {n: r.build_s for n, r in ctx.records.items() if n != BASELINE}}
     if s.get("plan"):  # the estimate against what each stage took (the write stage's own share added below)
-        s["plan"]["measured"] = plan_accuracy(s["plan"], {k: v for k, v in s["stages"].items()
-                                                          if isinstance(v, (int, float))})
+        attach_measured(s["plan"], s["stages"])
     write_report(s, ctx.run_dir)
     s["stages"]["write"] = time.perf_counter() - t_write
     if s.get("plan"):
-        s["plan"]["measured"] = plan_accuracy(s["plan"], {k: v for k, v in s["stages"].items()
-                                                          if isinstance(v, (int, float))})
+        attach_measured(s["plan"], s["stages"])
     s["run"]["wall_s"] = time.perf_counter() - ctx.t0
     write_json(ctx.run_dir / "summary.json", s)
     if ctx.cfg.analysis.history:

@@ -127,6 +127,11 @@ class Stressor:
         forward+backward passes). The run's plan multiplies them by measured per-item costs."""
         return len(self.conditions()) * n, 0
 
+    def input_cost(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Seconds per test item to make its perturbed inputs, every condition, once for all
+        variants (timed by the plan on the batch ``x``); 0 for a stressor that makes none."""
+        return 0.0
+
     @staticmethod
     def label(condition: Any) -> str:
         """A condition as written in summary.json keys."""

@@ -10,6 +10,7 @@ statistics, so one unit is one train std).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -58,6 +59,16 @@ class Corruption(InputStressor):
         err_v = sum(1 - r["accuracy"] for r in rows.values())
         err_b = sum(1 - base_section["severities"][s]["accuracy"] for s in rows)
         section["corruption_error"] = err_v / err_b if err_b > 0 else None
+
+    def input_cost(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Each severity's corrupted copy of ``x``, timed (``perturb`` is deterministic, so
+        timing it changes nothing)."""
+        if len(x) == 0:
+            return 0.0
+        t0 = time.perf_counter()
+        for c in self.conditions():
+            self.perturb(x, y, c)
+        return (time.perf_counter() - t0) / len(x)
 
     def perturb(self, x: torch.Tensor, y: torch.Tensor, severity: int, model=None,
                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
