@@ -88,7 +88,7 @@ def report(label: str, r: dict) -> None:
                 rises.append(f"{k} {v:,.0f}")
             prev = max(prev, v)
         print("peak RSS after each stage that raised it (MB): " + ", ".join(rises))
-    ev = plan.get("stress_evaluations") or {}
+    ev = (plan.get("revised") or plan).get("stress_evaluations") or {}  # as the budget last sized them
     n_ev = (ev.get("forward", 0) + ev.get("gradient", 0)) / 1000
     if n_ev and "stress" in s["stages"]:
         print(f"stress: {s['stages']['stress'] / n_ev:.4f} s per 1,000 item evaluations "
