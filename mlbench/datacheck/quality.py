@@ -45,10 +45,12 @@ class Lint(Check):
         out.figures["nonfinite_items"] = nonfinite
         for severity, message, count in d.extras.get("source_findings", []):  # what the data source saw
             f.append(Finding(self.name, severity, message, count, []))
-        xt = d.x["train"].flatten(1).double()
-        xt[~torch.isfinite(xt)] = 0.0
-        std = xt.std(0)
-        const = (std == 0).nonzero().flatten().tolist()
+        xt = d.x["train"].flatten(1)
+        if nonfinite:  # non-finite values count as 0 here (a copy only then)
+            xt = torch.where(torch.isfinite(xt), xt, torch.zeros((), dtype=xt.dtype))
+        # constant: every value equal (what a zero standard deviation means), without a float64
+        # copy of the split; the most common value's share per column
+        const = (xt.amax(0) == xt.amin(0)).nonzero().flatten().tolist() if len(xt) else []
         mode_share = torch.tensor([float((col == col.mode().values).double().mean()) for col in xt.T])
         near = [j for j in (mode_share >= self.near_constant).nonzero().flatten().tolist() if j not in const]
         sev = "info" if image else "warn"  # constant border pixels are normal in images

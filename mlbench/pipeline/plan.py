@@ -289,6 +289,9 @@ def plan(ctx: Any) -> None:
     console.print(f"[bold]plan[/] about {_minutes(total)} from here ({shown})")
 
 
+BEFORE_REVISE = ("datacheck", "variants")  # the estimated stages that run before the revision
+
+
 def revise(ctx: Any) -> None:
     """The run stage after the variants: each built variant's forward pass is timed on its own
     runner (an int8 onnxruntime graph or a pruned model is not the baseline), the stages still
@@ -299,7 +302,7 @@ def revise(ctx: Any) -> None:
     by_variant = variant_costs(ctx)
     costs = {**ctx.run.plan["unit_costs_s"], "forward_by_variant": by_variant,
              "forward": next(iter(by_variant.values()))}
-    remaining = {k: v for k, v in estimate(ctx, costs).items() if k not in ctx.run.stages}
+    remaining = {k: v for k, v in estimate(ctx, costs).items() if k not in BEFORE_REVISE}
     budget = fit_budget(ctx, costs, remaining)
     if budget is not None:
         first = {k: v for k, v in (ctx.run.budget or {}).items() if k != "at_plan"}
