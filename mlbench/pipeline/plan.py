@@ -99,7 +99,7 @@ def variant_costs(ctx: Any) -> dict[str, float]:
     batch = min(ctx.settings.quality_batch, len(x))
     out = {}
     for name, lv in ctx.live.items():  # each runner is warm: it has just evaluated every split
-        out[name] = min(_median_time(lambda r=lv.runner: predict_all(r, x[:batch], batch), 1) for _ in range(2)) / batch
+        out[name] = _median_time(lambda r=lv.runner: predict_all(r, x[:batch], batch), 3) / batch
     return out
 
 
