@@ -7,8 +7,11 @@ multiplies those costs by the item evaluations each stage will make, counted fro
 the components (each stressor declares its own work, ``Stressor.work``). Variants are assumed to
 cost what the baseline costs per item (they are not built yet), scaled by what their passes
 declare (``Pass.compute_scale``: a structured prune of ratio r keeps about 1 − r of the time).
-The estimate is printed, and written to summary.json beside the measured stage seconds, so its
-error is visible in every run.
+Perturbed copies that every variant shares (a corruption's, the monitor's covariate scenario)
+are timed once on one batch (``Corruption.input_cost``). The estimate is printed, and written to
+summary.json beside the measured stage seconds, so its error is visible in every run. Once the
+variants are built, ``revise`` times each one's forward pass on its own runner, estimates the
+stages still to run again and, with ``budget.minutes``, sizes them again to the seconds left.
 Costs with no item count behind them (data checks' statistics, plots) get a fixed allowance and
 are marked as such.
 """
