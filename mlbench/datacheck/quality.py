@@ -36,8 +36,7 @@ class Lint(Check):
         image = d.meta.modality == "image"
         nonfinite = 0
         for s in SPLITS:
-            x = d.x[s].flatten(1)
-            bad = (~torch.isfinite(x)).any(1).nonzero().flatten()
+            bad = _rows_where(d.x[s].flatten(1), lambda b: (~torch.isfinite(b)).any(1))
             if len(bad):
                 nonfinite += len(bad)
                 f.append(Finding(self.name, "fail", f"{len(bad)} {s} items with NaN/inf values", len(bad),
@@ -92,15 +91,13 @@ class Lint(Check):
         if d.meta.input_range is not None:
             lo, hi = d.meta.input_range
             for s in SPLITS:
-                x = d.x[s].flatten(1)
-                bad = ((x < lo) | (x > hi)).any(1).nonzero().flatten()
+                bad = _rows_where(d.x[s].flatten(1), lambda b: ((b < lo) | (b > hi)).any(1))
                 if len(bad):
                     rng_items += len(bad)
                     f.append(Finding(self.name, "fail", f"{len(bad)} {s} items outside the declared input "
                                                         f"range [{lo}, {hi}]", len(bad), dataset_ids(ctx, s, bad), s))
         out.figures["out_of_range_items"] = rng_items
-        med = xt.median(0).values
-        mad = (xt - med).abs().median(0).values * 1.4826
+        med, mad = _median_mad(xt)
         usable = mad > 0
         for s in SPLITS:
             x, step = d.x[s].flatten(1), 1024  # in blocks of items: float64 copies stay small
@@ -121,7 +118,7 @@ class Lint(Check):
                     f.append(Finding(self.name, "warn", f"{len(blank)} blank {s} images", len(blank),
                                      dataset_ids(ctx, s, blank), s))
                 if hi is not None:
-                    sat = ((x >= hi).double().mean(1) > 0.9).nonzero().flatten()
+                    sat = _rows_where(x, lambda b: (b >= hi).sum(1).double() / b.shape[1] > 0.9)
                     if len(sat):
                         f.append(Finding(self.name, "warn", f"{len(sat)} saturated {s} images", len(sat),
                                          dataset_ids(ctx, s, sat), s))
@@ -131,6 +128,27 @@ class Lint(Check):
 def _row_hashes(x: torch.Tensor) -> list[bytes]:
     a = np.ascontiguousarray(x.flatten(1).float().numpy())
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in a]
+
+
+def _rows_where(x: torch.Tensor, test, step: int = 1024) -> torch.Tensor:
+    """Positions of the rows of ``x`` where ``test(block)`` (one bool per row) holds, ``step``
+    rows at a time: its boolean temporaries stay small whatever the split's size."""
+    hits = [test(x[i:i + step]).nonzero().flatten() + i for i in range(0, len(x), step)]
+    return torch.cat(hits) if hits else torch.zeros(0, dtype=torch.long)
+
+
+def _median_mad(x: torch.Tensor, block: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per column (float64): the median and the median absolute deviation × 1.4826, ``block``
+    columns at a time, so no float64 copy of the whole split is made (a median is one of the
+    column's values: the figures equal those of one call on the whole float64 matrix)."""
+    meds, mads = [], []
+    for j in range(0, x.shape[1], block):
+        col = x[:, j:j + block].double()
+        m = col.median(0).values
+        meds.append(m)
+        mads.append((col - m).abs().median(0).values * 1.4826)
+    empty = torch.zeros(0, dtype=torch.float64)
+    return (torch.cat(meds), torch.cat(mads)) if meds else (empty, empty)
 
 
 def _duplicate_groups(x: torch.Tensor) -> list[list[int]]:
