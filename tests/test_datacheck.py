@@ -443,3 +443,24 @@ def test_the_sufficiency_fit_recovers_a_planted_learning_curve():
     # closed form: err(n) = 0.05 at n = (a / (0.05 - c))^(1/b)
     assert _needed(fit, 0.05) == pytest.approx((3.0 / 0.03) ** (1 / 0.6), rel=1e-2)
     assert _needed(fit, 0.01) == math.inf  # below the fitted floor c: out of reach
+
+
+def test_lint_block_statistics_equal_the_whole_matrix_computation():
+    """The robust median/MAD taken a block of columns at a time, and row tests a block of
+    items at a time, give exactly what one float64 call on the whole split gives."""
+    import torch
+
+    from mlbench.datacheck.quality import _median_mad, _rows_where
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(700, 600, generator=g)
+    x[:, 3] = 0.25  # a constant column: MAD 0
+    x[5, 7] = float("inf")
+    whole = x.double()
+    med = whole.median(0).values
+    mad = (whole - med).abs().median(0).values * 1.4826
+    m, d = _median_mad(x, block=64)
+    assert torch.equal(m, med) and torch.equal(d, mad) and d[3] == 0
+    rows = _rows_where(x, lambda b: (~torch.isfinite(b)).any(1), step=100)
+    assert rows.tolist() == [5]
+    sat = _rows_where(x, lambda b: (b >= 0.5).sum(1).double() / b.shape[1] > 0.52, step=64)
+    assert torch.equal(sat, ((x >= 0.5).double().mean(1) > 0.52).nonzero().flatten())
