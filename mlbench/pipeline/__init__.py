@@ -1,8 +1,8 @@
 """The run: stages in order over one typed context.
 
 setup -> data -> baseline (train or cache) -> plan -> datacheck -> variants (build, measure) ->
-revised plan -> efficiency (interleaved timing) -> compare (paired deltas) -> stress -> monitor -> seeds -> write (summary.json,
-predictions, requirements and recommendation, report).
+revised plan -> efficiency (interleaved timing) -> compare (paired deltas) -> stress -> monitor ->
+seeds -> write (summary.json, predictions, requirements and recommendation, report).
 
 Each stage is a function ``stage(ctx) -> None`` that reads the :class:`RunContext` and
 appends typed records to it (``mlbench/records.py``); the work itself lives with its
