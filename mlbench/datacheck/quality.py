@@ -34,18 +34,19 @@ class Lint(Check):
         d, out = ctx.data, CheckResult()
         f = out.findings
         image = d.meta.modality == "image"
-        nonfinite = 0
+        nonfinite, train_nonfinite = 0, False
         for s in SPLITS:
             bad = _rows_where(d.x[s].flatten(1), lambda b: (~torch.isfinite(b)).any(1))
             if len(bad):
                 nonfinite += len(bad)
+                train_nonfinite |= s == "train"
                 f.append(Finding(self.name, "fail", f"{len(bad)} {s} items with NaN/inf values", len(bad),
                                  dataset_ids(ctx, s, bad), s))
         out.figures["nonfinite_items"] = nonfinite
         for severity, message, count in d.extras.get("source_findings", []):  # what the data source saw
             f.append(Finding(self.name, severity, message, count, []))
         xt = d.x["train"].flatten(1)
-        if nonfinite:  # non-finite values count as 0 here (a copy only then)
+        if train_nonfinite:  # non-finite values count as 0 here (a copy only then)
             xt = torch.where(torch.isfinite(xt), xt, torch.zeros((), dtype=xt.dtype))
         # constant: every value equal (what a zero standard deviation means), without a float64
         # copy of the split; the most common value's share per column
@@ -99,11 +100,10 @@ class Lint(Check):
         out.figures["out_of_range_items"] = rng_items
         med, mad = _median_mad(xt)
         usable = mad > 0
-        for s in SPLITS:
-            x, step = d.x[s].flatten(1), 1024  # in blocks of items: float64 copies stay small
-            hit = torch.cat([((x[i:i + step].double()[:, usable] - med[usable]) / mad[usable]).abs()
-                             .gt(self.outlier_z).any(1).nonzero().flatten() + i
-                             for i in range(0, len(x), step)] or [torch.zeros(0, dtype=torch.long)])
+        m_u, mad_u = med[usable], mad[usable]
+        for s in SPLITS:  # in blocks of items: the float64 copies stay small
+            hit = _rows_where(d.x[s].flatten(1),
+                              lambda b: ((b.double()[:, usable] - m_u) / mad_u).abs().gt(self.outlier_z).any(1))
             if len(hit):
                 f.append(Finding(self.name, "info", f"{len(hit)} {s} items with a feature beyond robust "
                                                     f"|z| > {self.outlier_z:g}", len(hit), dataset_ids(ctx, s, hit), s))
