@@ -192,3 +192,30 @@ def test_a_wrong_attack_batch_size_is_one_line(tmp_path):
     assert out.returncode != 0
     assert "attack batch_size must be >= 1, got 0" in out.stderr + out.stdout
     assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_white_box_examples_scored_as_they_are_crafted_equal_the_whole_crafted_set():
+    """PGD with a random start, crafted three items at a time and scored in batches of eight
+    through ``Refill``: the same logits, bit for bit, as scoring the whole crafted set; the
+    attack's random stream runs on from batch to batch (two copies of the same three items get
+    different random starts) and leaves the caller's generator where it was."""
+    from mlbench.backends import TorchRunner
+    from mlbench.evaluate.loop import predict_all
+    from mlbench.stress.base import Refill
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 64, 3)).eval()
+    x = torch.rand(3, 1, 8, 8).repeat(7, 1, 1, 1)  # 21 items: the same three, seven times
+    y = torch.randint(0, 3, (3,)).repeat(7)
+    attack = Attack(method="pgd", eps=[0.1], steps=2, random_start=True, batch_size=3)
+    attack.bounds = (0.0, 1.0)
+    whole = attack.craft(net, x, y, 0.1)
+    assert not torch.equal(whole[:3], whole[3:6])  # one stream across batches, not re-seeded per batch
+    runner = TorchRunner(net, torch.device("cpu"))
+    torch.manual_seed(123)
+    streamed = predict_all(runner, x, 8, Refill(attack.batches(x, y, 0.1, net)), y)
+    after = torch.rand(4)
+    torch.manual_seed(123)
+    assert torch.equal(after, torch.rand(4))  # the caller's generator untouched
+    assert torch.equal(streamed, predict_all(runner, whole, 8))
+    assert torch.equal(attack.craft(net, x, y, 0.1), whole)  # seeded: the same examples again

@@ -14,7 +14,7 @@ accuracy is overstated, so mlbench never uses it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ from torch import nn
 
 from mlbench.data import DataMeta
 from mlbench.errors import MlbenchError
-from mlbench.models import activation_bytes
+from mlbench.models import batch_within
 from mlbench.stress.base import InputStressor, condition_rows
 from mlbench.text import Doc, delta_text
 
@@ -179,7 +179,19 @@ class Attack(InputStressor):
 
     def craft(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
               dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Adversarial inputs for ``model`` (on ``x``'s device), batch by batch."""
+        """Adversarial inputs for ``model`` (on ``x``'s device), the whole of ``x``."""
+        out = torch.empty(x.shape, dtype=torch.float32, device=x.device)  # filled batch by batch: no second copy
+        i = 0
+        for adv in self.batches(x, y, eps, model, dtype):
+            out[i:i + len(adv)] = adv
+            i += len(adv)
+        return out
+
+    def batches(self, x: torch.Tensor, y: torch.Tensor, eps: float, model: nn.Module | None = None,
+                dtype: torch.dtype = torch.float32) -> Iterator[torch.Tensor]:
+        """Adversarial inputs for ``model`` (on ``x``'s device), one attack batch at a time, in
+        order. The attack's random stream is seeded once and carried from batch to batch,
+        apart from the caller's, so the batches are the same whether kept or scored as they come."""
         FGSM, PGD = _captum_classes()
         loss = cross_entropy_loss if self.loss == "ce" else margin_loss
 
@@ -187,17 +199,23 @@ class Attack(InputStressor):
             return model(inp.to(dtype)).float()
 
         lo, hi = self.bounds
-        out = torch.empty(x.shape, dtype=torch.float32, device=x.device)  # filled batch by batch: no second copy
         if len(x) == 0:
-            return out
+            return
         bs = self.batch_for(model, x[:1].to(dtype))
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-            torch.manual_seed(self.seed)
-            for i in range(0, len(x), bs):
-                xb, yb = x[i:i + bs].float().requires_grad_(), y[i:i + bs]
-                if eps == 0:
-                    out[i:i + bs] = xb.detach()
-                    continue
+        cuda = [x.device] if x.device.type == "cuda" else []
+        state: tuple | None = None  # the attack's generators between batches (CPU, and the CUDA device)
+        for i in range(0, len(x), bs):
+            xb, yb = x[i:i + bs].float().requires_grad_(), y[i:i + bs]
+            if eps == 0:
+                yield xb.detach()
+                continue
+            with torch.random.fork_rng(devices=cuda):
+                if state is None:
+                    torch.manual_seed(self.seed)
+                else:
+                    torch.set_rng_state(state[0])
+                    if cuda:
+                        torch.cuda.set_rng_state(state[1], cuda[0])
                 if self.method == "fgsm" and self.norm == "Linf":
                     adv = FGSM(forward, loss, lower_bound=lo, upper_bound=hi).perturb(xb, eps, yb)
                 elif self.method == "fgsm":
@@ -206,14 +224,11 @@ class Attack(InputStressor):
                     adv = PGD(forward, loss, self.norm, lo, hi).perturb(
                         xb, eps, self.step_ratio * eps, self.steps, yb,
                         random_start=self.random_start, norm=self.norm)
-                out[i:i + bs] = adv.detach()
-        return out
+                state = (torch.get_rng_state(), torch.cuda.get_rng_state(cuda[0]) if cuda else None)
+            yield adv.detach()
 
     def batch_for(self, model: nn.Module, one: torch.Tensor) -> int:
         """Items per attack batch: ``batch_size``, or fewer where one item's activations (kept
         for the backward pass) would put a batch above ``BATCH_ACTIVATION_BYTES``. It depends
         only on the model and the input shape, so a config gives the same batches everywhere."""
-        per_item = activation_bytes(model, one)
-        if per_item <= 0:
-            return self.batch_size
-        return max(1, min(self.batch_size, BATCH_ACTIVATION_BYTES // per_item))
+        return batch_within(model, one, BATCH_ACTIVATION_BYTES, self.batch_size)

@@ -53,7 +53,8 @@ class StressVariant:
 @dataclass
 class StressEnv:
     """What a stressor may use of the run: the test split, the variants (baseline first),
-    how to score a runner on inputs, how to build a runner for a perturbed artifact, and a
+    how to score a runner on inputs (``score`` returns the row and the probabilities; a
+    ``perturbation(xb, yb)`` is applied per evaluation batch), how to build a runner for a perturbed artifact, and a
     scratch folder."""
 
     x: torch.Tensor
@@ -61,7 +62,7 @@ class StressEnv:
     meta: DataMeta
     device: torch.device
     variants: list[StressVariant]
-    score: Callable[..., tuple[dict[str, Any], torch.Tensor]]  # (runner, x, base_probs=None) -> (row, probs)
+    score: Callable[..., tuple[dict[str, Any], torch.Tensor]]  # (runner, x, base_probs=None, perturbation=None)
     accuracy: Callable[[Any], float]  # runner -> accuracy on the clean test split (non-finite = wrong)
     runner_for: Callable[[Any], Any]  # artifact -> runner
     workdir: Path
@@ -188,6 +189,13 @@ class InputStressor(Stressor):
                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
         raise NotImplementedError
 
+    def batches(self, x: torch.Tensor, y: torch.Tensor, condition: Any, model: torch.nn.Module | None = None,
+                dtype: torch.dtype = torch.float32) -> Iterator[torch.Tensor]:
+        """The perturbed inputs in consecutive batches, in order; a white-box variant is scored
+        on them as they come (a stressor that crafts batch by batch overrides it, so that its
+        crafted test set is never held whole). The default: ``perturb`` in one batch."""
+        yield self.perturb(x, y, condition, model, dtype)
+
     def rows(self, env: StressEnv) -> Iterator[StressRow]:
         x, y = env.x, env.y
         base = env.baseline
@@ -214,14 +222,33 @@ class InputStressor(Stressor):
                     yield StressRow(self.name, v.name, label, row)
             del base_x
             release_memory()  # the copy's pages back to the system before the next one is made
-            for v in own:
+            for v in own:  # crafted batch by batch as the scoring asks for them
                 dev, art = v.runner.input_device, v.artifact
-                xv = self.perturb(x.to(dev), y.to(dev), c, art.model, art.dtype).cpu()
-                row, _ = env.score(v.runner, xv, base_probs)
-                del xv  # a test set's worth of memory: not kept while the next one is crafted
+                made = Refill(self.batches(x.to(dev), y.to(dev), c, art.model, art.dtype))
+                row, _ = env.score(v.runner, x, base_probs, made)
                 release_memory()
                 row["mode"] = "white-box"
                 yield StressRow(self.name, v.name, label, row)
+
+
+class Refill:
+    """``perturbation(xb, yb)`` for the evaluation loop that hands out consecutive items of a
+    stream of batches, whatever their size: the loop's batch ``i`` gets the stream's items
+    ``i * len(xb)`` onward. The loop's own ``xb`` only sets how many (it is the clean batch)."""
+
+    def __init__(self, batches: Iterator[torch.Tensor]):
+        self.batches, self.rest = batches, None
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        parts, have = ([self.rest] if self.rest is not None else []), 0 if self.rest is None else len(self.rest)
+        while have < len(xb):
+            b = next(self.batches)
+            parts.append(b)
+            have += len(b)
+        joined = parts[0] if len(parts) == 1 else torch.cat(parts)
+        out, rest = joined[:len(xb)], joined[len(xb):]
+        self.rest = rest if len(rest) else None
+        return out
 
 
 Unsupported = NotApplicable  # a model stressor cannot perturb this artifact (the reason is recorded)

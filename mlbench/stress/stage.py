@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlbench.evaluate.loop import evaluate, robust_accuracy
+from mlbench.evaluate.loop import Perturbation, evaluate, robust_accuracy
 from mlbench.evaluate.metrics import ece
 from mlbench.evaluate.stats import paired_deltas
 from mlbench.named import target_of
@@ -42,11 +42,14 @@ class StressOutcome:
 
 
 def scorer(batch_size: int, boot: dict[str, Any], y: torch.Tensor):
-    """``score(runner, x, base_probs=None) -> (row, probs)``: accuracy (non-finite logits count
-    as wrong) and ECE; with the baseline's probabilities, paired deltas with intervals for the
-    two statistics the stress tables report."""
-    def score(runner, x: torch.Tensor, base_probs: torch.Tensor | None = None) -> tuple[dict, torch.Tensor]:
-        ev = evaluate(runner, x, y, batch_size=batch_size, metrics=False)  # the two below are all it reports
+    """``score(runner, x, base_probs=None, perturbation=None) -> (row, probs)``: accuracy
+    (non-finite logits count as wrong) and ECE of ``runner`` on ``x`` (each batch passed through
+    ``perturbation(xb, yb)`` when given); with the baseline's probabilities, paired deltas with
+    intervals for the two statistics the stress tables report."""
+    def score(runner, x: torch.Tensor, base_probs: torch.Tensor | None = None,
+              perturbation: Perturbation | None = None) -> tuple[dict, torch.Tensor]:
+        ev = evaluate(runner, x, y, batch_size=batch_size, perturbation=perturbation,
+                      metrics=False)  # the two below are all it reports
         out: dict[str, Any] = {"accuracy": robust_accuracy(ev.logits, y)}
         if ev.problem is None:
             out["ece"] = ece(ev.probs, y)
