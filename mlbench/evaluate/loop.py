@@ -10,6 +10,7 @@ import torch
 
 from mlbench.backends import Runner
 from mlbench.evaluate.metrics import check_probs, classification_metrics
+from mlbench.process import release_memory
 
 Perturbation = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Calibrator = Callable[[torch.Tensor], torch.Tensor]  # logits -> probabilities
@@ -39,6 +40,8 @@ def predict_all(runner: Runner, x: torch.Tensor, batch_size: int,
         if perturbation is not None:
             xb = perturbation(xb, y[i:i + batch_size])
         outs.append(runner.predict(xb))
+    if len(outs) > 1:  # the batches' freed buffers back to the system (~1 ms), so that the next
+        release_memory()  # pass's peak does not stack on them (figures unchanged)
     return torch.cat(outs).cpu() if outs else torch.empty(0)
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from mlbench.env import TORCH_DEFAULT_THREADS, torch_threads
 from mlbench.errors import MlbenchError
+from mlbench.process import release_memory
 from mlbench.progress import progress
 
 ON_DEVICE_FRACTION = 0.25  # keep data on a GPU when it needs under this share of free memory
@@ -152,6 +153,7 @@ def _fit(model, x_train, y_train, x_val, y_val, *, epochs, batch_size, optimizer
             train_time += time.perf_counter() - t_epoch
             if sched is not None:
                 sched.step()
+            release_memory()  # the training steps' freed activations, before the validation pass
             val_loss, val_acc = _val_loss(model, x_val, y_val, max(batch_size, 256), device,
                                           amp_dtype, channels_last)
             result.history.append({"epoch": epoch, "train_loss": train_loss,
