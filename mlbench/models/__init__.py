@@ -178,8 +178,9 @@ def penultimate(model: torch.nn.Module, x: torch.Tensor, batch_size: int | None 
     (logits) instead: :func:`embedding_space` says which. ``batch_size`` None: batches sized by
     ``EMBEDDING_BATCH_BYTES``."""
     model = model.to(device).eval()
-    if batch_size is None:
-        batch_size = batch_within(model, x[:1].to(device, dtype), EMBEDDING_BATCH_BYTES, EMBEDDING_BATCH) if len(x) else 1
+    if batch_size is None:  # an empty x runs no batch
+        batch_size = batch_within(model, x[:1].to(device, dtype), EMBEDDING_BATCH_BYTES,
+                                  EMBEDDING_BATCH) if len(x) else 1
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     got: list[torch.Tensor] = []
     if linears:

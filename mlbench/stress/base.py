@@ -54,8 +54,8 @@ class StressVariant:
 class StressEnv:
     """What a stressor may use of the run: the test split, the variants (baseline first),
     how to score a runner on inputs (``score`` returns the row and the probabilities; a
-    ``perturbation(xb, yb)`` is applied per evaluation batch), how to build a runner for a perturbed artifact, and a
-    scratch folder."""
+    ``perturbation(xb, yb)`` is applied per evaluation batch), how to build a runner for a
+    perturbed artifact, and a scratch folder."""
 
     x: torch.Tensor
     y: torch.Tensor
