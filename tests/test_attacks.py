@@ -219,3 +219,5 @@ def test_white_box_examples_scored_as_they_are_crafted_equal_the_whole_crafted_s
     assert torch.equal(after, torch.rand(4))  # the caller's generator untouched
     assert torch.equal(streamed, predict_all(runner, whole, 8))
     assert torch.equal(attack.craft(net, x, y, 0.1), whole)  # seeded: the same examples again
+    with pytest.raises(MlbenchError, match="ended before the test split"):
+        predict_all(runner, x, 8, Refill(iter([whole[:5]])), y)  # a stream shorter than the split

@@ -242,7 +242,9 @@ class Refill:
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         parts, have = ([self.rest] if self.rest is not None else []), 0 if self.rest is None else len(self.rest)
         while have < len(xb):
-            b = next(self.batches)
+            b = next(self.batches, None)
+            if b is None:
+                raise MlbenchError("a stressor's batches() ended before the test split did")
             parts.append(b)
             have += len(b)
         joined = parts[0] if len(parts) == 1 else torch.cat(parts)
