@@ -225,8 +225,7 @@ class InputStressor(Stressor):
             for v in own:  # crafted batch by batch as the scoring asks for them
                 dev, art = v.runner.input_device, v.artifact
                 made = Refill(self.batches(x.to(dev), y.to(dev), c, art.model, art.dtype))
-                row, _ = env.score(v.runner, x, base_probs, made)
-                release_memory()
+                row, _ = env.score(v.runner, x, base_probs, made)  # the scorer hands freed memory back
                 row["mode"] = "white-box"
                 yield StressRow(self.name, v.name, label, row)
 
